@@ -1,0 +1,87 @@
+"""`ladder <command> [key=value ...]`: each command composes the Hydra config tree in conf/ with your overrides.
+
+Bad input of any kind prints one line, `error: ...`, naming the field and the fix, and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+from pathlib import Path
+
+from ladder.errors import LadderError
+
+CONF_DIR = Path(os.environ.get("LADDER_CONF", Path(__file__).resolve().parent.parent / "conf"))
+
+# command -> (module:function, one-line help). Modules load lazily so `ladder plan` never imports torch.
+COMMANDS = {
+    "plan": ("ladder.commands:plan", "resolve a ladder into rungs and print what it will cost"),
+    "fit": ("ladder.commands:fit", "fit a scaling law to a CSV or a runs directory and forecast targets"),
+    "collect": ("ladder.commands:collect", "gather run directories (or a CSV, or W&B) into one tidy CSV"),
+    "reproduce": ("ladder.commands:reproduce", "refit a published dataset (chinchilla) beside the published fits"),
+}
+
+USAGE = "usage: ladder <command> [key=value ...] [--cfg]\n\ncommands:\n" + "\n".join(
+    f"  {name:<10} {text}" for name, (_, text) in COMMANDS.items()) + (
+    "\n\nOverrides are Hydra's: ladder=olmo target.params=13e9 hardware.gpu=a100 format=json. "
+    "--cfg prints the composed config.")
+
+
+def compose_config(overrides: list[str]):
+    """The composed config; a missing or misspelt key or group option becomes a one-line LadderError."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    for override in overrides:
+        _check_group_choice(override)
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return compose(config_name="config", overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as error:
+        message = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+        raise LadderError(message) from None
+
+
+def _check_group_choice(override: str) -> None:
+    key, sep, value = override.lstrip("+~").partition("=")
+    group = CONF_DIR / key
+    if not sep or "." in key or not group.is_dir():
+        return
+    options = sorted(p.stem for p in group.glob("*.yaml"))
+    if value not in options:
+        raise LadderError(f"{key}={value}: no such {key}; use one of {', '.join(options)} (files in {group})")
+
+
+def run(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    command, overrides = argv[0], [a for a in argv[1:] if a != "--cfg"]
+    if command not in COMMANDS:
+        raise LadderError(f"unknown command {command!r}; use one of {', '.join(COMMANDS)}")
+    cfg = compose_config(overrides)
+    if "--cfg" in argv:
+        from omegaconf import OmegaConf
+        print(OmegaConf.to_yaml(cfg, resolve=True))
+        return 0
+    module, function = COMMANDS[command][0].split(":")
+    return getattr(importlib.import_module(module), function)(cfg) or 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        return run(sys.argv[1:] if argv is None else argv)
+    except LadderError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def print_json(data) -> None:
+    print(json.dumps(data, indent=2, default=float))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

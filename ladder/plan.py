@@ -1,0 +1,236 @@
+"""Ladder config -> fully resolved rungs (shape, counts, hyperparameters, budgets, cost) and the target run.
+
+A rung is one training run. With a branching schedule (WSD-S) a rung is one size and yields every budget; with any
+other schedule a rung is one (size, budget) pair, as in the OLMo ladder.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from omegaconf import DictConfig, OmegaConf
+
+from ladder.errors import LadderError, require
+from ladder.hardware import peak_flops
+from ladder.model import FLOPS_CONVENTIONS, ModelSpec, ParamCounts, count_params, flops_per_token, preset_shape
+from ladder.model import shape_for_params
+from ladder.recipe import Recipe, budget_label, parse_budget, resolve_recipe, to_number
+
+# GPU-hours are estimated from the FLOPs actually executed (attention and output layer included).
+EXECUTED_FLOPS_CONVENTION = "porian"
+
+
+@dataclass
+class Rung:
+    name: str
+    size: str
+    seed: int
+    spec: ModelSpec
+    counts: ParamCounts
+    recipe: Recipe
+    budgets: dict[str, int]  # label -> tokens, ascending; the run trains to the last
+    flops_per_token: int  # in the plan's convention
+
+    @property
+    def tokens(self) -> int:
+        return max(self.budgets.values())
+
+    @property
+    def steps(self) -> int:
+        return math.ceil(self.tokens / self.recipe.batch_tokens)
+
+    @property
+    def flops(self) -> float:
+        return float(self.flops_per_token) * self.tokens
+
+
+@dataclass
+class Target:
+    name: str
+    spec: ModelSpec
+    counts: ParamCounts
+    tokens: int
+    flops_per_token: int
+    shape_from: str
+
+    @property
+    def flops(self) -> float:
+        return float(self.flops_per_token) * self.tokens
+
+
+@dataclass
+class Plan:
+    ladder: str
+    flops_convention: str
+    rungs: list[Rung]
+    target: Target
+    gpu: str
+    mfu: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ladder_flops(self) -> float:
+        return sum(rung.flops for rung in self.rungs)
+
+    def gpu_hours(self, spec: ModelSpec, tokens: int) -> float:
+        executed = float(flops_per_token(spec, EXECUTED_FLOPS_CONVENTION)) * tokens
+        return executed / (peak_flops(self.gpu) * self.mfu) / 3600
+
+    def rung(self, name: str) -> Rung:
+        for rung in self.rungs:
+            if rung.name == name:
+                return rung
+        raise LadderError(f"rung={name!r}: not in ladder {self.ladder!r}; use one of "
+                          f"{', '.join(r.name for r in self.rungs)}")
+
+
+def make_plan(cfg: DictConfig) -> Plan:
+    """Validate everything first, then resolve; raises LadderError with a one-line message."""
+    convention = cfg.get("flops_convention")
+    require(convention in FLOPS_CONVENTIONS,
+            f"flops_convention={convention!r}: unknown; use one of {', '.join(FLOPS_CONVENTIONS)}")
+    gpu = str(cfg.hardware.gpu)
+    peak_flops(gpu)
+    mfu = to_number(cfg.hardware.mfu, "hardware.mfu")
+    require(0 < mfu <= 1, f"hardware.mfu={mfu}: must be in (0, 1], e.g. 0.4")
+
+    lad = cfg.ladder
+    recipe_cfg = _plain(cfg.recipe)
+    tokens_per_param = to_number(recipe_cfg["tokens_per_param"], "recipe.tokens_per_param")
+    require(tokens_per_param > 0, f"recipe.tokens_per_param={tokens_per_param}: must be positive")
+    params_for = recipe_cfg["params_for"]
+    sizes = _plain(lad.sizes) or {}
+    require(len(sizes) > 0, "ladder.sizes: empty; give at least one size (see conf/ladder/tiny.yaml)")
+    budgets = list(lad.budgets or [])
+    require(len(budgets) > 0, "ladder.budgets: empty; give at least one budget, e.g. [1xC, 2xC]")
+    seeds = list(lad.get("seeds") or [0])
+    for i, seed in enumerate(seeds):
+        require(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0,
+                f"ladder.seeds[{i}]={seed!r}: must be a non-negative integer")
+
+    rungs = []
+    for size, entry in sizes.items():
+        where = f"ladder.sizes.{size}"
+        spec = resolve_spec(entry, lad, where)
+        counts = count_params(spec)
+        n = counts.by_convention(params_for)
+        require(n > 0, f"{where}: has no parameters in the '{params_for}' convention; set recipe.params_for=total")
+        recipe = resolve_recipe(recipe_cfg, n, spec.seq_len)
+        fpt = flops_per_token(spec, convention)
+        resolved = {}
+        for i, value in enumerate(budgets):
+            tokens = parse_budget(value, n, fpt, tokens_per_param, f"ladder.budgets[{i}]")
+            resolved[budget_label(value)] = recipe.batch_tokens * max(1, math.ceil(tokens / recipe.batch_tokens))
+        resolved = dict(sorted(resolved.items(), key=lambda kv: kv[1]))
+        groups = [resolved] if recipe.branches_budgets else [{label: tokens} for label, tokens in resolved.items()]
+        for group in groups:
+            for seed in seeds:
+                name = size if recipe.branches_budgets else f"{size}-{next(iter(group))}"
+                if len(seeds) > 1:
+                    name += f"-s{seed}"
+                rungs.append(Rung(name=name, size=size, seed=seed, spec=spec, counts=counts, recipe=recipe,
+                                  budgets=group, flops_per_token=fpt))
+    names = [r.name for r in rungs]
+    duplicate = next((name for name in names if names.count(name) > 1), None)
+    require(duplicate is None, f"ladder: two rungs are named {duplicate!r}; give sizes or budgets distinct names")
+
+    target = resolve_target(cfg.target, lad, convention, params_for, tokens_per_param)
+    return Plan(ladder=str(lad.name), flops_convention=convention, rungs=rungs, target=target, gpu=gpu, mfu=mfu)
+
+
+def _plain(node):
+    """A plain dict/list from an OmegaConf node (or the value itself)."""
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+
+
+def resolve_spec(entry, lad, where: str) -> ModelSpec:
+    """A size entry is {preset: NAME}, {params: N} (the shape rule) or an explicit shape; extra keys override."""
+    require(isinstance(entry, dict), f"{where}: must be a mapping such as {{preset: tiny-14k}} or {{params: 1e5}}")
+    entry = dict(entry)
+    shape = {"vocab_size": lad.vocab_size, "seq_len": lad.seq_len, "tie_embeddings": lad.tie_embeddings}
+    preset, params = entry.pop("preset", None), entry.pop("params", None)
+    require(not (preset and params), f"{where}: give preset or params, not both")
+    if preset:
+        shape.update(preset_shape(str(preset), f"{where}.preset"))
+    elif params is not None:
+        rule = _plain(lad.get("shape_rule")) or {}
+        n = to_number(params, f"{where}.params")
+        require(n > 0, f"{where}.params={params}: must be positive")
+        ruled = shape_for_params(n, int(lad.vocab_size), int(lad.seq_len), bool(lad.tie_embeddings),
+                                 aspect_ratio=to_number(rule.get("aspect_ratio", 128), "ladder.shape_rule.aspect_ratio"),
+                                 head_dim=int(to_number(rule.get("head_dim", 64), "ladder.shape_rule.head_dim")),
+                                 where=f"{where}.params")
+        shape.update(d_model=ruled.d_model, n_layers=ruled.n_layers, n_heads=ruled.n_heads, head_dim=ruled.head_dim)
+    shape.update(entry)
+    return ModelSpec.from_dict(shape, where)
+
+
+def resolve_target(tcfg, lad, convention: str, params_for: str, tokens_per_param: float) -> Target:
+    tcfg = _plain(tcfg)
+    entry = {}
+    if tcfg.get("params") is not None:
+        entry["params"] = tcfg["params"]
+        shape_from = f"shape rule for {to_number(tcfg['params'], 'target.params'):.3g} params"
+    elif tcfg.get("preset"):
+        entry["preset"] = tcfg["preset"]
+        shape_from = f"preset {tcfg['preset']}"
+    else:
+        raise LadderError("target: give target.params (e.g. target.params=7e9) or target.preset")
+    spec = resolve_spec(entry, lad, "target")
+    counts = count_params(spec)
+    fpt = flops_per_token(spec, convention)
+    if tcfg.get("tokens") is not None:
+        tokens = parse_budget(tcfg["tokens"], counts.by_convention(params_for), fpt, tokens_per_param, "target.tokens")
+    elif tcfg.get("flops") is not None:
+        tokens = parse_budget(f"{to_number(tcfg['flops'], 'target.flops')}F", 1, fpt, 1, "target.flops")
+    else:
+        raise LadderError("target: give target.tokens (e.g. target.tokens=4e12) or target.flops")
+    return Target(name=str(tcfg.get("name") or "target"), spec=spec, counts=counts, tokens=tokens,
+                  flops_per_token=fpt, shape_from=shape_from)
+
+
+def plan_to_dict(plan: Plan) -> dict:
+    rungs = []
+    for rung in plan.rungs:
+        rungs.append({
+            "name": rung.name, "size": rung.size, "seed": rung.seed, "shape": rung.spec.to_dict(),
+            **rung.counts.to_dict(), "tokens": rung.tokens, "budgets": rung.budgets, "flops": rung.flops,
+            "flops_per_token": rung.flops_per_token, "lr": rung.recipe.lr, "batch_tokens": rung.recipe.batch_tokens,
+            "steps": rung.steps, "recipe": rung.recipe.to_dict(),
+            "gpu_hours": plan.gpu_hours(rung.spec, rung.tokens)})
+    target = plan.target
+    return {
+        "ladder": plan.ladder, "flops_convention": plan.flops_convention,
+        "hardware": {"gpu": plan.gpu, "mfu": plan.mfu, "gpu_hours_from": EXECUTED_FLOPS_CONVENTION},
+        "rungs": rungs,
+        "target": {"name": target.name, "shape": target.spec.to_dict(), "shape_from": target.shape_from,
+                   **target.counts.to_dict(), "tokens": target.tokens, "flops": target.flops,
+                   "gpu_hours": plan.gpu_hours(target.spec, target.tokens)},
+        "ladder_flops": plan.ladder_flops,
+        "ladder_gpu_hours": sum(r["gpu_hours"] for r in rungs),
+        "cost_fraction": plan.ladder_flops / target.flops,
+    }
+
+
+def format_plan(plan: Plan) -> str:
+    from ladder.report import format_table, human
+
+    data = plan_to_dict(plan)
+    header = ["rung", "shape", "budgets", "params", "non-emb", "tokens", "FLOPs", "batch tok", "LR", "steps", "GPU-h"]
+    rows = [[r["name"], _shape(r["shape"]), ",".join(r["budgets"]), human(r["params"]), human(r["non_embedding_params"]),
+             human(r["tokens"]), f"{r['flops']:.2e}", human(r["batch_tokens"]), f"{r['lr']:.2e}", str(r["steps"]),
+             f"{r['gpu_hours']:.3g}"] for r in data["rungs"]]
+    rows.append(["total", "", "", "", "", human(sum(r["tokens"] for r in data["rungs"])), f"{data['ladder_flops']:.2e}",
+                 "", "", str(sum(r["steps"] for r in data["rungs"])), f"{data['ladder_gpu_hours']:.3g}"])
+    t = data["target"]
+    lines = [f"ladder {data['ladder']}: {len(rows) - 1} rungs; FLOPs as {data['flops_convention']}; GPU-hours on "
+             f"{plan.gpu} at {plan.mfu:.0%} MFU (executed FLOPs incl. attention)", "", format_table(header, rows), "",
+             f"target {t['name']}: {_shape(t['shape'])} ({t['shape_from']}), {human(t['params'])} params, "
+             f"{human(t['tokens'])} tokens, {t['flops']:.2e} FLOPs, {t['gpu_hours']:.3g} GPU-h",
+             f"ladder cost: {data['cost_fraction']:.2%} of the target's FLOPs"]
+    return "\n".join(lines)
+
+
+def _shape(shape: dict) -> str:
+    return f"d{shape['d_model']} L{shape['n_layers']} H{shape['n_heads']}"
