@@ -1,0 +1,123 @@
+"""L = E + sum_k A_k / X_k^alpha_k, fitted in Besiroglu et al.'s log-sum-exp form: log L = LSE(a_k - alpha_k log X_k, e).
+
+The parameter vector is [a_1..a_K, alpha_1..alpha_J, e], where terms may share an exponent (J <= K: the
+tie_exponents option). The objective and its gradient are evaluated for a whole batch of parameter vectors at
+once, so `lbfgs_batch` can step thousands of starts or bootstrap resamples together.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+OBJECTIVES = ("huber_log", "mse")
+_POOL = ThreadPoolExecutor(max_workers=max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                              else (os.cpu_count() or 1)))
+
+
+def in_threads(fun_rows, min_rows: int = 256):
+    """Evaluate a row-independent batch objective on chunks of rows in parallel (numpy releases the GIL)."""
+    workers = _POOL._max_workers
+
+    def fun(theta, weights):
+        if workers == 1 or len(theta) < min_rows:
+            return fun_rows(theta, weights)
+        bounds = np.linspace(0, len(theta), workers + 1).astype(int)
+        parts = list(_POOL.map(lambda ab: fun_rows(theta[ab[0]:ab[1]], None if weights is None
+                                                   else weights[ab[0]:ab[1]]), zip(bounds[:-1], bounds[1:])))
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    return fun
+
+
+def huber(r: np.ndarray, delta: float) -> np.ndarray:
+    """scipy.special.huber(delta, r): r^2/2 inside delta, delta * (|r| - delta/2) outside."""
+    a = np.abs(r)
+    return np.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
+
+
+@dataclass(frozen=True)
+class PowerLawForm:
+    coef_names: tuple[str, ...]  # one per term: "a", "b"  (A = exp(a))
+    exponent_names: tuple[str, ...]  # "alpha", "beta"
+    exponent_of_term: tuple[int, ...]  # term k uses exponent exponent_of_term[k]
+    irreducible: bool = True  # the constant E = exp(e)
+
+    @property
+    def names(self) -> list[str]:
+        return [*self.coef_names, *self.exponent_names, *(["e"] if self.irreducible else [])]
+
+    @property
+    def n_params(self) -> int:
+        return len(self.names)
+
+    def split(self, theta: np.ndarray):
+        k, j = len(self.coef_names), len(self.exponent_names)
+        return theta[:, :k], theta[:, k:k + j], (theta[:, k + j] if self.irreducible else None)
+
+    def log_terms(self, theta: np.ndarray, log_x: np.ndarray) -> list[np.ndarray]:
+        """[(S, n)] log-terms a_k - alpha_k log X_k, then e (S, 1) when irreducible; log_x is (n, K)."""
+        coefs, exponents, e = self.split(theta)
+        terms = [coefs[:, k, None] - exponents[:, self.exponent_of_term[k], None] * log_x[None, :, k]
+                 for k in range(len(self.coef_names))]
+        if self.irreducible:
+            terms.append(e[:, None])
+        return terms
+
+    def _softmax(self, theta, log_x):
+        """(lse (S, n), [d lse / d term_k]) without materialising a stacked copy."""
+        terms = self.log_terms(theta, log_x)
+        top = terms[0]
+        for term in terms[1:]:
+            top = np.maximum(top, term)
+        probs = [np.exp(term - top) for term in terms]
+        total = probs[0].copy()
+        for p in probs[1:]:
+            total += p
+        for p in probs:
+            p /= total
+        return top + np.log(total), probs
+
+    def log_predict(self, theta: np.ndarray, log_x: np.ndarray) -> np.ndarray:
+        return self._softmax(np.atleast_2d(theta), log_x)[0]
+
+    def objective(self, log_x: np.ndarray, y: np.ndarray, kind: str = "huber_log", delta: float = 1e-3):
+        """fun(theta (S, P), weights (S, n) | None) -> (f, grad) for `lbfgs_batch`. y is the observed L."""
+        log_y = np.log(y)
+        k_terms = len(self.coef_names)
+
+        def fun_rows(theta, weights):
+            lse, probs = self._softmax(theta, log_x)
+            if kind == "huber_log":
+                r = lse - log_y
+                loss, dlse = huber(r, delta), np.clip(r, -delta, delta)
+            else:
+                pred = np.exp(lse)
+                r = pred - y
+                loss, dlse = r * r, 2 * r * pred
+            if weights is not None:
+                loss *= weights
+                dlse *= weights
+            grad = np.zeros_like(theta)
+            for k in range(k_terms):
+                d_term = probs[k]
+                d_term *= dlse
+                grad[:, k] = d_term.sum(axis=1)
+                grad[:, k_terms + self.exponent_of_term[k]] -= d_term @ log_x[:, k]
+            if self.irreducible:
+                grad[:, -1] = (dlse * probs[-1]).sum(axis=1)
+            return loss.sum(axis=1), grad
+
+        return in_threads(fun_rows)
+
+    def readable(self, theta: np.ndarray) -> dict[str, float]:
+        """{A, B, ..., alpha, beta, ..., E}: coefficients exponentiated."""
+        coefs, exponents, e = self.split(np.atleast_2d(theta))
+        out = {name.upper(): float(np.exp(coefs[0, k])) for k, name in enumerate(self.coef_names)}
+        out.update({name: float(exponents[0, j]) for j, name in enumerate(self.exponent_names)})
+        if self.irreducible:
+            out["E"] = float(np.exp(e[0]))
+        return out
