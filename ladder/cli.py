@@ -62,13 +62,15 @@ def run(argv: list[str]) -> int:
     command, overrides = argv[0], [a for a in argv[1:] if a != "--cfg"]
     if command not in COMMANDS:
         raise LadderError(f"unknown command {command!r}; use one of {', '.join(COMMANDS)}")
+    if command == "reproduce" and overrides and "=" not in overrides[0]:
+        overrides[0] = f"dataset={overrides[0]}"  # `ladder reproduce chinchilla`
     cfg = compose_config(overrides)
     if "--cfg" in argv:
         from omegaconf import OmegaConf
         print(OmegaConf.to_yaml(cfg, resolve=True))
         return 0
     module, function = COMMANDS[command][0].split(":")
-    return getattr(importlib.import_module(module), function)(cfg) or 0
+    return getattr(importlib.import_module(module), function)(cfg, overrides) or 0
 
 
 def main(argv: list[str] | None = None) -> int:

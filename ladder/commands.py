@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
 from ladder.cli import print_json
 from ladder.errors import require
+from ladder.report import format_table, human
 
 
 def _format(cfg) -> str:
@@ -12,7 +17,11 @@ def _format(cfg) -> str:
     return fmt
 
 
-def plan(cfg) -> int:
+def _plain(node):
+    return OmegaConf.to_container(node, resolve=True)
+
+
+def plan(cfg, overrides) -> int:
     from ladder.plan import format_plan, make_plan, plan_to_dict
 
     fmt = _format(cfg)
@@ -21,4 +30,126 @@ def plan(cfg) -> int:
         print_json(plan_to_dict(resolved))
     else:
         print(format_plan(resolved))
+    return 0
+
+
+def fit(cfg, overrides) -> int:
+    import numpy as np
+
+    from ladder.fit.forecast import load_table, resolve_targets, run_fit
+    from ladder.fit.laws import LAWS
+
+    fmt = _format(cfg)
+    law_options = _plain(cfg.law)
+    require(law_options.get("name") in LAWS, f"law={law_options.get('name')}: use one of {', '.join(LAWS)}")
+    columns = _plain(cfg.columns)
+    path = Path(cfg.runs) if cfg.runs else Path(cfg.runs_dir) / cfg.ladder.name
+    table = load_table(path, columns, LAWS[law_options["name"]].required_columns)
+    explicit = {o.lstrip("+").split("=")[0] for o in overrides if o.lstrip("+").startswith("target.")}
+    target = _plain(cfg.target)
+    if not explicit and not cfg.runs:
+        target = _ladder_target(cfg, columns["params"])  # fitting the ladder's own runs: forecast its target
+        explicit = {"target.params", "target.tokens"}
+    flops_per_nd = float(np.median(table["flops"] / (table["params"] * table["tokens"])))
+    targets = resolve_targets(target, explicit, cfg.targets, flops_per_nd)
+    out = Path(cfg.out) if cfg.out else Path("fits") / law_options["name"]
+    result = run_fit(table, law_options, targets, int(cfg.bootstrap.n), int(cfg.bootstrap.seed),
+                     float(cfg.ci_level), cfg.backtest, out, bool(cfg.plots), source=str(path))
+    if fmt == "json":
+        print_json(result)
+    else:
+        print(format_fit(result))
+        print(f"\nwrote {out / 'fit.json'}, {out / 'predictions.csv'} and {len(result.get('plots', []))} plots")
+    return 0
+
+
+def _ladder_target(cfg, params_column: str) -> dict:
+    from ladder.plan import resolve_target
+
+    recipe = cfg.recipe
+    resolved = resolve_target(cfg.target, cfg.ladder, cfg.flops_convention, recipe.params_for,
+                              float(recipe.tokens_per_param))
+    counts = resolved.counts.to_dict()
+    return {"name": resolved.name, "params": counts.get(params_column, resolved.counts.total),
+            "tokens": resolved.tokens, "flops": None}
+
+
+def format_fit(result: dict) -> str:
+    ci = result.get("ci", {})
+    rows = [[name, f"{value:.6g}", "" if name not in ci else f"[{ci[name][0]:.4g}, {ci[name][1]:.4g}]"]
+            for name, value in result["params"].items()]
+    objective = result["objective"]
+    lines = [f"law {result['law']} on {result['n_points']} points from {result['source']} "
+             f"(FLOPs: {result['flops_convention']}; {result['ci_level']:.0%} bootstrap intervals, "
+             f"n={result['bootstrap']['n']})"]
+    if "value" in objective:
+        lines.append(f"objective {objective['kind']}: {objective['value']:.8g} "
+                     f"({objective.get('n_converged', '?')}/{objective.get('n_starts', '?')} starts converged)")
+    lines += ["", format_table(["param", "value", "interval"], rows)]
+    if result["predictions"]:
+        header = ["target", "params", "tokens", "FLOPs", "metric", "forecast", "interval"]
+        body = [[p["name"], human(p["params"]), human(p["tokens"]), f"{p['flops']:.3g}", p["metric"],
+                 f"{p['value']:.4g}", f"[{p['lo']:.4g}, {p['hi']:.4g}]"] for p in result["predictions"]]
+        lines += ["", format_table(header, body)]
+    optimal = result.get("compute_optimal")
+    if optimal:
+        lines.append(f"\ncompute-optimal: N_opt ~ C^{optimal['a']:.3f}, D_opt ~ C^{optimal['b']:.3f}")
+    bt = result.get("backtest")
+    if bt:
+        header = ["held out", "params", "tokens", "actual", "forecast", "interval", "error", "covered"]
+        body = [[str(r.get("rung", "")), human(r["params"]), human(r["tokens"]), f"{r['actual']:.4g}",
+                 f"{r['predicted']:.4g}", f"[{r['lo']:.4g}, {r['hi']:.4g}]", f"{r['rel_error']:+.2%}",
+                 "yes" if r["covered"] else "no"] for r in bt["rows"]]
+        lines += ["", f"backtest ({bt['rule']}): mean |error| {bt['mean_abs_rel_error']:.2%}, coverage "
+                      f"{bt['coverage']:.0%}", format_table(header, body)]
+    lines += [f"warning: {w}" for w in result["warnings"]]
+    return "\n".join(lines)
+
+
+def collect(cfg, overrides) -> int:
+    from ladder.fit.collect import collect_runs, collect_wandb
+    from ladder.fit.table import Table, standard_table
+
+    if cfg.from_wandb:
+        table, source = collect_wandb(str(cfg.from_wandb)), f"wandb {cfg.from_wandb}"
+    elif cfg.runs and not Path(cfg.runs).is_dir():
+        table, source = standard_table(Table.read_csv(cfg.runs), _plain(cfg.columns), str(cfg.runs)), str(cfg.runs)
+    else:
+        path = Path(cfg.runs) if cfg.runs else Path(cfg.runs_dir) / cfg.ladder.name
+        table, source = collect_runs(path), str(path)
+    if cfg.out:
+        table.write_csv(cfg.out)
+        print(f"collected {len(table)} rows from {source} into {cfg.out}")
+    else:
+        print(table.to_csv(), end="")
+    return 0
+
+
+def reproduce(cfg, overrides) -> int:
+    from ladder.fit.forecast import run_fit
+    from ladder.fit.reproduce import EPOCH_CI, PUBLISHED, chinchilla_csv, load_chinchilla
+    from ladder.fit.table import Table
+
+    require(cfg.dataset == "chinchilla", f"dataset={cfg.dataset}: the published dataset here is chinchilla")
+    table = load_chinchilla(chinchilla_csv(cfg.path))
+    law_options = {**_plain(cfg.law), "name": "chinchilla"} if cfg.law.name == "chinchilla" else {"name": "chinchilla"}
+    out = Path(cfg.out) if cfg.out else None
+    empty = Table({"name": [], "params": [], "tokens": [], "flops": []})
+    result = run_fit(table, law_options, empty, int(cfg.bootstrap.n), int(cfg.bootstrap.seed), float(cfg.ci_level),
+                     out=out, plots=bool(cfg.plots), source="Chinchilla (Epoch AI extraction)")
+    if _format(cfg) == "json":
+        print_json({"ours": result, "published": PUBLISHED, "epoch_ci": EPOCH_CI})
+        return 0
+    names = ["E", "A", "B", "alpha", "beta"]
+    header = ["", *names, "objective"]
+    rows = [["ours", *[f"{result['params'][n]:.5g}" for n in names], f"{result['objective']['value']:.8f}"]]
+    if result["ci"]:
+        rows.append([f"ours {result['ci_level']:.0%} CI",
+                     *[f"{result['ci'][n][0]:.4g}-{result['ci'][n][1]:.4g}" for n in names], ""])
+    rows += [[name, *[f"{values[n]:.5g}" for n in names], ""] for name, values in PUBLISHED.items()]
+    rows.append(["Epoch 95% CI", *[f"{EPOCH_CI[n][0]:.4g}-{EPOCH_CI[n][1]:.4g}" for n in names], ""])
+    print(f"Chinchilla refit on {result['n_points']} points (5 highest losses dropped), Huber delta "
+          f"{result['objective']['delta']}, {result['objective']['n_starts']} starts, "
+          f"{result['bootstrap']['n']} bootstrap resamples\n")
+    print(format_table(header, rows))
     return 0

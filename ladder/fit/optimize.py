@@ -40,18 +40,23 @@ def lbfgs_batch(fun: BatchObjective, x0: np.ndarray, weights: np.ndarray | None 
     lowers f by less than ftol * max(|f|, f_floor). scipy's f_floor is 1, which makes the rule absolute for
     objectives far below 1 (the summed Huber is ~1e-3): pass f_floor=0 for a rule relative to f itself."""
     x = np.array(x0, dtype=float)
-    S, P = x.shape
+    P = x.shape[1]
     lower = np.full(P, -np.inf) if bounds is None else bounds[:, 0]
     upper = np.full(P, np.inf) if bounds is None else bounds[:, 1]
     x = _project(x, lower, upper)
     f, g = fun(x, weights)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # non-finite trials fail the line search
+        return _lbfgs_loop(fun, x, f, g, weights, lower, upper, memory, max_iter, ftol, gtol, f_floor)
+
+
+def _lbfgs_loop(fun, x, f, g, weights, lower, upper, memory, max_iter, ftol, gtol, f_floor) -> BatchResult:
+    S, P = x.shape
     s_hist, y_hist = np.zeros((S, memory, P)), np.zeros((S, memory, P))
     rho = np.zeros((S, memory))  # 0 marks an empty or skipped slot: it then drops out of the recursion
     newest = np.full(S, -1)
     active = np.ones(S, dtype=bool)
     converged = np.zeros(S, dtype=bool)
     iterations = np.zeros(S, dtype=int)
-
     for it in range(max_iter):
         idx = np.flatnonzero(active)
         if idx.size == 0:

@@ -90,6 +90,10 @@ class PowerLawForm:
         k_terms = len(self.coef_names)
 
         def fun_rows(theta, weights):
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # far-off starts give inf: rejected
+                return _fun_rows(theta, weights)
+
+        def _fun_rows(theta, weights):
             lse, probs = self._softmax(theta, log_x)
             if kind == "huber_log":
                 r = lse - log_y

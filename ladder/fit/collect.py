@@ -1,0 +1,68 @@
+"""Collect: one tidy table (a row per rung and budget) from run directories, a W&B project, or a CSV.
+
+A run directory's `summary.json` is the contract (written by `ladder train`):
+  {"status", "ladder", "rung", "seed", "params", "non_embedding_params", "olmo_params", "flops_convention",
+   "budgets": {label: {"tokens", "flops", "loss", "eval": {name: value}}}, "wandb_id"}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ladder.errors import require
+from ladder.fit.table import Table
+from ladder.io import read_json
+
+COUNT_COLUMNS = ("params", "non_embedding_params", "olmo_params")
+
+
+def rows_from_summary(summary: dict, source: str) -> list[dict]:
+    """One row per budget that has a loss; a running rung contributes the budgets it has finished."""
+    for key in ("ladder", "rung", "params", "budgets"):
+        require(key in summary, f"{source}: summary has no {key!r}; is it a ladder run directory?")
+    rows = []
+    for label, result in summary["budgets"].items():
+        if result.get("loss") is None:
+            continue
+        row = {"ladder": summary["ladder"], "rung": summary["rung"], "size": summary.get("size", summary["rung"]),
+               "seed": summary.get("seed", 0), "budget": label,
+               **{c: summary.get(c, np.nan) for c in COUNT_COLUMNS},
+               "tokens": result["tokens"], "flops": result["flops"],
+               "flops_convention": summary.get("flops_convention", ""), "loss": result["loss"],
+               "status": summary.get("status", "")}
+        row.update({f"eval/{name}": value for name, value in (result.get("eval") or {}).items()})
+        rows.append(row)
+    return rows
+
+
+def table_from_rows(rows: list[dict]) -> Table:
+    names = list(dict.fromkeys(name for row in rows for name in row))
+    return Table({name: [row.get(name, np.nan) for row in rows] for name in names})
+
+
+def collect_runs(directory: str | Path) -> Table:
+    """Every summary.json below `directory` (a runs dir, a ladder's dir or one rung's dir)."""
+    directory = Path(directory)
+    require(directory.is_dir(), f"runs={directory}: not a directory")
+    summaries = sorted(directory.glob("**/summary.json"))
+    require(summaries, f"runs={directory}: no summary.json below it; train some rungs first (ladder train)")
+    rows = [row for path in summaries for row in rows_from_summary(read_json(path), str(path))]
+    require(rows, f"runs={directory}: no rung has finished a budget yet (see ladder status)")
+    return table_from_rows(rows)
+
+
+def collect_wandb(project: str, api=None) -> Table:
+    """Rows from a W&B project's runs (public API; needs the network). Each run's summary holds the same
+    `budgets` mapping as summary.json under the key `ladder/summary`."""
+    if api is None:
+        import wandb
+        api = wandb.Api(timeout=30)
+    rows = []
+    for run in api.runs(project):
+        summary = run.summary.get("ladder/summary")
+        if summary:
+            rows.extend(rows_from_summary(dict(summary), f"wandb run {run.id}"))
+    require(rows, f"from_wandb={project}: no run in it carries a ladder summary")
+    return table_from_rows(rows)

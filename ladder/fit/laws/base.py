@@ -1,0 +1,206 @@
+"""The shape every law has: fit(table) -> parameters, predict(points) -> values with intervals, bootstrap(table).
+
+A law is a small class. `PowerLawLaw` carries everything shared by the laws of the form L = E + sum A/X^alpha
+(grid of starts, batched L-BFGS, scipy polish, warm-started batched bootstrap, warnings); chinchilla and kaplan
+only say which variables and starts they use.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+from ladder.errors import require
+from ladder.fit.optimize import lbfgs_batch, polish
+from ladder.fit.powerlaw import OBJECTIVES, PowerLawForm
+from ladder.fit.table import Table
+
+
+@dataclass
+class Prediction:
+    metric: str  # what the values are: loss, task_loss, accuracy, params_opt, ...
+    value: np.ndarray
+    lo: np.ndarray  # NaN where no bootstrap was run
+    hi: np.ndarray
+
+
+def percentile_interval(samples: np.ndarray, level: float, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    tail = 100 * (1 - level) / 2
+    lo, hi = np.nanpercentile(samples, [tail, 100 - tail], axis=axis)
+    return lo, hi
+
+
+def resample_counts(n_rows: int, n_resamples: int, seed: int) -> np.ndarray:
+    """(n_resamples, n_rows) counts: each row of the bootstrap is a multinomial draw of the rows."""
+    rng = np.random.default_rng(seed)
+    return rng.multinomial(n_rows, np.full(n_rows, 1.0 / n_rows), size=n_resamples).astype(float)
+
+
+class Law:
+    name = "law"
+    metric = "loss"
+    predicts_loss = True  # False for frontier laws, which forecast N_opt and D_opt from compute alone
+    required_columns = ("params", "tokens", "loss")
+
+    def __init__(self, ci_level: float = 0.95):
+        self.ci_level = ci_level
+        self.params_: dict[str, float] = {}
+        self.samples_: dict[str, np.ndarray] | None = None  # parameter name -> bootstrap draws
+        self.objective_: dict = {}
+        self.warnings_: list[str] = []
+        self.n_points_ = 0
+
+    def fit(self, table: Table) -> "Law":
+        raise NotImplementedError
+
+    def predict(self, points: Table) -> Prediction:
+        raise NotImplementedError
+
+    def bootstrap(self, table: Table, n: int, seed: int = 0) -> "Law":
+        raise NotImplementedError
+
+    def predict_all(self, points: Table) -> list[Prediction]:
+        """Every metric the law forecasts (two_step: task loss, then accuracy)."""
+        return [self.predict(points)]
+
+    def ci(self) -> dict[str, list[float]]:
+        if not self.samples_:
+            return {}
+        return {name: [float(v) for v in percentile_interval(draws, self.ci_level)]
+                for name, draws in self.samples_.items()}
+
+    def compute_optimal(self, flops: np.ndarray) -> dict | None:
+        """N_opt, D_opt (and their loss) at each compute, for laws that define a frontier."""
+        return None
+
+    def summary(self) -> dict:
+        return {"law": self.name, "n_points": self.n_points_, "params": self.params_, "ci": self.ci(),
+                "ci_level": self.ci_level, "objective": self.objective_, "warnings": self.warnings_}
+
+
+class PowerLawLaw(Law):
+    """L = E + sum_k A_k / X_k^alpha_k over the table's columns `variables`, fitted as Besiroglu et al. 2024 do."""
+
+    form: PowerLawForm
+    variables: tuple[str, ...]
+    default_grid: dict[str, list[float]]
+
+    def __init__(self, objective: str = "huber_log", delta: float = 1e-3, grid: dict | None = None,
+                 bounds: dict | None = None, max_iter: int = 1000, target_column: str = "loss",
+                 n_polish: int = 20, ci_level: float = 0.95):
+        super().__init__(ci_level)
+        require(objective in OBJECTIVES, f"law.objective={objective!r}: use one of {', '.join(OBJECTIVES)}")
+        require(delta > 0, f"law.delta={delta}: must be positive")
+        self.objective_kind, self.delta, self.max_iter = objective, float(delta), int(max_iter)
+        self.n_polish = max(1, int(n_polish))
+        self.target_column = target_column
+        grid = {**self.default_grid, **(grid or {})}
+        unknown = set(grid) - set(self.form.names)
+        require(not unknown, f"law.grid.{sorted(unknown)[0] if unknown else ''}: not a parameter of this law; "
+                             f"its parameters are {', '.join(self.form.names)}")
+        self.grid = {name: [float(v) for v in grid[name]] for name in self.form.names}
+        self.bounds = np.array([[-np.inf, np.inf]] * self.form.n_params)
+        for name, (lo, hi) in (bounds or {}).items():
+            require(name in self.form.names, f"law.bounds.{name}: not a parameter; use {', '.join(self.form.names)}")
+            require(lo < hi, f"law.bounds.{name}=[{lo}, {hi}]: lower must be below upper")
+            self.bounds[self.form.names.index(name)] = [lo, hi]
+        self.theta_: np.ndarray | None = None
+        self.theta_samples_: np.ndarray | None = None
+
+    # -- what a subclass may refine ---------------------------------------------------------------------------
+    def check(self, table: Table) -> None:
+        """Refuse data this law cannot identify."""
+        require(len(table) > self.form.n_params,
+                f"{self.name}: {len(table)} points for {self.form.n_params} parameters; need more points than "
+                f"parameters")
+        for variable in self.variables:
+            require(len(np.unique(table[variable])) > 1,
+                    f"{self.name}: every row has the same {variable}; its exponent cannot be identified "
+                    f"(vary {variable} across rows)")
+
+    def readable(self, theta: np.ndarray) -> dict[str, float]:
+        return self.form.readable(theta)
+
+    # -- shared machinery -------------------------------------------------------------------------------------
+    def _log_x(self, table: Table) -> np.ndarray:
+        return np.log(np.stack([table[v] for v in self.variables], axis=1))
+
+    def _objective(self, table: Table):
+        return self.form.objective(self._log_x(table), table[self.target_column], self.objective_kind, self.delta)
+
+    def fit(self, table: Table) -> "PowerLawLaw":
+        self.check(table)
+        fun = self._objective(table)
+        starts = np.array(list(itertools.product(*(self.grid[name] for name in self.form.names))))
+        starts = np.clip(starts, self.bounds[:, 0], self.bounds[:, 1])
+        batch = lbfgs_batch(fun, starts, bounds=self.bounds, max_iter=self.max_iter)
+        finite = np.isfinite(batch.f)
+        pool = batch.converged & finite if (batch.converged & finite).any() else finite
+        require(pool.any(), f"{self.name}: no start gave a finite objective; check the data's scale")
+        # Polish the best few starts with scipy: the winner is scipy's optimum, and distinct optima with nearly the
+        # same objective reveal a flat valley (loosely stopped starts alone would not).
+        ranked = np.flatnonzero(pool)[np.argsort(batch.f[pool])][:self.n_polish]
+        polished = [polish(fun, batch.x[i], bounds=self.bounds) for i in ranked]
+        candidates = [(f, x) for x, f, _ in polished] + [(float(batch.f[i]), batch.x[i]) for i in ranked]
+        value, theta = min(candidates, key=lambda c: c[0])
+        self.theta_, self.params_ = theta, self.readable(theta)
+        self.n_points_ = len(table)
+        self.objective_ = {"kind": self.objective_kind, "delta": self.delta if self.objective_kind == "huber_log"
+                           else None, "value": value, "n_starts": len(starts),
+                           "n_converged": int(batch.converged.sum())}
+        self.warnings_ = self._flat_valley_warnings([(f, x) for x, f, _ in polished], value)
+        self.warnings_ += self._bound_warnings(theta)
+        return self
+
+    def bootstrap(self, table: Table, n: int, seed: int = 0) -> "PowerLawLaw":
+        """Refit n resamples of the rows at once, each warm-started from the full-data optimum."""
+        require(self.theta_ is not None, f"{self.name}: fit before bootstrap")
+        if n <= 0:
+            self.samples_, self.theta_samples_ = None, None
+            return self
+        weights = resample_counts(len(table), n, seed)
+        starts = np.repeat(self.theta_[None, :], n, axis=0)
+        # Relative stopping rule: scipy's absolute one would stop a ~1e-3 Huber objective at its first step.
+        batch = lbfgs_batch(self._objective(table), starts, weights=weights, bounds=self.bounds,
+                            max_iter=self.max_iter, ftol=1e-10, gtol=1e-9, f_floor=0.0)
+        self.theta_samples_ = batch.x
+        draws = [self.readable(x) for x in batch.x]
+        self.samples_ = {name: np.array([d[name] for d in draws]) for name in self.params_}
+        if not batch.converged.all():
+            self.warnings_.append(f"bootstrap: {int((~batch.converged).sum())} of {n} resamples did not converge")
+        return self
+
+    def predict(self, points: Table) -> Prediction:
+        log_x = self._log_x(points)
+        value = self._transform(self.form.log_predict(self.theta_, log_x)[0])
+        if self.theta_samples_ is None:
+            nan = np.full_like(value, np.nan)
+            return Prediction(self.metric, value, nan, nan)
+        draws = self._transform(self.form.log_predict(self.theta_samples_, log_x))
+        lo, hi = percentile_interval(draws, self.ci_level)
+        return Prediction(self.metric, value, lo, hi)
+
+    @staticmethod
+    def _transform(log_value: np.ndarray) -> np.ndarray:
+        return np.exp(log_value)
+
+    def _flat_valley_warnings(self, optima, best_value) -> list[str]:
+        """Polished optima within 0.1% of the best objective that disagree on an exponent or on E."""
+        near = [self.readable(x) for f, x in optima if f <= best_value * 1.001 + 1e-15]
+        out = []
+        for name in [n for n in self.params_ if n in self.form.exponent_names or n == "E"]:
+            values = np.array([d[name] for d in near])
+            if len(values) > 1 and values.max() - values.min() > 0.02 * max(1.0, abs(self.params_[name])):
+                out.append(f"flat valley: optima within 0.1% of the best objective disagree on {name} "
+                           f"({values.min():.3g} to {values.max():.3g}); the data do not pin it down")
+        return out
+
+    def _bound_warnings(self, theta) -> list[str]:
+        out = []
+        for i, name in enumerate(self.form.names):
+            for side, bound in (("lower", self.bounds[i, 0]), ("upper", self.bounds[i, 1])):
+                if np.isfinite(bound) and abs(theta[i] - bound) <= 1e-6 * (1 + abs(bound)):
+                    out.append(f"{name} sits on its {side} bound ({bound:g}); widen law.bounds.{name} or distrust it")
+        return out

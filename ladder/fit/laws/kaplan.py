@@ -1,0 +1,24 @@
+"""Kaplan et al. 2020's single-variable laws: L(X) = E + A / X^alpha for X = N, D or C, or the pure power law
+L(X) = A / X^alpha (`irreducible: false`, as Kaplan wrote them)."""
+
+from __future__ import annotations
+
+from ladder.errors import require
+from ladder.fit.laws.base import PowerLawLaw
+from ladder.fit.powerlaw import PowerLawForm
+
+VARIABLES = {"params": "N", "tokens": "D", "flops": "C"}
+
+
+class Kaplan(PowerLawLaw):
+    name = "kaplan"
+
+    def __init__(self, variable: str = "params", irreducible: bool = True, **options):
+        require(variable in VARIABLES, f"law.variable={variable!r}: use one of {', '.join(VARIABLES)}")
+        self.variables = (variable,)
+        self.form = PowerLawForm(("a",), ("alpha",), (0,), irreducible=bool(irreducible))
+        self.default_grid = {"a": [0, 5, 10, 15, 20, 25], "alpha": [0, 0.25, 0.5, 1, 1.5, 2]}
+        if irreducible:
+            self.default_grid["e"] = [-1, -0.5, 0, 0.5, 1]
+        super().__init__(**options)
+        self.name = f"kaplan_{VARIABLES[variable]}"

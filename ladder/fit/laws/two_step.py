@@ -1,0 +1,133 @@
+"""Task forecasts in two steps (Bhagia et al. 2024): (N, D) -> task loss -> accuracy.
+
+Step 1 fits the chinchilla form to the task loss, one point per run: the mean of its last `step1.window` rows, at
+the run's final tokens. Step 2 fits accuracy = a / (1 + exp(-k (L - L0))) + b to the task loss over all rows (each
+run's first `step2.skip_frac` dropped, a trailing moving average of `step2.window` rows), plus the anchor point
+(L = 0, accuracy = 1). The chained prediction carries both steps' bootstrap uncertainty.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from scipy.optimize import OptimizeWarning, curve_fit
+
+from ladder.errors import require
+from ladder.fit.laws.base import Law, Prediction, percentile_interval
+from ladder.fit.laws.chinchilla import Chinchilla
+from ladder.fit.table import Table
+
+SIGMOID_NAMES = ("a", "k", "L0", "b")
+SIGMOID_BOUNDS = ([-1.0, 0.0, 0.0, 0.0], [0.0, np.inf, np.inf, 1.0])
+
+
+def sigmoid(task_loss, a, k, l0, b):
+    return a / (1 + np.exp(-k * (task_loss - l0))) + b
+
+
+def trailing_mean(values: np.ndarray, window: int) -> np.ndarray:
+    """Mean of each value and up to window - 1 before it."""
+    cumsum = np.cumsum(np.insert(values, 0, 0.0))
+    idx = np.arange(1, len(values) + 1)
+    start = np.maximum(idx - window, 0)
+    return (cumsum[idx] - cumsum[start]) / (idx - start)
+
+
+class TwoStep(Law):
+    name = "two_step"
+    metric = "accuracy"
+    required_columns = ("params", "tokens", "run", "task_loss", "accuracy")
+
+    def __init__(self, step1: dict | None = None, step2: dict | None = None, ci_level: float = 0.95):
+        super().__init__(ci_level)
+        step1 = {"window": 5, "objective": "huber_log", "delta": 1e-3, **(step1 or {})}
+        step2 = {"skip_frac": 0.1, "window": 5, **(step2 or {})}
+        self.step1_window = int(step1.pop("window"))
+        self.skip_frac, self.step2_window = float(step2["skip_frac"]), int(step2["window"])
+        require(self.step1_window >= 1 and self.step2_window >= 1, "law.step1.window and law.step2.window: >= 1")
+        require(0 <= self.skip_frac < 1, f"law.step2.skip_frac={self.skip_frac}: must be in [0, 1)")
+        self.step1 = Chinchilla(target_column="task_loss", ci_level=ci_level, **step1)
+
+    # -- the two data sets -------------------------------------------------------------------------------------
+    def step1_table(self, table: Table) -> Table:
+        rows = []
+        for run in dict.fromkeys(table["run"].tolist()):
+            idx = np.flatnonzero(table["run"] == run)
+            idx = idx[np.argsort(table["tokens"][idx])]
+            last = idx[-self.step1_window:]
+            rows.append((run, table["params"][idx[-1]], table["tokens"][idx[-1]],
+                         float(np.mean(table["task_loss"][last]))))
+        run, params, tokens, task_loss = zip(*rows)
+        return Table({"run": list(run), "params": params, "tokens": tokens, "task_loss": task_loss,
+                      "flops": 6 * np.array(params) * np.array(tokens)})
+
+    def step2_points(self, table: Table) -> tuple[np.ndarray, np.ndarray]:
+        xs, ys = [np.array([0.0])], [np.array([1.0])]  # the anchor: a perfect model is always right
+        for run in dict.fromkeys(table["run"].tolist()):
+            idx = np.flatnonzero(table["run"] == run)
+            idx = idx[np.argsort(table["tokens"][idx])]
+            idx = idx[int(np.floor(self.skip_frac * len(idx))):]
+            xs.append(trailing_mean(table["task_loss"][idx], self.step2_window))
+            ys.append(trailing_mean(table["accuracy"][idx], self.step2_window))
+        return np.concatenate(xs), np.concatenate(ys)
+
+    @staticmethod
+    def fit_sigmoid(x: np.ndarray, y: np.ndarray, p0=None) -> np.ndarray:
+        p0 = [-0.5, 1.0, float(np.median(x[1:])) if len(x) > 1 else 1.0, 0.5] if p0 is None else p0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", OptimizeWarning)
+            lower, upper = np.array(SIGMOID_BOUNDS[0]) + 1e-9, np.array(SIGMOID_BOUNDS[1]) - 1e-9
+            params, _ = curve_fit(sigmoid, x, y, p0=np.clip(p0, lower, upper), bounds=SIGMOID_BOUNDS, maxfev=20000)
+        return params
+
+    # -- the law's shape ---------------------------------------------------------------------------------------
+    def fit(self, table: Table) -> "TwoStep":
+        for column in self.required_columns:
+            require(column in table, f"two_step: needs a {column!r} column (set columns.{column}=NAME)")
+        self.step1.fit(self.step1_table(table))
+        x, y = self.step2_points(table)
+        require(len(x) > 5, f"two_step: {len(x) - 1} step-2 rows after skipping; need more checkpoints per run")
+        self.sigmoid_ = self.fit_sigmoid(x, y)
+        self.step2_data_ = (x, y)
+        self.params_ = {**{f"step1.{k}": v for k, v in self.step1.params_.items()},
+                        **{f"step2.{k}": float(v) for k, v in zip(SIGMOID_NAMES, self.sigmoid_)}}
+        self.objective_ = {"step1": self.step1.objective_, "step2": "least squares on accuracy (curve_fit)"}
+        self.warnings_ = [f"step1: {w}" for w in self.step1.warnings_]
+        for i, name in enumerate(SIGMOID_NAMES):
+            lo, hi = SIGMOID_BOUNDS[0][i], SIGMOID_BOUNDS[1][i]
+            if np.isclose(self.sigmoid_[i], lo) or np.isclose(self.sigmoid_[i], hi):
+                self.warnings_.append(f"step2.{name} sits on its bound; the sigmoid is poorly determined")
+        self.n_points_ = len(table)
+        return self
+
+    def bootstrap(self, table: Table, n: int, seed: int = 0) -> "TwoStep":
+        if n <= 0:
+            return self
+        self.step1.bootstrap(self.step1_table(table), n, seed)
+        x, y = self.step2_data_
+        rng = np.random.default_rng(seed + 1)
+        draws = []
+        for _ in range(n):
+            pick = np.concatenate([[0], rng.integers(1, len(x), len(x) - 1)])  # keep the anchor in every resample
+            try:
+                draws.append(self.fit_sigmoid(x[pick], y[pick], p0=self.sigmoid_))
+            except RuntimeError:
+                draws.append(np.full(4, np.nan))
+        self.sigmoid_samples_ = np.array(draws)
+        self.samples_ = {**{f"step1.{k}": v for k, v in self.step1.samples_.items()},
+                         **{f"step2.{k}": self.sigmoid_samples_[:, i] for i, k in enumerate(SIGMOID_NAMES)}}
+        return self
+
+    def predict_all(self, points: Table) -> list[Prediction]:
+        task = self.step1.predict(points)
+        accuracy = sigmoid(task.value, *self.sigmoid_)
+        lo = hi = np.full_like(accuracy, np.nan)
+        if self.step1.theta_samples_ is not None:
+            task_draws = np.exp(self.step1.form.log_predict(self.step1.theta_samples_, self.step1._log_x(points)))
+            acc_draws = np.array([sigmoid(t, *s) for t, s in zip(task_draws, self.sigmoid_samples_)])
+            lo, hi = percentile_interval(acc_draws, self.ci_level)
+        return [Prediction("task_loss", task.value, task.lo, task.hi), Prediction("accuracy", accuracy, lo, hi)]
+
+    def predict(self, points: Table) -> Prediction:
+        return self.predict_all(points)[-1]

@@ -1,0 +1,138 @@
+"""PNG plots of a fit: loss vs compute with the law and the forecast band, residuals, bootstrap exponents,
+isoFLOP parabolas and the frontier. Each returns the paths it wrote."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from ladder.fit.table import Table  # noqa: E402
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def plot_fit(law, table: Table, result: dict, directory: Path) -> list[Path]:
+    paths = []
+    if law.predicts_loss and law.metric == "loss":
+        paths.append(loss_vs_compute(law, table, result, directory / "loss_vs_compute.png"))
+        paths.append(residuals(law, table, directory / "residuals.png"))
+    if getattr(law, "optima_", None) is not None:
+        paths.append(frontier(law, table, result, directory / "frontier.png"))
+    if law.samples_:
+        paths.append(bootstrap_exponents(law, directory / "bootstrap.png"))
+    if law.name == "two_step":
+        paths.append(two_step(law, table, directory / "two_step.png"))
+    return paths
+
+
+def loss_vs_compute(law, table: Table, result: dict, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    log_n = np.log10(table["params"])
+    norm = matplotlib.colors.Normalize(log_n.min(), log_n.max() + 1e-9)
+    points = ax.scatter(table["flops"], table["loss"], c=log_n, cmap="viridis", norm=norm, s=16, zorder=3)
+    fig.colorbar(points, ax=ax, label="log10 params")
+    k = float(np.median(table["flops"] / (table["params"] * table["tokens"])))
+    if set(getattr(law, "variables", ())) == {"params", "tokens"}:
+        sizes = np.unique(table["params"])
+        for size in sizes[np.unique(np.linspace(0, len(sizes) - 1, min(8, len(sizes))).round().astype(int))]:
+            own = table["tokens"][table["params"] == size]
+            tokens = np.geomspace(own.min() / 2, own.max() * 2, 50)
+            curve = law.predict(Table({"params": np.full(50, size), "tokens": tokens, "flops": k * size * tokens}))
+            ax.plot(k * size * tokens, curve.value, color=plt.cm.viridis(norm(np.log10(size))), lw=1)
+    for p in result.get("predictions", []):
+        if p.get("metric") == "loss":
+            has_band = np.isfinite(p["lo"]) and np.isfinite(p["hi"])
+            ax.errorbar([p["flops"]], [p["value"]], yerr=[[p["value"] - p["lo"]], [p["hi"] - p["value"]]]
+                        if has_band else None, fmt="*", color="crimson", ms=12, capsize=4, zorder=4,
+                        label=f"forecast {p['name']}")
+    backtest_rows = (result.get("backtest") or {}).get("rows", [])
+    if backtest_rows:
+        ax.scatter([r["flops"] for r in backtest_rows], [r["actual"] for r in backtest_rows], marker="x",
+                   color="black", zorder=5, label="held out (backtest)")
+    ax.set(xscale="log", yscale="log", xlabel=f"training FLOPs ({result.get('flops_convention', '')})",
+           ylabel="loss", title=f"{law.name}: loss vs compute")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def residuals(law, table: Table, path: Path) -> Path:
+    residual = table["loss"] / law.predict(table).value - 1
+    labels = table["rung"] if "rung" in table else np.array([f"N={n:.3g}" for n in table["params"]])
+    names = list(dict.fromkeys(labels.tolist()))
+    fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(names)), 4))
+    for i, name in enumerate(names):
+        rows = labels == name
+        ax.scatter(np.full(rows.sum(), i), 100 * residual[rows], s=14)
+    ax.axhline(0, color="gray", lw=1)
+    ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
+    ax.set(ylabel="observed / fitted - 1 (%)", title=f"{law.name}: residuals by rung")
+    return _save(fig, path)
+
+
+def bootstrap_exponents(law, path: Path) -> Path:
+    names = [n for n in law.samples_ if n.split(".")[-1] in ("alpha", "beta", "a", "b")]
+    names = names or list(law.samples_)[:4]
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        draws = law.samples_[name][np.isfinite(law.samples_[name])]
+        ax.hist(draws, bins=40, color="steelblue")
+        ax.axvline(law.params_[name], color="crimson")
+        ax.set(title=name, xlabel="bootstrap draws")
+    return _save(fig, path)
+
+
+def frontier(law, table: Table, result: dict, path: Path) -> Path:
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    if law.name == "isoflop":
+        for rows in law.groups(table):
+            log_n, loss = np.log(table["params"][rows]), table["loss"][rows]
+            left.scatter(np.exp(log_n), loss, s=14)
+            if len(np.unique(log_n)) >= 3:
+                coef = np.polyfit(log_n, loss, 2)
+                grid = np.linspace(log_n.min(), log_n.max(), 50)
+                left.plot(np.exp(grid), np.polyval(coef, grid), lw=1)
+        left.set(xscale="log", xlabel="params", ylabel="loss", title="isoFLOP curves")
+    else:
+        left.scatter(table["flops"], table["loss"], s=8, c=np.log(table["params"]))
+        left.set(xscale="log", yscale="log", xlabel="FLOPs", ylabel="loss", title="loss envelope")
+    optima = law.optima_
+    right.scatter(optima["flops"], optima["params"], color="black", label="optima")
+    grid = np.geomspace(optima["flops"].min() / 3, optima["flops"].max() * 30, 50)
+    fit = law.compute_optimal(grid)
+    right.plot(grid, fit["params"], color="crimson", label=f"N_opt ~ C^{law.params_['a']:.3f}")
+    if "params_ci" in fit:
+        band = np.array(fit["params_ci"])
+        right.fill_between(grid, band[:, 0], band[:, 1], color="crimson", alpha=0.2)
+    right.set(xscale="log", yscale="log", xlabel="FLOPs", ylabel="N_opt", title="compute-optimal frontier")
+    right.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def two_step(law, table: Table, path: Path) -> Path:
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    step1 = law.step1_table(table)
+    fitted = law.step1.predict(step1).value
+    left.scatter(step1["flops"], step1["task_loss"], label="observed")
+    left.scatter(step1["flops"], fitted, marker="x", label="step 1 fit")
+    left.set(xscale="log", xlabel="FLOPs", ylabel="task loss", title="step 1: (N, D) -> task loss")
+    left.legend(fontsize=8)
+    x, y = law.step2_data_
+    right.scatter(x, y, s=8)
+    grid = np.linspace(0, x.max() * 1.1, 100)
+    from ladder.fit.laws.two_step import sigmoid
+    right.plot(grid, sigmoid(grid, *law.sigmoid_), color="crimson")
+    right.set(xlabel="task loss", ylabel="accuracy", title="step 2: task loss -> accuracy")
+    return _save(fig, path)

@@ -1,0 +1,65 @@
+"""Published data to refit: Chinchilla's 245 points as Epoch AI extracted them (Besiroglu et al. 2024)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+from ladder.errors import LadderError, require
+from ladder.fit.table import Table
+from ladder.io import atomic_write_bytes
+
+CHINCHILLA_URL = ("https://raw.githubusercontent.com/epoch-research/analyzing-chinchilla/main/data/"
+                  "svg_extracted_data.csv")
+CHINCHILLA_SHA256_PREFIX = "193478df"
+
+# name -> (E, A, B, alpha, beta), from Besiroglu et al. 2024 and Hoffmann et al. 2022.
+PUBLISHED = {
+    "Epoch 2024": {"E": 1.817, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658},
+    "Epoch grid L-BFGS-B": {"E": 1.8172, "A": 477.84, "B": 2143.86, "alpha": 0.34731, "beta": 0.36718},
+    "Hoffmann 2022": {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28},
+}
+EPOCH_CI = {"E": (1.769, 1.871), "A": (285.2, 743.6), "B": (1042, 5810), "alpha": (0.317, 0.373),
+            "beta": (0.331, 0.415)}
+EPOCH_GRID_OBJECTIVE = 0.00101827
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("LADDER_CACHE", Path.home() / ".cache" / "ladder"))
+
+
+def chinchilla_csv(path: str | None = None) -> Path:
+    """The CSV: `path` if given, else the cached download, else download it (needs the network)."""
+    if path:
+        require(Path(path).exists(), f"path={path}: no such file")
+        return Path(path)
+    cached = cache_dir() / "refdata" / "chinchilla_svg_extracted_data.csv"
+    if not cached.exists():
+        try:
+            with urllib.request.urlopen(CHINCHILLA_URL, timeout=15) as response:
+                data = response.read()
+        except OSError as error:
+            raise LadderError(f"could not download {CHINCHILLA_URL} ({error}); connect to the network or pass "
+                              f"path=svg_extracted_data.csv") from None
+        digest = hashlib.sha256(data).hexdigest()
+        require(digest.startswith(CHINCHILLA_SHA256_PREFIX),
+                f"downloaded {CHINCHILLA_URL} has sha256 {digest[:12]}..., not {CHINCHILLA_SHA256_PREFIX}...; "
+                f"the file changed upstream: pass path=... to a known copy")
+        atomic_write_bytes(cached, data)
+    return cached
+
+
+def load_chinchilla(path: str | Path, drop_highest: int = 5) -> Table:
+    """(params, tokens, flops, loss) with tokens = C / (6 N), after dropping the `drop_highest` highest losses."""
+    raw = Table.read_csv(path)
+    for column in ("Model Size", "Training FLOP", "loss"):
+        require(column in raw, f"{path}: no column {column!r}; is this Epoch's svg_extracted_data.csv?")
+    params, flops, loss = raw["Model Size"], raw["Training FLOP"], raw["loss"]
+    keep = np.argsort(loss, kind="stable")[:len(loss) - drop_highest]
+    keep.sort()
+    return Table({"params": params[keep], "tokens": flops[keep] / (6 * params[keep]), "flops": flops[keep],
+                  "loss": loss[keep]})

@@ -1,0 +1,119 @@
+"""The tidy table every law reads: named numpy columns, read from a CSV or collected from run directories."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+
+from ladder.errors import LadderError, require
+from ladder.io import atomic_write_text
+
+
+class Table:
+    """Columns of equal length; numeric columns are float arrays, the rest string arrays."""
+
+    def __init__(self, columns: dict[str, np.ndarray | list]):
+        self.columns = {name: _as_array(values) for name, values in columns.items()}
+        lengths = {len(v) for v in self.columns.values()}
+        require(len(lengths) <= 1, f"table columns differ in length: {sorted(lengths)}")
+
+    def __len__(self) -> int:
+        return len(next(iter(self.columns.values()))) if self.columns else 0
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.columns
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.columns[name]
+
+    def get(self, name: str, default=None):
+        return self.columns.get(name, default)
+
+    def take(self, index) -> "Table":
+        return Table({name: values[index] for name, values in self.columns.items()})
+
+    def with_columns(self, **columns) -> "Table":
+        return Table({**self.columns, **columns})
+
+    @classmethod
+    def read_csv(cls, path: str | Path) -> "Table":
+        path = Path(path)
+        require(path.exists(), f"runs={path}: no such file or directory")
+        try:
+            with open(path, newline="") as f:
+                rows = list(csv.DictReader(f))
+        except (UnicodeDecodeError, csv.Error) as error:
+            raise LadderError(f"{path}: not a readable CSV ({error})") from None
+        require(len(rows) > 0, f"{path}: no data rows")
+        names = list(rows[0].keys())
+        require(None not in names and all(names), f"{path}: malformed header {names}")
+        return cls({name: [row[name] if row[name] is not None else "" for row in rows] for name in names})
+
+    def to_csv(self) -> str:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(self.columns)
+        for i in range(len(self)):
+            writer.writerow([_cell(values[i]) for values in self.columns.values()])
+        return buffer.getvalue()
+
+    def write_csv(self, path: str | Path) -> None:
+        atomic_write_text(path, self.to_csv())
+
+
+def _as_array(values) -> np.ndarray:
+    array = np.asarray(values)
+    if array.dtype.kind in "fiub":
+        return array.astype(float)
+    try:
+        return np.array([float(v) if v not in ("", None) else np.nan for v in array], dtype=float)
+    except (TypeError, ValueError):
+        return array.astype(str)
+
+
+def _cell(value):
+    if isinstance(value, (float, np.floating)):
+        return "" if np.isnan(value) else repr(float(value))
+    return str(value)
+
+
+def standard_table(table: Table, columns: dict, source: str, required=("params", "tokens", "loss")) -> Table:
+    """Rename the user's columns to the canonical names, derive flops, and refuse data no law can use honestly."""
+    renamed = {}
+    for canonical, name in columns.items():
+        if name in table:
+            renamed[canonical] = table[name]
+    for canonical in required:
+        require(canonical in renamed, f"{source}: no column {columns.get(canonical, canonical)!r} for {canonical}; "
+                                      f"available: {', '.join(table.columns)} (rename with columns.{canonical}=NAME)")
+    extra = {name: values for name, values in table.columns.items() if name not in columns.values()}
+    if "flops" not in renamed and "params" in renamed and "tokens" in renamed:
+        renamed["flops"] = 6 * renamed["params"] * renamed["tokens"]  # chinchilla_6nd when none is given
+        renamed["flops_convention"] = np.full(len(table), "chinchilla_6nd")
+    out = Table({**extra, **renamed})
+    for canonical in ("params", "tokens", "loss", "flops", *[c for c in required if c not in ("run", "budget")]):
+        if canonical not in out:
+            continue
+        values = out[canonical]
+        require(values.dtype.kind == "f", f"{source}: column {columns.get(canonical, canonical)!r} is not numeric")
+        bad = np.flatnonzero(~np.isfinite(values))
+        require(bad.size == 0, f"{source}: {canonical} is NaN or missing in row {_rows(bad)}; drop or fix those rows")
+        bad = np.flatnonzero(values <= 0)
+        require(bad.size == 0, f"{source}: {canonical} is zero or negative in row {_rows(bad)}; "
+                               f"{canonical} must be positive")
+    keys = [c for c in ("run", "params", "tokens", "loss") if c in out]
+    seen: dict[tuple, int] = {}
+    for i in range(len(out)):
+        key = tuple(out[c][i] for c in keys)
+        require(key not in seen, f"{source}: rows {seen.get(key)} and {i} are duplicates ({', '.join(keys)}); "
+                                 f"drop one")
+        seen[key] = i
+    return out
+
+
+def _rows(index: np.ndarray) -> str:
+    shown = ", ".join(str(int(i)) for i in index[:5])
+    return shown + (f" (and {index.size - 5} more)" if index.size > 5 else "")

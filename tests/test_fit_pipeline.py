@@ -1,0 +1,176 @@
+import json
+
+import numpy as np
+import pytest
+
+from fit_data import chinchilla_loss, chinchilla_table, isoflop_table
+from ladder.errors import LadderError
+from ladder.fit.forecast import load_table, resolve_targets, run_fit
+from ladder.fit.laws import make_law
+from ladder.fit.table import Table, standard_table
+
+COLUMNS = {"params": "params", "tokens": "tokens", "loss": "loss", "flops": "flops", "budget": "budget",
+           "run": "rung", "task_loss": "task_loss", "accuracy": "accuracy"}
+NO_TARGETS = Table({"name": [], "params": [], "tokens": [], "flops": []})
+
+
+def std(table):
+    return standard_table(table, COLUMNS, "test")
+
+
+# -- refusals ----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("column, value, message", [
+    ("loss", np.nan, "loss is NaN or missing in row 3"),
+    ("params", 0.0, "params is zero or negative in row 3"),
+    ("tokens", -5.0, "tokens is zero or negative in row 3"),
+])
+def test_bad_values_are_refused(column, value, message):
+    table = chinchilla_table()
+    table[column][3] = value
+    with pytest.raises(LadderError, match=message):
+        std(table)
+
+
+def test_duplicate_rows_are_refused():
+    table = chinchilla_table()
+    doubled = table.take(np.r_[np.arange(len(table)), 4])
+    with pytest.raises(LadderError, match="rows 4 and 42 are duplicates"):
+        std(doubled)
+
+
+def test_missing_column_names_the_rename():
+    with pytest.raises(LadderError, match=r"no column 'loss' for loss.*columns.loss=NAME"):
+        standard_table(Table({"params": [1.0], "tokens": [2.0], "val": [3.0]}), COLUMNS, "x.csv")
+
+
+@pytest.mark.parametrize("rows, message", [
+    (slice(0, 4), "4 points for 5 parameters"),
+    ("one_n", "every row has the same params"),
+    ("one_d", "every row has the same tokens"),
+    ("one_c", "same compute"),
+])
+def test_unidentifiable_data_is_refused(rows, message):
+    law = make_law({"name": "chinchilla"})
+    if rows == "one_n":
+        table = Table({"params": [1e8] * 8, "tokens": np.geomspace(1e9, 1e11, 8), "loss": np.linspace(3, 2.5, 8)})
+    elif rows == "one_d":
+        table = Table({"params": np.geomspace(1e7, 1e9, 8), "tokens": [1e10] * 8, "loss": np.linspace(3, 2.5, 8)})
+    elif rows == "one_c":
+        params = np.geomspace(1e7, 1e9, 8)
+        table = Table({"params": params, "tokens": 1e18 / params, "loss": np.linspace(3, 2.5, 8)})
+    else:
+        table = chinchilla_table().take(rows)
+    with pytest.raises(LadderError, match=message):
+        law.fit(table)
+
+
+# -- warnings ----------------------------------------------------------------------------------------------------
+def test_parameter_on_a_bound_is_warned():
+    law = make_law({"name": "chinchilla", "bounds": {"alpha": [0.0, 0.2]}}).fit(chinchilla_table())
+    assert law.params_["alpha"] == pytest.approx(0.2)
+    assert any("alpha sits on its upper bound" in w for w in law.warnings_)
+
+
+def test_flat_valley_is_warned():
+    # Losses of a pure power law in N*D with no curvature: E trades off against A and B, optima disagree.
+    params = np.geomspace(1e7, 1e9, 6).repeat(3)
+    tokens = params * np.tile([10.0, 20, 40], 6)
+    table = Table({"params": params, "tokens": tokens, "loss": 3 + 0 * params + 1e-4 * np.log(params)})
+    law = make_law({"name": "chinchilla"}).fit(table)
+    assert any("flat valley" in w for w in law.warnings_)
+
+
+def test_broken_rung_is_named():
+    table = chinchilla_table(noise=0.001)
+    broken = table["rung"] == "n200m"
+    table["loss"][broken] *= 1.06  # an undertuned rung: 6% above the law
+    result = run_fit(std(table), {"name": "chinchilla"}, NO_TARGETS, 0, 0, 0.95)
+    assert any(w.startswith("rung n200m") and "off the law" in w for w in result["warnings"])
+    assert not any("rung n500m" in w for w in result["warnings"])
+
+
+# -- targets, backtest, outputs ------------------------------------------------------------------------------------
+def test_targets_from_params_tokens_flops_and_file(tmp_path):
+    file = tmp_path / "targets.csv"
+    file.write_text("name,params,tokens\nbig,7e9,1.4e11\n")
+    targets = resolve_targets({"name": "t", "params": 1e10, "tokens": "2xC", "flops": None},
+                              {"target.params", "target.tokens"}, str(file), 6.0)
+    assert targets["name"].tolist() == ["big", "t"]
+    assert targets["tokens"][1] == 2 * 20 * 1e10
+    flops_only = resolve_targets({"params": None, "tokens": None, "flops": 1e23}, {"target.flops"}, None, 6.0)
+    assert np.isnan(flops_only["params"][0]) and flops_only["flops"][0] == 1e23
+    with pytest.raises(LadderError, match="target.tokens needs target.params"):
+        resolve_targets({"params": None, "tokens": 5e9, "flops": None}, {"target.tokens"}, None, 6.0)
+
+
+def test_run_fit_writes_fit_json_predictions_and_plots(tmp_path):
+    table = std(chinchilla_table())
+    targets = resolve_targets({"name": "7B", "params": 7e9, "tokens": 1.4e11, "flops": None},
+                              {"target.params", "target.tokens"}, None, 6.0)
+    compute = resolve_targets({"name": "C", "params": None, "tokens": None, "flops": 1e22}, {"target.flops"},
+                              None, 6.0)
+    both = Table({k: np.concatenate([targets[k], compute[k]]) for k in targets.columns})
+    result = run_fit(table, {"name": "chinchilla"}, both, 100, 0, 0.9, backtest_spec="largest", out=tmp_path)
+    saved = json.loads((tmp_path / "fit.json").read_text())
+    for key in ("law", "n_points", "params", "ci", "objective", "predictions", "compute_optimal", "backtest",
+                "warnings"):
+        assert key in saved, key
+    assert saved["ci_level"] == 0.9 and set(saved["params"]) == {"E", "A", "B", "alpha", "beta"}
+    point, optimal = saved["predictions"]
+    assert point["loss"] == pytest.approx(chinchilla_loss(7e9, 1.4e11), rel=0.01)
+    assert point["lo"] < point["loss"] < point["hi"]
+    assert optimal["flops"] == 1e22 and optimal["params"] * optimal["tokens"] * 6 == pytest.approx(1e22)
+    assert len(saved["compute_optimal"]["params"]) == 2 and 0.4 < saved["compute_optimal"]["a"] < 0.65
+    backtest = saved["backtest"]
+    assert backtest["n_test"] == 6 and backtest["rule"] == "largest size held out"
+    for row in backtest["rows"]:
+        assert abs(row["rel_error"]) < 0.02 and row["covered"] in (True, False)
+    assert 0 <= backtest["coverage"] <= 1
+    assert (tmp_path / "predictions.csv").read_text().startswith("name,metric,params,tokens,flops,value,lo,hi")
+    assert {p.name for p in (tmp_path / "plots").iterdir()} == {"loss_vs_compute.png", "residuals.png",
+                                                                 "bootstrap.png"}
+
+
+def test_backtest_by_compute_cutoff():
+    result = run_fit(std(chinchilla_table()), {"name": "chinchilla"}, NO_TARGETS, 0, 0, 0.95, backtest_spec=1e20)
+    assert all(row["flops"] > 1e20 for row in result["backtest"]["rows"])
+    with pytest.raises(LadderError, match="both sides"):
+        run_fit(std(chinchilla_table()), {"name": "chinchilla"}, NO_TARGETS, 0, 0, 0.95, backtest_spec=1e40)
+
+
+def test_frontier_law_refuses_point_targets():
+    targets = resolve_targets({"name": "t", "params": 7e9, "tokens": 1e11, "flops": None},
+                              {"target.params", "target.tokens"}, None, 6.0)
+    with pytest.raises(LadderError, match="give target.flops alone"):
+        run_fit(std(isoflop_table()), {"name": "isoflop"}, targets, 0, 0, 0.95)
+
+
+def test_fit_cli_on_csv_with_renamed_columns(run_cli, tmp_path):
+    table = chinchilla_table()
+    renamed = Table({"N": table["params"], "D": table["tokens"], "val_loss": table["loss"]})
+    renamed.write_csv(tmp_path / "runs.csv")
+    code, out, err = run_cli("fit", f"runs={tmp_path / 'runs.csv'}", "columns.params=N", "columns.tokens=D",
+                             "columns.loss=val_loss", "target.params=7e9", "target.tokens=1.4e11",
+                             "bootstrap.n=50", f"out={tmp_path / 'fit'}", "backtest=largest")
+    assert code == 0, err
+    assert "forecast" in out and "backtest (largest size held out)" in out
+    assert "chinchilla_6nd" in out  # no flops column: 6ND, and it says so
+    saved = json.loads((tmp_path / "fit" / "fit.json").read_text())
+    assert saved["predictions"][0]["loss"] == pytest.approx(chinchilla_loss(7e9, 1.4e11), rel=0.01)
+
+
+def test_fit_cli_flops_target_and_isoflop(run_cli, tmp_path):
+    isoflop_table().write_csv(tmp_path / "iso.csv")
+    code, out, err = run_cli("fit", f"runs={tmp_path / 'iso.csv'}", "law=isoflop", "target.flops=1e23",
+                             "bootstrap.n=50", f"out={tmp_path / 'fit'}", "format=json")
+    assert code == 0, err
+    saved = json.loads(out)
+    assert 0.45 < saved["params"]["a"] < 0.6 and saved["predictions"][0]["metric"] == "params_opt"
+    assert (tmp_path / "fit" / "plots" / "frontier.png").exists()
+
+
+def test_fit_cli_errors_are_one_line(run_cli, tmp_path):
+    code, _, err = run_cli("fit", f"runs={tmp_path / 'nope.csv'}")
+    assert code == 2 and "no such file" in err and err.count("\n") == 1
+    code, _, err = run_cli("fit", "runs=x.csv", "law=gompertz")
+    assert code == 2 and "law=gompertz: no such law" in err

@@ -1,0 +1,74 @@
+"""The Chinchilla reproduction (Besiroglu et al. 2024), held to the published numbers."""
+
+import pytest
+
+from ladder.fit.laws import make_law
+from ladder.fit.reproduce import EPOCH_CI, EPOCH_GRID_OBJECTIVE, load_chinchilla
+
+
+@pytest.fixture(scope="module")
+def chinchilla_fit(request):
+    from conftest import CHINCHILLA_CSV
+    if not CHINCHILLA_CSV.exists():
+        pytest.skip(f"reference data not found at {CHINCHILLA_CSV}")
+    table = load_chinchilla(CHINCHILLA_CSV)
+    return table, make_law({"name": "chinchilla"}).fit(table).bootstrap(table, 4000, seed=0)
+
+
+def test_drops_the_five_highest_losses(chinchilla_fit):
+    table, _ = chinchilla_fit
+    assert len(table) == 240 and table["loss"].max() < 3.5
+
+
+def test_point_estimate_matches_epoch(chinchilla_fit):
+    _, law = chinchilla_fit
+    p = law.params_
+    assert law.objective_["n_starts"] == 4500
+    assert law.objective_["value"] <= EPOCH_GRID_OBJECTIVE + 0.0000001  # 0.0010183
+    assert p["E"] == pytest.approx(1.817, abs=0.005)
+    assert p["alpha"] == pytest.approx(0.347, abs=0.005)
+    assert p["beta"] == pytest.approx(0.367, abs=0.01)
+    assert p["A"] == pytest.approx(477.84, rel=0.05) and p["B"] == pytest.approx(2143.86, rel=0.1)
+    assert not law.warnings_
+
+
+def test_bootstrap_intervals_match_epoch(chinchilla_fit):
+    _, law = chinchilla_fit
+    ci = law.ci()
+    for name in ("E", "alpha", "beta"):
+        width = EPOCH_CI[name][1] - EPOCH_CI[name][0]
+        assert ci[name][0] == pytest.approx(EPOCH_CI[name][0], abs=0.1 * width), name
+        assert ci[name][1] == pytest.approx(EPOCH_CI[name][1], abs=0.1 * width), name
+    for name in ("A", "B"):  # weakly identified: compare loosely
+        assert ci[name][0] == pytest.approx(EPOCH_CI[name][0], rel=0.25), name
+        assert ci[name][1] == pytest.approx(EPOCH_CI[name][1], rel=0.25), name
+
+
+def test_hoffmann_published_fit_is_worse_on_these_points(chinchilla_fit):
+    import numpy as np
+
+    from ladder.fit.powerlaw import huber
+    table, law = chinchilla_fit
+    h = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
+    predicted = h["E"] + h["A"] / table["params"] ** h["alpha"] + h["B"] / table["tokens"] ** h["beta"]
+    hoffmann_objective = huber(np.log(predicted) - np.log(table["loss"]), 1e-3).sum()
+    assert hoffmann_objective > 1.5 * law.objective_["value"]
+
+
+def test_reproduce_command(run_cli, chinchilla_csv, tmp_path):
+    code, out, err = run_cli("reproduce", "chinchilla", f"path={chinchilla_csv}", "bootstrap.n=50",
+                             f"out={tmp_path}")
+    assert code == 0, err
+    assert "Epoch grid L-BFGS-B" in out and "Hoffmann 2022" in out and "0.00101827" in out
+    assert (tmp_path / "fit.json").exists()
+
+
+def test_reproduce_offline_is_one_line(run_cli, tmp_path, monkeypatch):
+    import urllib.request
+    monkeypatch.setenv("LADDER_CACHE", str(tmp_path))
+
+    def offline(*args, **kwargs):
+        raise OSError("network unreachable")
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    code, out, err = run_cli("reproduce", "chinchilla")
+    assert code == 2 and err.count("\n") == 1 and "pass path=" in err
