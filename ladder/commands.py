@@ -33,6 +33,28 @@ def plan(cfg, overrides) -> int:
     return 0
 
 
+def prepare(cfg, overrides) -> int:
+    import time
+
+    from ladder.data import load_manifest
+    from ladder.data import prepare as prepare_data
+
+    started = time.time()
+    directory = prepare_data(_plain(cfg.data))
+    manifest = load_manifest(directory)
+    if _format(cfg) == "json":
+        print_json({"directory": str(directory), **manifest})
+        return 0
+    tokens, docs = manifest["tokens"], manifest["documents"]
+    tokenizer = manifest["tokenizer"]
+    print(f"data {manifest['source']['name']}: {human(tokens['train'])} train + {human(tokens['val'])} validation "
+          f"tokens from {docs['train'] + docs['val']} documents ({human(manifest['text_bytes'])}B of text)")
+    print(f"tokenizer {tokenizer['kind']}{' ' + tokenizer['name'] if tokenizer.get('name') else ''}, vocabulary "
+          f"{tokenizer['vocab_size']}, {manifest['dtype']} shards; fingerprint {manifest['fingerprint'][:16]}")
+    print(f"{directory} ({time.time() - started:.1f} s)")
+    return 0
+
+
 def fit(cfg, overrides) -> int:
     import numpy as np
 

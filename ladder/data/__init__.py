@@ -1,0 +1,6 @@
+"""Corpora -> tokenized shards (prepare) -> deterministic batches (sampler)."""
+
+from ladder.data.prepare import load_manifest, prepare
+from ladder.data.shards import Sampler, TokenData
+
+__all__ = ["Sampler", "TokenData", "load_manifest", "prepare"]

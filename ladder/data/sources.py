@@ -1,0 +1,164 @@
+"""Corpora as streams of documents, every one read through `datasets.load_dataset`.
+
+- `stdlib`: the embedded default: this Python's own standard library source (.py files, one document each; PSF
+  licence), present wherever the harness runs, no network needed. Files that are not UTF-8 (a few encoding tests)
+  are skipped and counted in the manifest.
+- `local`: .txt (one document per file), .jsonl/.json and .parquet (one per row, `text_field`) files, a glob or a dir.
+- `hub`: a Hugging Face dataset by name, streamed (never held in memory).
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import socket
+import sys
+import sysconfig
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from ladder.errors import LadderError, require
+
+SOURCES = ("stdlib", "local", "hub")
+LOCAL_BUILDERS = {".txt": "text", ".text": "text", ".md": "text", ".py": "text", ".jsonl": "json",
+                  ".json": "json", ".parquet": "parquet"}
+HUB_HOST = "huggingface.co"
+
+
+@dataclass
+class Source:
+    name: str
+    kind: str
+    text_field: str
+    builder: str = ""  # local and stdlib: the datasets packaged builder (text, json, parquet)
+    files: list[str] = field(default_factory=list)
+    hub_path: str = ""
+    subset: str | None = None
+    split: str = "train"
+    revision: str | None = None
+    skipped_files: list[str] = field(default_factory=list)
+
+    def signature(self) -> dict:
+        """What identifies the content, cheaply: for files their paths and sizes (and mtimes, for user files)."""
+        if self.kind == "hub":
+            return {"hub": self.hub_path, "subset": self.subset, "split": self.split, "revision": self.revision,
+                    "text_field": self.text_field}
+        digest = hashlib.sha256()
+        for path in self.files:
+            stat = os.stat(path)
+            stamp = "" if self.kind == "stdlib" else f":{stat.st_mtime_ns}"
+            name = os.path.relpath(path, stdlib_root()) if self.kind == "stdlib" else os.path.abspath(path)
+            digest.update(f"{name}:{stat.st_size}{stamp}\n".encode())
+        out = {"files": len(self.files), "files_sha256": digest.hexdigest(), "text_field": self.text_field}
+        if self.kind == "stdlib":
+            out["python"] = sys.version.split()[0]
+        return out
+
+
+def stdlib_root() -> Path:
+    return Path(sysconfig.get_paths()["stdlib"])
+
+
+def resolve_source(cfg: dict) -> Source:
+    kind = cfg.get("source")
+    require(kind in SOURCES, f"data.source={kind!r}: use one of {', '.join(SOURCES)}")
+    text_field = str(cfg.get("text_field") or "text")
+    if kind == "stdlib":
+        root = stdlib_root()
+        files, skipped = [], []
+        for path in sorted(p for p in root.rglob("*.py") if "site-packages" not in p.parts):
+            try:
+                path.read_bytes().decode("utf-8")
+                files.append(str(path))
+            except UnicodeDecodeError:
+                skipped.append(str(path.relative_to(root)))
+        require(files, f"data=stdlib: no .py files under {root}; use data=local data.path=...")
+        return Source(cfg["name"], kind, "text", "text", files, skipped_files=skipped)
+    if kind == "local":
+        path = cfg.get("path")
+        require(path, "data.path: missing; give a file, a directory or a glob (data=local data.path=corpus/*.txt)")
+        files = _expand(str(path))
+        suffixes = {Path(f).suffix.lower() for f in files}
+        unknown = suffixes - set(LOCAL_BUILDERS)
+        require(not unknown, f"data.path={path}: unsupported file type {sorted(unknown)[0] if unknown else ''}; "
+                             f"use .txt, .jsonl or .parquet")
+        builders = {LOCAL_BUILDERS[s] for s in suffixes}
+        require(len(builders) == 1, f"data.path={path}: mixes {sorted(builders)} files; point it at one kind")
+        return Source(cfg["name"], kind, text_field, builders.pop(), files)
+    hub_path = cfg.get("path")
+    require(hub_path, "data.path: missing; name the hub dataset (e.g. HuggingFaceFW/fineweb-edu)")
+    return Source(cfg["name"], kind, text_field, hub_path=str(hub_path), subset=cfg.get("subset"),
+                  split=str(cfg.get("split") or "train"), revision=cfg.get("revision"))
+
+
+def _expand(path: str) -> list[str]:
+    if os.path.isdir(path):
+        files = sorted(str(p) for p in Path(path).rglob("*") if p.is_file() and not p.name.startswith("."))
+    else:
+        files = sorted(glob.glob(path, recursive=True))
+    require(files, f"data.path={path}: no files match")
+    return files
+
+
+def hub_reachable(timeout_s: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
+        return False
+    try:
+        socket.create_connection((HUB_HOST, 443), timeout=timeout_s).close()
+        return True
+    except OSError:
+        return False
+
+
+def check_reachable(source: Source) -> None:
+    """Fail in one line, at once, when a hub corpus cannot be streamed (datasets would retry for ~20 s)."""
+    if source.kind == "hub" and not os.path.exists(source.hub_path) and not hub_reachable():
+        raise LadderError(f"data={source.name}: cannot reach {HUB_HOST} to stream {source.hub_path}"
+                          f"{'/' + source.subset if source.subset else ''}; connect to the network, or use "
+                          f"data=local data.path=FILES")
+
+
+def _open(source: Source):
+    import datasets
+
+    datasets.disable_progress_bars()
+    if source.kind == "hub":
+        check_reachable(source)
+        if os.path.exists(source.hub_path):  # a local copy of a hub dataset: the same call, no network needed
+            return datasets.load_dataset(source.hub_path, name=source.subset, split=source.split, streaming=True)
+        return datasets.load_dataset(source.hub_path, name=source.subset, split=source.split, streaming=True,
+                                     revision=source.revision)
+    extra = {"sample_by": "document"} if source.builder == "text" else {}
+    return datasets.load_dataset(source.builder, data_files=source.files, split="train", streaming=True, **extra)
+
+
+def documents(source: Source, limit: int | None = None) -> Iterator[str]:
+    """The corpus's documents in a fixed order, validated: text, UTF-8, no NUL bytes, the text field present."""
+    try:
+        stream = _open(source)
+        for i, example in enumerate(stream):
+            if limit is not None and i >= limit:
+                return
+            if source.text_field not in example:
+                raise LadderError(f"data.text_field={source.text_field!r}: not in the records of {source.name}; "
+                                  f"fields are {', '.join(example)} (set data.text_field=NAME)")
+            text = example[source.text_field]
+            if not isinstance(text, str):
+                raise LadderError(f"data.text_field={source.text_field!r}: record {i} holds "
+                                  f"{type(text).__name__}, not text")
+            if "\x00" in text:
+                raise LadderError(f"{source.name}: document {i} contains NUL bytes (binary data?); remove it")
+            yield text
+    except UnicodeDecodeError as error:
+        raise LadderError(f"{source.name}: a file is not UTF-8 text ({error.reason} at byte {error.start}); "
+                          f"convert it to UTF-8 or remove it") from None
+    except LadderError:
+        raise
+    except Exception as error:  # datasets wraps reader errors in many types; keep the first line
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        cause = error.__cause__ or error.__context__
+        if isinstance(cause, UnicodeDecodeError) or "codec can't decode" in first:
+            raise LadderError(f"{source.name}: a file is not UTF-8 text ({first}); convert or remove it") from None
+        raise LadderError(f"{source.name}: could not read the corpus ({type(error).__name__}: {first})") from None

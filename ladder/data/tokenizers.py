@@ -1,0 +1,118 @@
+"""Tokenizers behind one small interface: encode a batch of documents to id arrays, an EOS id, a vocabulary size.
+
+- `bytes`: raw UTF-8 bytes, vocabulary 256. Id 0 (NUL, which corpora are checked not to contain) separates documents.
+- `bpe`: a byte-level BPE trained with `tokenizers` on the training split, saved beside the shards.
+- `hf`: any Hugging Face tokenizer by name (gpt2, EleutherAI/gpt-neox-20b, allenai/OLMo-2-1124-7B); needs the network
+  the first time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from ladder.errors import LadderError, require
+
+KINDS = ("bytes", "bpe", "hf")
+EOS_TEXT = "<|endoftext|>"
+
+
+class ByteTokenizer:
+    kind, vocab_size, eos_id = "bytes", 256, 0
+
+    def encode_batch(self, texts: list[str]) -> list[np.ndarray]:
+        return [np.frombuffer(t.encode("utf-8"), dtype=np.uint8) for t in texts]
+
+    def decode(self, ids) -> str:
+        return bytes(int(i) for i in ids if i != self.eos_id).decode("utf-8", errors="replace")
+
+    def describe(self) -> dict:
+        return {"kind": self.kind, "vocab_size": self.vocab_size, "eos_id": self.eos_id,
+                "hash": hashlib.sha256(b"bytes-v1").hexdigest()}
+
+    def save(self, directory: Path) -> None:
+        pass
+
+
+class FastTokenizer:
+    """A `tokenizers.Tokenizer` (a trained BPE, or the backend of a Hugging Face tokenizer)."""
+
+    def __init__(self, kind: str, tokenizer, eos_id: int, name: str | None = None):
+        self.kind, self.tokenizer, self.eos_id, self.name = kind, tokenizer, int(eos_id), name
+        self.vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
+
+    def encode_batch(self, texts: list[str]) -> list[np.ndarray]:
+        return [np.asarray(e.ids, dtype=np.int64) for e in
+                self.tokenizer.encode_batch(texts, add_special_tokens=False)]
+
+    def decode(self, ids) -> str:
+        return self.tokenizer.decode([int(i) for i in ids if i != self.eos_id], skip_special_tokens=False)
+
+    def describe(self) -> dict:
+        serialised = self.tokenizer.to_str().encode()
+        return {"kind": self.kind, "name": self.name, "vocab_size": self.vocab_size, "eos_id": self.eos_id,
+                "hash": hashlib.sha256(serialised).hexdigest()}
+
+    def save(self, directory: Path) -> None:
+        from ladder.io import atomic_write_text
+        atomic_write_text(directory / "tokenizer.json", self.tokenizer.to_str())
+
+
+def train_bpe(texts: Iterable[str], vocab_size: int) -> FastTokenizer:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    require(vocab_size > 257, f"data.tokenizer.vocab_size={vocab_size}: a byte-level BPE needs more than 257")
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS_TEXT], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tokenizer.train_from_iterator(texts, trainer)
+    return FastTokenizer("bpe", tokenizer, tokenizer.token_to_id(EOS_TEXT))
+
+
+def load_hf(name: str, revision: str | None = None) -> FastTokenizer:
+    from transformers import AutoTokenizer
+
+    from ladder.data.sources import HUB_HOST, hub_reachable
+
+    try:  # a cached copy works offline
+        hf = AutoTokenizer.from_pretrained(name, revision=revision, local_files_only=True)
+    except (OSError, ValueError):
+        if not hub_reachable():
+            raise LadderError(f"data.tokenizer.name={name}: not cached and {HUB_HOST} is unreachable; connect to the "
+                              f"network, or use data.tokenizer.kind=bpe (trained offline) or bytes") from None
+        try:
+            hf = AutoTokenizer.from_pretrained(name, revision=revision)
+        except (OSError, ValueError) as error:
+            raise LadderError(f"data.tokenizer.name={name}: {str(error).splitlines()[0]}") from None
+    require(getattr(hf, "backend_tokenizer", None) is not None, f"data.tokenizer.name={name}: not a fast tokenizer")
+    eos = hf.eos_token_id if hf.eos_token_id is not None else hf.convert_tokens_to_ids(EOS_TEXT)
+    require(eos is not None, f"data.tokenizer.name={name}: has no EOS token to separate documents")
+    return FastTokenizer("hf", hf.backend_tokenizer, eos, name=name)
+
+
+def load_saved(description: dict, directory: Path):
+    """The tokenizer a manifest describes, from the shard directory (bytes and bpe) or the hub cache (hf)."""
+    if description["kind"] == "bytes":
+        return ByteTokenizer()
+    if description["kind"] == "bpe":
+        from tokenizers import Tokenizer
+        return FastTokenizer("bpe", Tokenizer.from_file(str(directory / "tokenizer.json")), description["eos_id"])
+    return load_hf(description["name"])
+
+
+def tokenizer_config_signature(cfg: dict) -> dict:
+    kind = cfg.get("kind")
+    require(kind in KINDS, f"data.tokenizer.kind={kind!r}: use one of {', '.join(KINDS)}")
+    if kind == "bytes":
+        return {"kind": kind}
+    if kind == "bpe":
+        return {"kind": kind, "vocab_size": int(cfg["vocab_size"]), "train_bytes": int(float(cfg["train_bytes"]))}
+    require(cfg.get("name"), "data.tokenizer.name: missing; name a Hugging Face tokenizer (e.g. gpt2)")
+    return {"kind": kind, "name": cfg["name"], "revision": cfg.get("revision")}
+
+

@@ -1,0 +1,231 @@
+import json
+import os
+
+import numpy as np
+import pytest
+
+from ladder.cli import compose_config
+from ladder.data import Sampler, TokenData, load_manifest, prepare
+from ladder.data.prepare import choose_dtype, is_validation
+from ladder.data.tokenizers import ByteTokenizer, train_bpe
+from ladder.errors import LadderError
+from omegaconf import OmegaConf
+
+TEXTS = [f"Document {i}: the quick brown fox {'jumps ' * (i % 7)}over the lazy dog. Ünïcödé ✓ {i * i}\n" * 20
+         for i in range(60)]
+
+
+def data_cfg(tmp_path, *overrides):
+    cfg = compose_config(["data=local", f"data.cache_dir={tmp_path / 'cache'}", "data.tokenizer.kind=bytes",
+                          "data.val_fraction=0.1", *overrides])
+    return OmegaConf.to_container(cfg.data, resolve=True)
+
+
+def write_txt(directory, texts=TEXTS):
+    directory.mkdir(parents=True, exist_ok=True)
+    for i, text in enumerate(texts):
+        (directory / f"doc{i:03d}.txt").write_text(text, encoding="utf-8")
+    return directory
+
+
+def write_jsonl(path, texts=TEXTS, field="text"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps({field: t, "id": i}) + "\n" for i, t in enumerate(texts)))
+    return path
+
+
+def test_txt_jsonl_parquet_give_the_same_tokens(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    write_txt(tmp_path / "txt")
+    write_jsonl(tmp_path / "j" / "c.jsonl")
+    (tmp_path / "p").mkdir()
+    pq.write_table(pa.table({"text": TEXTS}), tmp_path / "p" / "c.parquet")
+    totals = []
+    for path in (tmp_path / "txt", tmp_path / "j" / "c.jsonl", tmp_path / "p" / "c.parquet"):
+        manifest = load_manifest(prepare(data_cfg(tmp_path, f"data.path={path}"), progress=False))
+        totals.append((manifest["tokens"]["train"], manifest["tokens"]["val"], manifest["documents"]["val"]))
+    assert totals[0] == totals[1] == totals[2]
+    assert totals[0][0] + totals[0][1] == sum(len(t.encode()) + 1 for t in TEXTS)  # bytes + one EOS per document
+
+
+def test_hub_code_path_on_a_local_copy(tmp_path):
+    # A hub config with its path pointed at local files: the same load_dataset(path, name=, split=, streaming=True).
+    write_jsonl(tmp_path / "hub" / "train.jsonl")
+    cfg = compose_config(["data=fineweb_edu", f"data.path={tmp_path / 'hub'}", "data.subset=null",
+                          "data.tokenizer.kind=bytes", f"data.cache_dir={tmp_path / 'cache'}", "data.val_fraction=0.1"])
+    manifest = load_manifest(prepare(OmegaConf.to_container(cfg.data), progress=False))
+    assert manifest["source"]["kind"] == "hub" and manifest["documents"]["train"] + manifest["documents"]["val"] == 60
+
+
+def test_offline_hub_corpus_is_one_line(run_cli, monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, _, err = run_cli("prepare", "data=c4", f"data.cache_dir={tmp_path}")
+    assert code == 2 and err.count("\n") == 1
+    assert "cannot reach huggingface.co to stream allenai/c4/en" in err and "data=local data.path=" in err
+
+
+def test_manifest_and_fingerprint_cache(tmp_path):
+    write_txt(tmp_path / "txt")
+    cfg = data_cfg(tmp_path, f"data.path={tmp_path / 'txt'}")
+    first = prepare(cfg, progress=False)
+    manifest = load_manifest(first)
+    for key in ("source", "tokenizer", "dtype", "tokens", "documents", "shards", "harness_version", "fingerprint"):
+        assert key in manifest, key
+    assert manifest["tokenizer"]["kind"] == "bytes" and manifest["tokenizer"]["hash"]
+    assert manifest["dtype"] == "uint16" and first.name.endswith(manifest["fingerprint"][:16])
+    for shard in manifest["shards"]:
+        assert set(shard) >= {"path", "split", "tokens", "bytes", "sha256"}
+    stamp = (first / "manifest.json").stat().st_mtime_ns
+    assert prepare(cfg, progress=False) == first and (first / "manifest.json").stat().st_mtime_ns == stamp
+    other = prepare({**cfg, "seed": 1}, progress=False)
+    assert other != first  # the split depends on the seed, so does the fingerprint
+    (tmp_path / "txt" / "doc000.txt").write_text("changed text\n")
+    assert prepare(cfg, progress=False) != first  # a changed file changes the fingerprint
+
+
+def test_split_is_by_document_and_deterministic():
+    picks = [is_validation(0, i, 0.1) for i in range(5000)]
+    assert picks == [is_validation(0, i, 0.1) for i in range(5000)]
+    assert 0.08 < np.mean(picks) < 0.12
+    assert picks != [is_validation(1, i, 0.1) for i in range(5000)]
+
+
+def test_interrupted_prepare_leaves_no_manifest(tmp_path, monkeypatch):
+    write_txt(tmp_path / "txt", TEXTS * 10)
+    cfg = data_cfg(tmp_path, f"data.path={tmp_path / 'txt'}")
+    calls = {"n": 0}
+    original = ByteTokenizer.encode_batch
+
+    def dies_on_second_batch(self, texts):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(self, texts)
+
+    monkeypatch.setattr(ByteTokenizer, "encode_batch", dies_on_second_batch)
+    with pytest.raises(KeyboardInterrupt):
+        prepare(cfg, progress=False)
+    assert not list((tmp_path / "cache").rglob("manifest.json"))
+    assert not list((tmp_path / "cache").glob(".*tmp*"))  # the partial directory is gone too
+    monkeypatch.setattr(ByteTokenizer, "encode_batch", original)
+    assert load_manifest(prepare(cfg, progress=False))["documents"]["train"] > 0
+
+
+def test_tokenizers_round_trip_multibyte_text():
+    text = "naïve café — 数据 🚀 def f(x):\n    return x"
+    assert ByteTokenizer().decode(ByteTokenizer().encode_batch([text])[0]) == text
+    bpe = train_bpe(TEXTS * 5, vocab_size=400)
+    ids = bpe.encode_batch([text])[0]
+    assert bpe.decode(ids) == text
+    assert 256 < bpe.vocab_size <= 400 and bpe.eos_id not in ids
+    assert len(bpe.encode_batch([TEXTS[0]])[0]) < len(TEXTS[0].encode()) / 2  # it learned merges
+
+
+def test_bpe_prepare_saves_a_loadable_tokenizer(tmp_path):
+    from ladder.data.tokenizers import load_saved
+    write_txt(tmp_path / "txt")
+    directory = prepare(data_cfg(tmp_path, f"data.path={tmp_path / 'txt'}", "data.tokenizer.kind=bpe",
+                                 "data.tokenizer.vocab_size=300"), progress=False)
+    manifest = load_manifest(directory)
+    tokenizer = load_saved(manifest["tokenizer"], directory)
+    assert tokenizer.decode(tokenizer.encode_batch(["quick brown ✓"])[0]) == "quick brown ✓"
+    data = TokenData(directory)
+    first_doc = np.asarray(data.splits["train"][0][:50])
+    assert tokenizer.decode(first_doc).startswith("Document")
+
+
+@pytest.fixture
+def token_data(tmp_path):
+    write_txt(tmp_path / "txt")
+    return TokenData(prepare(data_cfg(tmp_path, f"data.path={tmp_path / 'txt'}"), progress=False))
+
+
+def test_sampler_is_a_pure_function_of_seed_and_step(token_data):
+    a, b = Sampler(token_data, 32, 8, seed=0), Sampler(token_data, 32, 8, seed=0)
+    assert all(np.array_equal(a.batch(s)[0], b.batch(s)[0]) for s in (0, 5, 17))
+    assert not np.array_equal(a.batch(3)[0], Sampler(token_data, 32, 8, seed=1).batch(3)[0])
+    x, y = a.batch(2)
+    assert x.shape == (8, 32) and np.array_equal(x[:, 1:], y[:, :-1])
+
+
+def test_ranks_split_the_global_batch_disjointly(token_data):
+    sampler = Sampler(token_data, 32, 8, seed=0)
+    for step in (0, 1, 9):
+        whole = sampler.window_ids(step)
+        parts = [sampler.window_ids(step, rank, 4) for rank in range(4)]
+        assert np.array_equal(np.concatenate(parts), whole)
+        assert len(set(np.concatenate(parts).tolist())) == 8
+    with pytest.raises(LadderError, match="does not split over 3 ranks"):
+        sampler.window_ids(0, 0, 3)
+
+
+def test_epochs_cover_every_window_then_repeat(token_data):
+    sampler = Sampler(token_data, 32, 4, seed=0)
+    steps_per_epoch = sampler.windows // 4
+    seen = np.concatenate([sampler.window_ids(s) for s in range(steps_per_epoch)])
+    assert len(set(seen.tolist())) == len(seen)  # no window twice within an epoch
+    assert sampler.repeat_factor(3 * sampler.epoch_tokens) == pytest.approx(3.0)
+    later = sampler.window_ids(steps_per_epoch * 2 + 1)
+    assert set(later.tolist()) <= set(range(sampler.windows))
+
+
+def test_validation_windows_are_fixed(token_data):
+    first, second = token_data.validation_windows(32, 256), token_data.validation_windows(32, 256)
+    assert first.shape == (8, 33) and np.array_equal(first, second)
+
+
+def test_corrupt_and_truncated_shards_are_detected(tmp_path):
+    write_txt(tmp_path / "txt")
+    directory = prepare(data_cfg(tmp_path, f"data.path={tmp_path / 'txt'}"), progress=False)
+    shard = directory / load_manifest(directory)["shards"][0]["path"]
+    raw = bytearray(shard.read_bytes())
+    raw[100] ^= 0xFF
+    shard.write_bytes(bytes(raw))
+    with pytest.raises(LadderError, match="sha256 mismatch"):
+        TokenData(directory)
+    shard.write_bytes(bytes(raw[:-10]))
+    with pytest.raises(LadderError, match="missing or truncated"):
+        TokenData(directory)
+
+
+@pytest.mark.parametrize("setup, message", [
+    ("empty", "gave no train tokens"),
+    ("field", "data.text_field='body': not in the records"),
+    ("latin1", "not UTF-8 text"),
+    ("binary", "NUL bytes"),
+    ("nothing", "no files match"),
+])
+def test_bad_corpora_are_one_line_errors(run_cli, tmp_path, setup, message):
+    path = tmp_path / "corpus"
+    path.mkdir()
+    if setup == "empty":
+        (path / "a.txt").write_text("")
+    elif setup == "field":
+        write_jsonl(path / "a.jsonl")
+    elif setup == "latin1":
+        (path / "a.txt").write_bytes("café olé\n".encode("latin-1"))
+    elif setup == "binary":
+        (path / "a.txt").write_bytes(b"text\x00\x01\x02 more")
+    target = path if setup != "nothing" else tmp_path / "missing*.txt"
+    field = ["data.text_field=body"] if setup == "field" else []
+    code, _, err = run_cli("prepare", "data=local", f"data.path={target}", "data.tokenizer.kind=bytes", *field,
+                           f"data.cache_dir={tmp_path / 'cache'}")
+    assert code == 2 and err.count("\n") == 1, err
+    assert message in err
+    assert not list((tmp_path / "cache").rglob("manifest.json"))
+
+
+def test_uint16_refused_for_a_large_vocabulary():
+    assert choose_dtype("auto", 50304) == "uint16" and choose_dtype("auto", 100352) == "uint32"
+    with pytest.raises(LadderError, match="data.dtype=uint16: the tokenizer's vocabulary \\(100352\\) does not fit"):
+        choose_dtype("uint16", 100352)
+
+
+def test_default_corpus_is_the_embedded_stdlib(tmp_path):
+    cfg = compose_config([f"data.cache_dir={tmp_path}", "data.max_documents=40", "data.val_fraction=0.2"])
+    assert cfg.data.source == "stdlib" and cfg.data.tokenizer.kind == "bytes"
+    manifest = load_manifest(prepare(OmegaConf.to_container(cfg.data), progress=False))
+    assert manifest["source"]["python"] and manifest["tokens"]["train"] > 10_000
+    assert os.path.basename(manifest["shards"][0]["path"]).startswith("train_")
