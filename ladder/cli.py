@@ -19,6 +19,7 @@ CONF_DIR = Path(os.environ.get("LADDER_CONF", Path(__file__).resolve().parent.pa
 COMMANDS = {
     "plan": ("ladder.commands:plan", "resolve a ladder into rungs and print what it will cost"),
     "prepare": ("ladder.commands:prepare", "tokenize a corpus into cached shards with a manifest"),
+    "train": ("ladder.commands:train", "train one rung (resumes from its latest checkpoint)"),
     "fit": ("ladder.commands:fit", "fit a scaling law to a CSV or a runs directory and forecast targets"),
     "collect": ("ladder.commands:collect", "gather run directories (or a CSV, or W&B) into one tidy CSV"),
     "reproduce": ("ladder.commands:reproduce", "refit a published dataset (chinchilla) beside the published fits"),

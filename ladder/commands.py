@@ -55,6 +55,15 @@ def prepare(cfg, overrides) -> int:
     return 0
 
 
+def train(cfg, overrides) -> int:
+    import logging
+
+    from ladder.train.loop import train_rung
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return train_rung(cfg, cfg.rung)
+
+
 def fit(cfg, overrides) -> int:
     import numpy as np
 

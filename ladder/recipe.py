@@ -71,6 +71,10 @@ def parse_budget(value, n_params: int, flops_per_token: int, tokens_per_param: f
 
 
 def budget_label(value) -> str:
+    """`2xC` and `1e18F` as written; a plain token count as a short number (20000.0 -> 20k)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        from ladder.report import human
+        return human(value)
     return str(value).replace(" ", "")
 
 

@@ -1,0 +1,1 @@
+"""Training one rung: loop, schedules, optimizer, checkpoints, metrics, W&B, distributed."""

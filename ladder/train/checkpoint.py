@@ -1,0 +1,80 @@
+"""Checkpoints: one file each with a sha256 sidecar, written atomically; `latest` moves only after both are complete.
+
+Loading verifies the checksum and falls back to the previous checkpoint when one is corrupt or truncated, saying so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import re
+from pathlib import Path
+
+import torch
+
+from ladder.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+from ladder.errors import LadderError
+
+log = logging.getLogger("ladder.train")
+_NAME = re.compile(r"^step_(\d+)(?:_(\w+))?\.pt$")
+
+
+class Checkpoints:
+    def __init__(self, directory: Path, keep: int = 2):
+        self.directory, self.keep = Path(directory), max(1, keep)
+
+    def save(self, state: dict, step: int, tag: str = "") -> Path:
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        data = buffer.getvalue()
+        name = f"step_{step:08d}{'_' + tag if tag else ''}.pt"
+        path = self.directory / name
+        atomic_write_bytes(path, data)
+        atomic_write_json(path.with_suffix(".json"), {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
+                                                      "step": step})
+        atomic_write_text(self.directory / "latest", name + "\n")
+        self._prune(keep_name=name)
+        return path
+
+    def _all(self) -> list[Path]:
+        found = [p for p in self.directory.glob("step_*.pt") if _NAME.match(p.name)]
+        return sorted(found, key=lambda p: (int(_NAME.match(p.name).group(1)), p.stat().st_mtime_ns), reverse=True)
+
+    def _prune(self, keep_name: str) -> None:
+        for old in [p for p in self._all() if p.name != keep_name][self.keep - 1:]:
+            old.unlink(missing_ok=True)
+            old.with_suffix(".json").unlink(missing_ok=True)
+
+    def load_latest(self) -> dict | None:
+        """The newest checkpoint that verifies, or None when there is none at all."""
+        if not self.directory.exists():
+            return None
+        candidates = self._all()
+        pointer = self.directory / "latest"
+        if pointer.exists():
+            named = self.directory / pointer.read_text().strip()
+            candidates = [named] + [c for c in candidates if c != named]
+        for path in candidates:
+            problem = self._verify(path)
+            if problem is None:
+                return torch.load(path, map_location="cpu", weights_only=False)
+            log.warning("checkpoint %s is unusable (%s); falling back to the previous one", path.name, problem)
+        if candidates:
+            raise LadderError(f"{self.directory}: every checkpoint is corrupt; delete them to restart the rung")
+        return None
+
+    @staticmethod
+    def _verify(path: Path) -> str | None:
+        if not path.exists():
+            return "missing"
+        try:
+            meta = read_json(path.with_suffix(".json"))
+        except LadderError as error:
+            return f"no checksum: {error}"
+        data = path.read_bytes()
+        if len(data) != meta.get("bytes"):
+            return f"truncated: {len(data)} of {meta.get('bytes')} bytes"
+        if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
+            return "sha256 mismatch"
+        return None

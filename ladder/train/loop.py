@@ -1,0 +1,374 @@
+"""Train one rung and leave behind everything a fit needs.
+
+The path: plan -> data -> model -> optimizer -> (resume) -> main loop. With a WSD-S recipe the main run holds a
+constant learning rate and, at each budget's fork step, forks a cooldown branch that ends exactly at the budget; the
+branch's validation loss is that budget's result, then the main run continues from its own state. Every other
+schedule runs once to its single budget. Batches, learning rates and cooldowns are pure functions of the step, so a
+run resumed from any checkpoint reproduces the uninterrupted one bitwise on CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import math
+import random
+import signal
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+
+from ladder.data import Sampler, TokenData, prepare
+from ladder.errors import LadderError, require
+from ladder.hardware import device_peak_flops
+from ladder.model import all_flops_per_token, flops_per_token
+from ladder.model.build import build_model
+from ladder.plan import Rung, make_plan, plan_to_dict
+from ladder.train import distributed
+from ladder.train.checkpoint import Checkpoints
+from ladder.train.optim import make_optimizer, set_lr
+from ladder.train.rundir import MetricsLog, RunDir
+from ladder.train.schedule import branch_factor, fork_step, lr_factor
+from ladder.train.wandb_log import WandbLogger
+
+log = logging.getLogger("ladder.train")
+EXIT_FAILED, EXIT_INTERRUPTED = 1, 75  # 75 = EX_TEMPFAIL: checkpointed, run the same command again to resume
+
+
+class Interrupted(Exception):
+    pass
+
+
+class Trainer:
+    def __init__(self, cfg, rung: Rung, ladder: str):
+        self.cfg, self.rung, self.ladder = cfg, rung, ladder
+        self.tcfg = cfg.train
+        self.run = RunDir(Path(cfg.runs_dir) / ladder / rung.name)
+        self.device = _device(str(self.tcfg.device))
+        self.dist = distributed.init_distributed(self.device.type)
+        self.threads = distributed.set_threads(self.tcfg.threads, self.dist)
+        self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda"
+                         and str(self.tcfg.dtype) in ("auto", "bf16") else nullcontext())
+        self.stop_signal = None
+
+        data_dir = prepare(OmegaConf.to_container(cfg.data, resolve=True), progress=self.dist.is_main)
+        self.data = TokenData(data_dir, verify=bool(cfg.data.verify))
+        require(self.data.vocab_size <= rung.spec.vocab_size,
+                f"ladder.vocab_size={rung.spec.vocab_size} is smaller than the tokenizer's vocabulary "
+                f"({self.data.vocab_size}); set ladder.vocab_size={self.data.vocab_size} or change data.tokenizer")
+        recipe = rung.recipe
+        share = recipe.batch_sequences // self.dist.world_size
+        require(recipe.batch_sequences % self.dist.world_size == 0 and share % min(recipe.micro_batch_sequences,
+                                                                                   share) == 0,
+                f"recipe: a batch of {recipe.batch_sequences} sequences does not split into equal micro-batches over "
+                f"{self.dist.world_size} ranks; change recipe.micro_batch_sequences or the number of processes")
+        self.micro = min(recipe.micro_batch_sequences, share)
+        self.sampler = Sampler(self.data, rung.spec.seq_len, recipe.batch_sequences, rung.seed)
+        self.val_windows = self.data.validation_windows(rung.spec.seq_len, int(float(self.tcfg.eval_tokens)))
+
+        self.budget_steps = {label: tokens // recipe.batch_tokens for label, tokens in rung.budgets.items()}
+        self.total_steps = max(self.budget_steps.values())
+        self.branching = recipe.branches_budgets
+        self.forks = {fork_step(s, recipe.schedule): label for label, s in self.budget_steps.items()} \
+            if self.branching else {}
+        self.main_end = max(self.forks) if self.branching else self.total_steps
+        self.flops_per_token = rung.flops_per_token  # the plan's convention, for records and results
+        self.executed_flops_per_token = flops_per_token(rung.spec, "porian")  # for MFU
+        self.peak = device_peak_flops(torch.cuda.get_device_name()) if self.device.type == "cuda" else None
+        self.repeat_factor = self.sampler.repeat_factor(self.rung.tokens)
+        self.identity = self._identity()
+
+    # -- identity and files ------------------------------------------------------------------------------------
+    def _identity(self) -> str:
+        resolved = plan_to_dict_for(self.rung)
+        key = {"rung": resolved, "data": self.data.fingerprint, "dtype": str(self.tcfg.dtype),
+               "device": self.device.type}
+        return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+
+    def summary(self, status: str, progress: dict, reason: str | None = None) -> dict:
+        counts = self.rung.counts
+        return {
+            "status": status, "reason": reason, "ladder": self.ladder, "rung": self.rung.name, "size": self.rung.size,
+            "seed": self.rung.seed, **counts.to_dict(), "flops_convention": self.cfg.flops_convention,
+            "flops_per_token": all_flops_per_token(self.rung.spec), "budgets": {
+                label: progress["results"].get(label, {"tokens": tokens, "flops": float(tokens) *
+                                                       self.flops_per_token, "loss": None})
+                for label, tokens in self.rung.budgets.items()},
+            "steps_done": progress["step"], "main_steps": self.main_end, "tokens_seen": progress["tokens_seen"],
+            "last_loss": progress.get("last_loss"), "tokens_per_s": progress.get("tokens_per_s"),
+            "wall_time_s": round(progress["wall_s"], 2), "repeat_factor": self.repeat_factor,
+            "data_fingerprint": self.data.fingerprint, "identity": self.identity, "wandb_id": self.wandb_id,
+            "device": str(self.device), "world_size": self.dist.world_size,
+        }
+
+    # -- the pieces of a step -----------------------------------------------------------------------------------
+    def train_step(self, step: int, lr: float) -> tuple[float, float]:
+        set_lr(self.optimizer, lr)
+        x, y = self.sampler.batch(step, self.dist.rank, self.dist.world_size)
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        chunks = list(zip(x.split(self.micro), y.split(self.micro)))
+        self.optimizer.zero_grad(set_to_none=True)
+        total = torch.zeros((), device=self.device)
+        for i, (xm, ym) in enumerate(chunks):
+            sync = nullcontext() if (i == len(chunks) - 1 or not self.dist.enabled) else self.train_model.no_sync()
+            with sync, self.autocast:
+                logits = self.train_model(input_ids=xm).logits
+                loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), ym.reshape(-1))
+                (loss / len(chunks)).backward()
+            total += loss.detach() / len(chunks)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.rung.recipe.grad_clip)
+        self.optimizer.step()
+        loss_value, = distributed.all_reduce_sum([float(total)], self.dist)
+        return loss_value / self.dist.world_size, float(grad_norm)
+
+    @torch.no_grad()
+    def evaluate(self) -> float:
+        self.model.eval()
+        windows = self.val_windows[self.dist.rank::self.dist.world_size]
+        loss_sum = count = 0.0
+        for batch in windows.split(self.micro):
+            batch = batch.to(self.device)
+            with self.autocast:
+                logits = self.model(input_ids=batch[:, :-1]).logits
+            loss_sum += float(F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), batch[:, 1:].reshape(-1),
+                                              reduction="sum"))
+            count += batch[:, 1:].numel()
+        self.model.train()
+        loss_sum, count = distributed.all_reduce_sum([loss_sum, count], self.dist)
+        return loss_sum / count
+
+    def checkpoint(self, progress: dict, tag: str = "") -> None:
+        if self.dist.is_main:
+            state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                     "progress": dict(progress), "metrics_offset": self.metrics.offset(), "identity": self.identity,
+                     "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+                             "python": random.getstate()}}
+            Checkpoints(self.run.checkpoints, int(self.tcfg.keep_checkpoints)).save(state, progress["step"], tag)
+            self.run.write_summary(self.summary("running", progress))
+        distributed.barrier(self.dist)
+
+    def record(self, record: dict, step: int) -> None:
+        self.metrics.write(record)
+        if self.wandb is not None:
+            self.wandb.log(record, step)
+
+    def _check_stop(self) -> None:
+        flag, = distributed.all_reduce_sum([1.0 if self.stop_signal else 0.0], self.dist)
+        if flag:
+            raise Interrupted(self.stop_signal or "signal on another rank")
+
+    # -- the run --------------------------------------------------------------------------------------------------
+    def run_branch(self, label: str, fork: int, progress: dict, bar) -> dict:
+        """Cool down from the main run's state at `fork` to the budget; restore the main state afterwards."""
+        recipe, end = self.rung.recipe, self.budget_steps[label]
+        snapshot = copy.deepcopy({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()})
+        try:
+            for step in range(fork, end):
+                lr = recipe.lr * branch_factor(step, fork, end, recipe.warmup_steps, recipe.schedule)
+                loss, grad_norm = self.train_step(step, lr)
+                self._guard_finite(loss, step, progress)
+                bar.update(1)
+                if (step + 1) % int(self.tcfg.log_every) == 0 or step + 1 == end:
+                    self.record({"branch": label, "step": step + 1, "tokens": (step + 1) * recipe.batch_tokens,
+                                 "loss": loss, "lr": lr, "grad_norm": grad_norm}, step + 1)
+                self._check_stop()
+            val_loss = self.evaluate()
+        finally:
+            self.model.load_state_dict(snapshot["model"])
+            self.optimizer.load_state_dict(snapshot["optimizer"])
+        tokens = end * recipe.batch_tokens
+        result = {"tokens": tokens, "flops": float(tokens) * self.flops_per_token, "loss": val_loss, "step": end,
+                  "fork_step": fork}
+        self.record({"budget": label, "step": end, "tokens": tokens, "flops": result["flops"], "val_loss": val_loss},
+                    end)
+        return result
+
+    def _guard_finite(self, loss: float, step: int, progress: dict) -> None:
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss} at step {step + 1}")
+
+    def train(self) -> int:
+        recipe = self.rung.recipe
+        torch.manual_seed(self.rung.seed)
+        self.model = build_model(self.rung.spec, seed=self.rung.seed).to(self.device)
+        self.optimizer = make_optimizer(self.model, recipe, fused=self.device.type == "cuda")
+        progress = {"step": 0, "results": {}, "wall_s": 0.0, "tokens_seen": 0}
+        state = Checkpoints(self.run.checkpoints).load_latest()
+        if state is not None:
+            require(state.get("identity") == self.identity, f"{self.run.checkpoints}: checkpoints of a different "
+                                                             f"configuration; delete {self.run.path} to restart")
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            progress = state["progress"]
+            torch.set_rng_state(state["rng"]["torch"])
+            np.random.set_state(state["rng"]["numpy"])
+            random.setstate(state["rng"]["python"])
+        self.metrics = MetricsLog(self.run.metrics_path, enabled=self.dist.is_main)
+        self.metrics.truncate(state["metrics_offset"] if state is not None else 0)
+        self.wandb = self._wandb() if self.dist.is_main else None
+        self.wandb_id = self.wandb.id if self.wandb is not None else None
+        self.train_model = self.model
+        if bool(self.tcfg.compile):
+            self.train_model = torch.compile(self.model)
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+            self.train_model = DistributedDataParallel(self.train_model, device_ids=[self.dist.local_rank]
+                                                       if self.device.type == "cuda" else None)
+        if self.repeat_factor > 1 and self.dist.is_main:
+            log.warning("rung %s reads %.2f epochs of the training data (repeat factor %.2f)", self.rung.name,
+                        self.repeat_factor, self.repeat_factor)
+        if self.dist.is_main:
+            self.run.write_summary(self.summary("running", progress))
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGUSR1)}
+        try:
+            return self._loop(progress)
+        except Interrupted as why:
+            progress["wall_s"] += time.time() - self.started
+            self.checkpoint(progress)
+            if self.dist.is_main:
+                self.run.write_summary(self.summary("interrupted", progress, reason=f"{why}; resumable"))
+                print(f"{self.rung.name}: interrupted ({why}) at step {progress['step']}; checkpoint saved, run the "
+                      f"same command to resume", flush=True)
+            return EXIT_INTERRUPTED
+        except FloatingPointError as why:
+            progress["wall_s"] += time.time() - self.started
+            if self.dist.is_main:
+                self.metrics.write({"step": progress["step"], "failed": str(why)})
+                self.run.write_summary(self.summary("failed", progress, reason=f"{why}; the last good checkpoint "
+                                                                               f"is kept"))
+                print(f"{self.rung.name}: failed: {why}", flush=True)
+            return EXIT_FAILED
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            if self.wandb is not None:
+                self.wandb.finish()
+            self.metrics.close()
+
+    def _on_signal(self, signum, frame) -> None:
+        self.stop_signal = signal.Signals(signum).name
+
+    def _wandb(self) -> WandbLogger:
+        lcfg = self.cfg.logger
+        config = OmegaConf.to_container(self.cfg, resolve=True)
+        return WandbLogger(str(lcfg.wandb), f"{self.ladder}-{self.rung.name}-{self.identity[:8]}"[:64],
+                           str(lcfg.project), lcfg.entity, self.ladder, self.rung.name,
+                           {**config, "resolved_rung": plan_to_dict_for(self.rung)}, str(self.run.path))
+
+    def _loop(self, progress: dict) -> int:
+        from tqdm import tqdm
+
+        recipe = self.rung.recipe
+        log_every = int(self.tcfg.log_every)
+        eval_every = max(1, self.main_end // max(1, int(self.tcfg.eval_points)))
+        checkpoint_every = int(self.tcfg.checkpoint_every)
+        branch_work = sum(self.budget_steps[label] - fork for fork, label in self.forks.items())
+        bar = tqdm(total=self.main_end + branch_work, initial=progress["step"], desc=self.rung.name, unit="step",
+                   disable=None if self.dist.is_main else True, dynamic_ncols=True, leave=False)
+        self.started = tick = time.time()
+        tokens_at_tick = progress["step"] * recipe.batch_tokens
+        while True:
+            step = progress["step"]
+            label = self.forks.get(step)
+            if label is not None and label not in progress["results"]:
+                self.checkpoint(progress, tag="fork")
+                progress["results"][label] = self.run_branch(label, step, progress, bar)
+                progress["tokens_seen"] += (self.budget_steps[label] - step) * recipe.batch_tokens
+                self.checkpoint(progress)
+                tick = time.time()  # throughput counts main-run steps only
+                continue
+            if step >= self.main_end:
+                break
+            lr = recipe.lr * lr_factor(step, self.total_steps, recipe.warmup_steps, recipe.schedule)
+            loss, grad_norm = self.train_step(step, lr)
+            self._guard_finite(loss, step, progress)
+            progress.update(step=step + 1, last_loss=loss)
+            progress["tokens_seen"] += recipe.batch_tokens
+            bar.update(1)
+            done = step + 1
+            if done % log_every == 0 or done == self.main_end:
+                now = time.time()
+                tokens = done * recipe.batch_tokens
+                speed = (tokens - tokens_at_tick) / max(now - tick, 1e-9)
+                tick, tokens_at_tick = now, tokens
+                mfu = speed * self.executed_flops_per_token / self.peak if self.peak else None
+                progress["tokens_per_s"] = speed
+                self.record({"step": done, "tokens": tokens, "flops": float(tokens) * self.flops_per_token,
+                             "loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens_per_s": speed, "mfu": mfu,
+                             "elapsed_s": progress["wall_s"] + now - self.started}, done)
+                bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{speed:,.0f}")
+            if done % eval_every == 0 and done != self.main_end:
+                self.record({"step": done, "tokens": done * recipe.batch_tokens, "val_loss": self.evaluate()}, done)
+            if done % checkpoint_every == 0 and done not in self.forks:
+                self.checkpoint(progress)
+            self._check_stop()
+        bar.close()
+        if not self.branching:  # the one budget's result is the end of the run
+            label = next(iter(self.rung.budgets))
+            tokens = self.main_end * recipe.batch_tokens
+            val_loss = self.evaluate()
+            progress["results"][label] = {"tokens": tokens, "flops": float(tokens) * self.flops_per_token,
+                                          "loss": val_loss, "step": self.main_end}
+            self.record({"budget": label, "step": self.main_end, "tokens": tokens,
+                         "flops": progress["results"][label]["flops"], "val_loss": val_loss}, self.main_end)
+        progress["wall_s"] += time.time() - self.started
+        self.checkpoint(progress)
+        if self.dist.is_main:
+            summary = self.summary("done", progress)
+            self.run.write_summary(summary)
+            if self.wandb is not None:
+                self.wandb.summary(summary)
+            print(format_summary(summary), flush=True)
+        return 0
+
+
+def plan_to_dict_for(rung: Rung) -> dict:
+    return {"name": rung.name, "shape": rung.spec.to_dict(), "recipe": rung.recipe.to_dict(),
+            "budgets": rung.budgets, "seed": rung.seed}
+
+
+def _device(requested: str) -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    require(requested in ("cpu", "cuda"), f"train.device={requested!r}: use auto, cpu or cuda")
+    require(requested == "cpu" or torch.cuda.is_available(), "train.device=cuda: no CUDA device here; use cpu")
+    return torch.device(requested)
+
+
+def format_summary(summary: dict) -> str:
+    results = ", ".join(f"{label}: {r['loss']:.4f}" for label, r in summary["budgets"].items()
+                        if r.get("loss") is not None)
+    return (f"{summary['rung']}: {summary['status']} - validation loss {results} "
+            f"({summary['tokens_seen'] / 1e6:.2f}M tokens, {summary['wall_time_s']:.0f} s)")
+
+
+def train_rung(cfg, rung_name: str | None) -> int:
+    plan = make_plan(cfg)
+    require(rung_name, f"rung: missing; name one of {', '.join(r.name for r in plan.rungs)} (rung=NAME)")
+    rung = plan.rung(str(rung_name))
+    run = RunDir(Path(cfg.runs_dir) / plan.ladder / rung.name)
+    existing = run.summary()
+    if existing and existing.get("status") == "done":  # a finished rung is never retrained or overwritten
+        print(format_summary(existing))
+        return 0
+    trainer = Trainer(cfg, rung, plan.ladder)
+    if trainer.dist.is_main:
+        config = OmegaConf.to_yaml(cfg, resolve=True) + "\n# resolved rung\n" + OmegaConf.to_yaml(
+            OmegaConf.create({"resolved_rung": json.loads(json.dumps(plan_to_dict_for(rung), default=str))}))
+        run.claim(config, trainer.identity)
+        run.write_version(trainer.data.fingerprint, str(trainer.device))
+    distributed.barrier(trainer.dist)
+    try:
+        return trainer.train()
+    finally:
+        distributed.shutdown(trainer.dist)
+
+
+__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "LadderError", "plan_to_dict", "train_rung"]

@@ -1,0 +1,107 @@
+"""The run directory, a contract other stages read: runs/<ladder>/<rung>/
+
+  config.yaml     the fully resolved config, with the resolved rung (shape, recipe, budgets)
+  version.json    git commit and dirty flag, package version, data fingerprint, torch, python, device
+  metrics.jsonl   one JSON object per record, appended and flushed
+  summary.json    status (running, done, failed, interrupted) and every result, rewritten atomically
+  checkpoints/    see checkpoint.py
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from ladder import __version__
+from ladder.errors import LadderError
+from ladder.io import atomic_write_json, atomic_write_text, read_json
+
+
+def code_version() -> dict:
+    root = Path(__file__).resolve().parents[2]
+
+    def git(*args):
+        try:
+            out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
+            return out.stdout.strip() if out.returncode == 0 else None
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"git_commit": commit, "git_dirty": bool(status) if commit else None, "package_version": __version__}
+
+
+class RunDir:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.metrics_path = self.path / "metrics.jsonl"
+        self.summary_path = self.path / "summary.json"
+        self.config_path = self.path / "config.yaml"
+        self.checkpoints = self.path / "checkpoints"
+
+    def summary(self) -> dict | None:
+        return read_json(self.summary_path) if self.summary_path.exists() else None
+
+    def write_summary(self, summary: dict) -> None:
+        atomic_write_json(self.summary_path, summary)
+
+    def claim(self, config_yaml: str, identity: str) -> None:
+        """Write config.yaml, or check that a partial run here was started with the same rung identity."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        identity_file = self.path / "identity"
+        if identity_file.exists() and identity_file.read_text().strip() != identity:
+            raise LadderError(f"{self.path}: holds a run of a different configuration (identity "
+                              f"{identity_file.read_text().strip()[:12]} != {identity[:12]}); use another runs_dir "
+                              f"or delete that directory")
+        atomic_write_text(self.config_path, config_yaml)
+        atomic_write_text(identity_file, identity + "\n")
+
+    def write_version(self, data_fingerprint: str, device: str) -> None:
+        atomic_write_json(self.path / "version.json", {
+            **code_version(), "data_fingerprint": data_fingerprint, "torch": torch.__version__,
+            "python": sys.version.split()[0], "platform": platform.platform(), "host": socket.gethostname(),
+            "device": device})
+
+
+class MetricsLog:
+    """metrics.jsonl, appended and flushed per record; truncated back to a checkpoint's offset on resume."""
+
+    def __init__(self, path: Path, enabled: bool = True):
+        self.path, self.enabled = path, enabled
+        self.file = open(path, "a") if enabled else None
+
+    def offset(self) -> int:
+        return self.file.tell() if self.enabled else 0
+
+    def truncate(self, offset: int) -> None:
+        if self.enabled:
+            self.file.flush()
+            self.file.truncate(offset)
+            self.file.seek(offset)
+
+    def write(self, record: dict) -> None:
+        if self.enabled:
+            self.file.write(json.dumps(record) + "\n")
+            self.file.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.file.close()
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """Every record; a line that is not JSON (a torn write) is an error naming the line, never skipped."""
+    records = []
+    with open(path) as f:
+        for number, line in enumerate(f, 1):
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise LadderError(f"{path}:{number}: corrupt metrics record; truncate the file before it") from None
+    return records

@@ -1,0 +1,253 @@
+"""Training one rung: schedules, WSD-S budgets, bitwise resume after SIGKILL, SIGTERM checkpoints, W&B ids,
+DDP equality, NaN handling and checkpoint corruption."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ladder.train.rundir import read_metrics
+from ladder.train.schedule import branch_factor, fork_step, lr_factor
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNG = "tiny-14k"
+
+
+def overrides(runs: Path, *extra: str) -> list[str]:
+    return ["ladder=tiny", f"rung={RUNG}", f"runs_dir={runs}", "ladder.seq_len=64", "ladder.budgets=[1e4,2e4]",
+            "train.log_every=1", "train.checkpoint_every=4", "train.eval_points=4", "train.eval_tokens=2048",
+            "train.threads=1", "logger.wandb=disabled", "data.max_documents=300", "data.val_fraction=0.05",
+            "recipe.micro_batch_sequences=4", *extra]  # a global batch of 16 sequences: 2 ranks x 2 x 4
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """A prepared corpus shared by the module (and by subprocesses, through LADDER_CACHE)."""
+    from ladder.cli import main
+    path = tmp_path_factory.mktemp("cache")
+    os.environ["LADDER_CACHE"] = str(path)
+    assert main(["prepare", "data.max_documents=300", "data.val_fraction=0.05"]) == 0
+    return path
+
+
+def ladder_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "ladder.cli", *args]
+
+
+def run_train(runs: Path, *extra: str, timeout=120) -> subprocess.CompletedProcess:
+    return subprocess.run(ladder_cmd("train", *overrides(runs, *extra)), capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def curve(runs: Path) -> list[tuple]:
+    """What must match between runs: every loss, learning rate, gradient norm and validation loss, in order."""
+    records = read_metrics(runs / "tiny" / RUNG / "metrics.jsonl")
+    keys = ("branch", "budget", "step", "loss", "lr", "grad_norm", "val_loss")
+    return [tuple(r.get(k) for k in keys) for r in records]
+
+
+def summary(runs: Path) -> dict:
+    return json.loads((runs / "tiny" / RUNG / "summary.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def reference(cache, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("reference")
+    result = run_train(runs)
+    assert result.returncode == 0, result.stderr
+    return runs
+
+
+# -- schedules ---------------------------------------------------------------------------------------------------
+def test_schedule_shapes():
+    cosine = {"name": "cosine", "final_lr_frac": 0.1}
+    factors = [lr_factor(s, 100, 10, cosine) for s in range(100)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == 1.0 and factors[-1] == pytest.approx(0.1)
+    assert all(a >= b for a, b in zip(factors[9:], factors[10:]))
+    linear = [lr_factor(s, 100, 0, {"name": "linear", "final_lr_frac": 0.0}) for s in range(100)]
+    assert linear[49] == pytest.approx(0.5) and linear[-1] == pytest.approx(0.0)
+    assert {lr_factor(s, 100, 5, {"name": "constant"}) for s in range(5, 100)} == {1.0}
+    wsd = {"name": "wsd", "cooldown_frac": 0.2, "cooldown_shape": "linear", "final_lr_frac": 0.0}
+    shape = [lr_factor(s, 100, 5, wsd) for s in range(100)]
+    assert set(shape[5:80]) == {1.0} and shape[80] < 1.0 and shape[-1] == pytest.approx(0.0)
+    sqrt = {**wsd, "cooldown_shape": "1-sqrt"}
+    assert lr_factor(89, 100, 5, sqrt) < lr_factor(89, 100, 5, wsd)  # 1-sqrt drops faster early in the cooldown
+
+
+def test_wsds_branches_end_exactly_at_their_budgets():
+    schedule = {"name": "wsds", "cooldown_frac": 0.2, "cooldown_shape": "linear", "final_lr_frac": 0.0}
+    assert {lr_factor(s, 1000, 10, schedule) for s in range(10, 1000)} == {1.0}  # the main run stays constant
+    for budget in (50, 100, 400):
+        fork = fork_step(budget, schedule)
+        assert fork == budget - round(0.2 * budget)
+        factors = [branch_factor(s, fork, budget, 10, schedule) for s in range(fork, budget)]
+        assert factors[-1] == pytest.approx(0.0) and all(a > b for a, b in zip(factors, factors[1:]))
+
+
+# -- a rung end to end ---------------------------------------------------------------------------------------------
+def test_wsds_rung_yields_every_budget(reference):
+    s = summary(reference)
+    assert s["status"] == "done" and set(s["budgets"]) == {"10k", "20k"}
+    batch = s["budgets"]["10k"]["tokens"] // s["budgets"]["10k"]["step"]
+    for label, target in (("10k", 1e4), ("20k", 2e4)):
+        result = s["budgets"][label]
+        assert 0 <= result["tokens"] - target < batch and math.isfinite(result["loss"])
+        assert result["flops"] == result["tokens"] * 6 * s["params"]
+    assert s["main_steps"] == s["budgets"]["20k"]["fork_step"]  # the main run stops where the last branch leaves
+    records = read_metrics(reference / "tiny" / RUNG / "metrics.jsonl")
+    assert {r["branch"] for r in records if "branch" in r} == {"10k", "20k"}
+    assert [r["budget"] for r in records if "budget" in r] == ["10k", "20k"]
+    main = [r for r in records if "loss" in r and "branch" not in r]
+    for key in ("tokens", "flops", "lr", "grad_norm", "tokens_per_s", "mfu", "elapsed_s"):
+        assert key in main[0], key
+    assert main[0]["mfu"] is None  # unknown peak on CPU
+    run = reference / "tiny" / RUNG
+    for name in ("config.yaml", "version.json", "summary.json", "checkpoints/latest"):
+        assert (run / name).exists(), name
+    version = json.loads((run / "version.json").read_text())
+    assert version["data_fingerprint"] == s["data_fingerprint"] and "git_commit" in version
+    assert "resolved_rung" in (run / "config.yaml").read_text()
+
+
+def test_finished_rung_is_not_retrained(reference):
+    before = (reference / "tiny" / RUNG / "metrics.jsonl").read_bytes()
+    result = run_train(reference)
+    assert result.returncode == 0 and "done" in result.stdout
+    assert (reference / "tiny" / RUNG / "metrics.jsonl").read_bytes() == before
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kill_after", [3, 11, 22])
+def test_sigkill_and_resume_is_bitwise_identical(reference, tmp_path, kill_after):
+    metrics = tmp_path / "tiny" / RUNG / "metrics.jsonl"
+    process = subprocess.Popen(ladder_cmd("train", *overrides(tmp_path)), cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if metrics.exists() and metrics.read_text().count("\n") >= kill_after:
+            break
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert summary(tmp_path)["status"] == "running"  # killed: nothing was marked done
+    result = run_train(tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert curve(tmp_path) == curve(reference)
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_and_exits_cleanly(reference, tmp_path):
+    metrics = tmp_path / "tiny" / RUNG / "metrics.jsonl"
+    process = subprocess.Popen(ladder_cmd("train", *overrides(tmp_path)), cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    while not (metrics.exists() and metrics.read_text().count("\n") >= 6):
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    out, _ = process.communicate(timeout=60)
+    assert process.returncode == 75 and "interrupted (SIGTERM)" in out
+    s = summary(tmp_path)
+    assert s["status"] == "interrupted" and "SIGTERM" in s["reason"]
+    latest = (tmp_path / "tiny" / RUNG / "checkpoints" / "latest").read_text().strip()
+    assert int(latest.split("_")[1].split(".")[0]) == s["steps_done"] > 0
+    assert run_train(tmp_path).returncode == 0
+    assert curve(tmp_path) == curve(reference)
+
+
+@pytest.mark.slow
+def test_wandb_run_id_survives_restarts_offline(cache, tmp_path):
+    metrics = tmp_path / "tiny" / RUNG / "metrics.jsonl"
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_API_KEY": ""}
+    process = subprocess.Popen(ladder_cmd("train", *overrides(tmp_path, "logger.wandb=auto")), cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while not (metrics.exists() and metrics.read_text().count("\n") >= 5):
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=60)
+    first = summary(tmp_path)["wandb_id"]
+    result = subprocess.run(ladder_cmd("train", *overrides(tmp_path, "logger.wandb=auto")), cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert first and summary(tmp_path)["wandb_id"] == first and first.startswith(f"tiny-{RUNG}-")
+    runs = list((tmp_path / "tiny" / RUNG / "wandb").glob(f"offline-run-*-{first}"))
+    assert len(runs) == 2  # two sessions of one W&B run
+
+
+@pytest.mark.slow
+def test_ddp_matches_single_process(reference, tmp_path):
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+               "-m", "ladder.cli", "train", *overrides(tmp_path)]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    single, ddp = curve(reference), curve(tmp_path)
+    assert [r[:3] for r in single] == [r[:3] for r in ddp]
+    # Same data, same global batch: equal up to float reduction order, whose drift grows slowly with the steps.
+    for i, (a, b) in enumerate(zip(single, ddp)):
+        loss, lr, grad_norm, val_loss = a[3:]
+        tolerance = 1e-6 if i < 6 else 1e-3
+        for x, y in ((loss, b[3]), (val_loss, b[6])):
+            if x is not None:
+                assert y == pytest.approx(x, rel=tolerance), (i, a, b)
+        if grad_norm is not None:
+            assert b[5] == pytest.approx(grad_norm, rel=1e-2) and b[4] == pytest.approx(lr, rel=1e-12)
+    assert summary(tmp_path)["world_size"] == 2
+
+
+def test_nan_loss_fails_the_rung_and_keeps_the_last_good_checkpoint(cache, tmp_path, monkeypatch, capsys):
+    from ladder.cli import main
+    from ladder.train.loop import Trainer
+    original = Trainer.train_step
+
+    def diverges_at_step_10(self, step, lr):
+        loss, grad_norm = original(self, step, lr)
+        return (float("nan") if step == 9 else loss), grad_norm
+
+    monkeypatch.setattr(Trainer, "train_step", diverges_at_step_10)
+    assert main(["train", *overrides(tmp_path)]) == 1
+    s = summary(tmp_path)
+    assert s["status"] == "failed" and "loss is nan at step 10" in s["reason"]
+    latest = (tmp_path / "tiny" / RUNG / "checkpoints" / "latest").read_text().strip()
+    assert latest.startswith("step_00000008")  # the last checkpoint before the NaN (the fork at step 8)
+    assert "failed: loss is nan at step 10" in capsys.readouterr().out
+
+
+def test_corrupt_checkpoint_falls_back_to_the_previous(reference, tmp_path, caplog):
+    import shutil
+
+    import torch
+
+    from ladder.train.checkpoint import Checkpoints
+    directory = tmp_path / "ck"
+    checkpoints = Checkpoints(directory, keep=3)
+    for step in (4, 8):
+        checkpoints.save({"step": step, "w": torch.ones(3) * step}, step)
+    (directory / "step_00000008.pt").write_bytes((directory / "step_00000008.pt").read_bytes()[:-5])
+    with caplog.at_level("WARNING"):
+        state = checkpoints.load_latest()
+    assert state["step"] == 4
+    assert "step_00000008.pt is unusable (truncated" in caplog.text
+    # and a whole rung resumes from the previous checkpoint when its latest is corrupt
+    shutil.copytree(reference / "tiny", tmp_path / "runs" / "tiny")
+    rung = tmp_path / "runs" / "tiny" / RUNG
+    (rung / "summary.json").write_text(json.dumps({**summary(reference), "status": "running"}))
+    name = (rung / "checkpoints" / "latest").read_text().strip()
+    raw = bytearray((rung / "checkpoints" / name).read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    (rung / "checkpoints" / name).write_bytes(bytes(raw))
+    result = run_train(tmp_path / "runs")
+    assert result.returncode == 0 and "sha256 mismatch" in result.stderr
+    assert curve(tmp_path / "runs") == curve(reference)
+
+
+def test_changed_config_in_the_same_run_dir_is_refused(reference, tmp_path):
+    import shutil
+    shutil.copytree(reference / "tiny", tmp_path / "tiny")
+    (tmp_path / "tiny" / RUNG / "summary.json").write_text(json.dumps({**summary(reference), "status": "running"}))
+    result = run_train(tmp_path, "recipe.beta2=0.99")
+    assert result.returncode == 2 and "holds a run of a different configuration" in result.stderr
