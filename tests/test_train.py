@@ -179,9 +179,11 @@ def test_wandb_run_id_survives_restarts_offline(cache, tmp_path):
 
 
 @pytest.mark.slow
-def test_ddp_matches_single_process(reference, tmp_path):
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
-               "-m", "ladder.cli", "train", *overrides(tmp_path)]
+@pytest.mark.parametrize("sharding", ["ddp", "fsdp"])
+def test_ddp_and_fsdp_match_single_process(reference, tmp_path, sharding):
+    port = 29517 if sharding == "ddp" else 29518
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
+               "-m", "ladder.cli", "train", *overrides(tmp_path, f"train.fsdp={sharding == 'fsdp'}")]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]

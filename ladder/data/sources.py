@@ -12,7 +12,6 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
-import socket
 import sys
 import sysconfig
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ladder.errors import LadderError, require
+from ladder.net import reachable
 
 SOURCES = ("stdlib", "local", "hub")
 LOCAL_BUILDERS = {".txt": "text", ".text": "text", ".md": "text", ".py": "text", ".jsonl": "json",
@@ -105,11 +105,7 @@ def _expand(path: str) -> list[str]:
 def hub_reachable(timeout_s: float = 3.0) -> bool:
     if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
         return False
-    try:
-        socket.create_connection((HUB_HOST, 443), timeout=timeout_s).close()
-        return True
-    except OSError:
-        return False
+    return reachable(HUB_HOST, timeout_s=timeout_s)
 
 
 def check_reachable(source: Source) -> None:

@@ -34,6 +34,7 @@ from ladder.plan import Rung, make_plan, plan_to_dict
 from ladder.train import distributed
 from ladder.train.checkpoint import Checkpoints
 from ladder.train.optim import make_optimizer, set_lr
+from ladder.train.parallel import Parallel
 from ladder.train.rundir import MetricsLog, RunDir
 from ladder.train.schedule import branch_factor, fork_step, lr_factor
 from ladder.train.wandb_log import WandbLogger
@@ -89,7 +90,7 @@ class Trainer:
     def _identity(self) -> str:
         resolved = plan_to_dict_for(self.rung)
         key = {"rung": resolved, "data": self.data.fingerprint, "dtype": str(self.tcfg.dtype),
-               "device": self.device.type}
+               "device": self.device.type, "fsdp": bool(self.tcfg.fsdp)}
         return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 
     def summary(self, status: str, progress: dict, reason: str | None = None) -> dict:
@@ -117,16 +118,15 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         total = torch.zeros((), device=self.device)
         for i, (xm, ym) in enumerate(chunks):
-            sync = nullcontext() if (i == len(chunks) - 1 or not self.dist.enabled) else self.train_model.no_sync()
-            with sync, self.autocast:
-                logits = self.train_model(input_ids=xm).logits
+            with self.parallel.sync_context(i == len(chunks) - 1), self.autocast:
+                logits = self.parallel.module(input_ids=xm).logits
                 loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), ym.reshape(-1))
                 (loss / len(chunks)).backward()
             total += loss.detach() / len(chunks)
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.rung.recipe.grad_clip)
+        grad_norm = self.parallel.clip(self.rung.recipe.grad_clip)
         self.optimizer.step()
         loss_value, = distributed.all_reduce_sum([float(total)], self.dist)
-        return loss_value / self.dist.world_size, float(grad_norm)
+        return loss_value / self.dist.world_size, grad_norm
 
     @torch.no_grad()
     def evaluate(self) -> float:
@@ -136,7 +136,7 @@ class Trainer:
         for batch in windows.split(self.micro):
             batch = batch.to(self.device)
             with self.autocast:
-                logits = self.model(input_ids=batch[:, :-1]).logits
+                logits = self.parallel.module(input_ids=batch[:, :-1]).logits
             loss_sum += float(F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), batch[:, 1:].reshape(-1),
                                               reduction="sum"))
             count += batch[:, 1:].numel()
@@ -145,8 +145,9 @@ class Trainer:
         return loss_sum / count
 
     def checkpoint(self, progress: dict, tag: str = "") -> None:
+        model_state, optimizer_state = self.parallel.full_state(self.optimizer)
         if self.dist.is_main:
-            state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            state = {"model": model_state, "optimizer": optimizer_state,
                      "progress": dict(progress), "metrics_offset": self.metrics.offset(), "identity": self.identity,
                      "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
                              "python": random.getstate()}}
@@ -198,14 +199,14 @@ class Trainer:
         recipe = self.rung.recipe
         torch.manual_seed(self.rung.seed)
         self.model = build_model(self.rung.spec, seed=self.rung.seed).to(self.device)
+        self.parallel = Parallel(self.model, self.dist, self.device, bool(self.tcfg.fsdp), bool(self.tcfg.compile))
         self.optimizer = make_optimizer(self.model, recipe, fused=self.device.type == "cuda")
         progress = {"step": 0, "results": {}, "wall_s": 0.0, "tokens_seen": 0}
         state = Checkpoints(self.run.checkpoints).load_latest()
         if state is not None:
             require(state.get("identity") == self.identity, f"{self.run.checkpoints}: checkpoints of a different "
                                                              f"configuration; delete {self.run.path} to restart")
-            self.model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
+            self.parallel.load_full_state(self.optimizer, state["model"], state["optimizer"])
             progress = state["progress"]
             torch.set_rng_state(state["rng"]["torch"])
             np.random.set_state(state["rng"]["numpy"])
@@ -214,13 +215,6 @@ class Trainer:
         self.metrics.truncate(state["metrics_offset"] if state is not None else 0)
         self.wandb = self._wandb() if self.dist.is_main else None
         self.wandb_id = self.wandb.id if self.wandb is not None else None
-        self.train_model = self.model
-        if bool(self.tcfg.compile):
-            self.train_model = torch.compile(self.model)
-        if self.dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel
-            self.train_model = DistributedDataParallel(self.train_model, device_ids=[self.dist.local_rank]
-                                                       if self.device.type == "cuda" else None)
         if self.repeat_factor > 1 and self.dist.is_main:
             log.warning("rung %s reads %.2f epochs of the training data (repeat factor %.2f)", self.rung.name,
                         self.repeat_factor, self.repeat_factor)

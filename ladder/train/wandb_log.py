@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
+
+from ladder.net import reachable
 
 log = logging.getLogger("ladder.train")
 MODES = ("auto", "online", "offline", "disabled")
@@ -20,21 +21,13 @@ def _has_key() -> bool:
     return os.path.exists(netrc) and "api.wandb.ai" in open(netrc).read()
 
 
-def _reachable(host: str = "api.wandb.ai", timeout_s: float = 3.0) -> bool:
-    try:
-        socket.create_connection((host, 443), timeout=timeout_s).close()
-        return True
-    except OSError:
-        return False
-
-
 def resolve_mode(requested: str) -> str:
     env = os.environ.get("WANDB_MODE")
     if env in ("offline", "disabled", "dryrun"):
         return "offline" if env == "dryrun" else env
     if requested != "auto":
         return requested
-    return "online" if _has_key() and _reachable() else "offline"
+    return "online" if _has_key() and reachable("api.wandb.ai") else "offline"
 
 
 class WandbLogger:
