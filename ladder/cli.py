@@ -17,9 +17,12 @@ CONF_DIR = Path(os.environ.get("LADDER_CONF", Path(__file__).resolve().parent.pa
 
 # command -> (module:function, one-line help). Modules load lazily so `ladder plan` never imports torch.
 COMMANDS = {
+    "demo": ("ladder.commands:demo", "the main job: a tiny ladder, a fit and a checked forecast, offline on CPU"),
     "plan": ("ladder.commands:plan", "resolve a ladder into rungs and print what it will cost"),
     "prepare": ("ladder.commands:prepare", "tokenize a corpus into cached shards with a manifest"),
     "train": ("ladder.commands:train", "train one rung (resumes from its latest checkpoint)"),
+    "sweep": ("ladder.commands:sweep", "launch every unfinished rung as a Hydra multirun (local or Slurm)"),
+    "status": ("ladder.commands:status", "a table of the ladder's rungs: state, tokens, loss, jobs"),
     "fit": ("ladder.commands:fit", "fit a scaling law to a CSV or a runs directory and forecast targets"),
     "collect": ("ladder.commands:collect", "gather run directories (or a CSV, or W&B) into one tidy CSV"),
     "reproduce": ("ladder.commands:reproduce", "refit a published dataset (chinchilla) beside the published fits"),
@@ -29,6 +32,9 @@ USAGE = "usage: ladder <command> [key=value ...] [--cfg]\n\ncommands:\n" + "\n".
     f"  {name:<10} {text}" for name, (_, text) in COMMANDS.items()) + (
     "\n\nOverrides are Hydra's: ladder=olmo target.params=13e9 hardware.gpu=a100 format=json. "
     "--cfg prints the composed config.")
+
+
+PLUGIN_OPTIONS = {"hydra/launcher": {"basic", "submitit_local", "submitit_slurm"}}
 
 
 def compose_config(overrides: list[str]):
@@ -52,7 +58,7 @@ def _check_group_choice(override: str) -> None:
     group = CONF_DIR / key
     if not sep or "." in key or not group.is_dir():
         return
-    options = sorted(p.stem for p in group.glob("*.yaml"))
+    options = sorted({p.stem for p in group.glob("*.yaml")} | PLUGIN_OPTIONS.get(key, set()))
     if value not in options:
         raise LadderError(f"{key}={value}: no such {key}; use one of {', '.join(options)} (files in {group})")
 

@@ -21,6 +21,15 @@ def _plain(node):
     return OmegaConf.to_container(node, resolve=True)
 
 
+def demo(cfg, overrides) -> int:
+    import logging
+
+    from ladder.demo import run_demo
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return run_demo(cfg)
+
+
 def plan(cfg, overrides) -> int:
     from ladder.plan import format_plan, make_plan, plan_to_dict
 
@@ -62,6 +71,24 @@ def train(cfg, overrides) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     return train_rung(cfg, cfg.rung)
+
+
+def sweep(cfg, overrides) -> int:
+    from ladder.sweep.run import run_sweep
+
+    return run_sweep(cfg, overrides)
+
+
+def status(cfg, overrides) -> int:
+    from ladder.plan import make_plan
+    from ladder.sweep.status import format_status, rung_status
+
+    rows = rung_status(make_plan(cfg), cfg.runs_dir)
+    if _format(cfg) == "json":
+        print_json({"rungs": rows})
+    else:
+        print(format_status(rows))
+    return 0
 
 
 def fit(cfg, overrides) -> int:

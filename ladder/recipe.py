@@ -95,7 +95,8 @@ def resolve_recipe(cfg: dict, n_params: int, seq_len: int, where: str = "recipe"
         lr_rule["exponent"], "")
     sequences_at_ref_len = to_number(batch_rule["base_sequences"], "") * (
         n_params / to_number(batch_rule["ref_params"], "")) ** to_number(batch_rule["exponent"], "")
-    batch_sequences = max(1, round(sequences_at_ref_len * to_number(batch_rule["ref_seq_len"], "") / seq_len))
+    floor = int(to_number(batch_rule.get("min_sequences", 1), f"{where}.batch.min_sequences"))
+    batch_sequences = max(floor, round(sequences_at_ref_len * to_number(batch_rule["ref_seq_len"], "") / seq_len))
     micro = int(to_number(cfg["micro_batch_sequences"], f"{where}.micro_batch_sequences"))
     require(micro >= 1, f"{where}.micro_batch_sequences={micro}: must be >= 1")
     micro = min(micro, batch_sequences)

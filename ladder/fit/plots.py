@@ -136,3 +136,25 @@ def two_step(law, table: Table, path: Path) -> Path:
     right.plot(grid, sigmoid(grid, *law.sigmoid_), color="crimson")
     right.set(xlabel="task loss", ylabel="accuracy", title="step 2: task loss -> accuracy")
     return _save(fig, path)
+
+
+def loss_curves(metrics: dict, path: Path) -> Path:
+    """Validation loss against tokens for every run (main run and budget results), one line per rung."""
+    from ladder.train.rundir import read_metrics
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, (name, file) in enumerate(metrics.items()):
+        if not Path(file).exists():
+            continue
+        records = read_metrics(file)
+        color = plt.cm.viridis(i / max(1, len(metrics) - 1))
+        train = [r for r in records if "loss" in r and "branch" not in r]
+        ax.plot([r["tokens"] for r in train], [r["loss"] for r in train], color=color, alpha=0.25, lw=0.8)
+        val = [r for r in records if "val_loss" in r and "budget" not in r]
+        ax.plot([r["tokens"] for r in val], [r["val_loss"] for r in val], color=color, lw=1.5, label=name)
+        budgets = [r for r in records if "budget" in r]
+        ax.scatter([r["tokens"] for r in budgets], [r["val_loss"] for r in budgets], color=color, marker="*", s=80,
+                   zorder=3)
+    ax.set(xscale="log", xlabel="tokens", ylabel="loss", title="loss curves (faint: train; line: validation; "
+                                                                "stars: budgets after cooldown)")
+    ax.legend(fontsize=8)
+    return _save(fig, path)

@@ -28,8 +28,8 @@ PRESETS: dict[str, dict] = {
     "tiny-14k": dict(d_model=24, n_layers=2, n_heads=2),
     "tiny-40k": dict(d_model=32, n_layers=3, n_heads=2),
     "tiny-111k": dict(d_model=48, n_layers=4, n_heads=3),
-    "tiny-252k": dict(d_model=64, n_layers=5, n_heads=4),
-    "tiny-763k": dict(d_model=112, n_layers=5, n_heads=7),
+    "tiny-201k": dict(d_model=64, n_layers=4, n_heads=4),
+    "tiny-665k": dict(d_model=96, n_layers=6, n_heads=6),
 }
 
 # N as the OLMo ladder counts it (olmo/scaling MODEL_PARAMS): all parameters except the input embedding.

@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import random
 import signal
 import time
@@ -107,6 +108,7 @@ class Trainer:
             "wall_time_s": round(progress["wall_s"], 2), "repeat_factor": self.repeat_factor,
             "data_fingerprint": self.data.fingerprint, "identity": self.identity, "wandb_id": self.wandb_id,
             "device": str(self.device), "world_size": self.dist.world_size,
+            "slurm_job_id": os.environ.get("SLURM_ARRAY_JOB_ID", os.environ.get("SLURM_JOB_ID")),
         }
 
     # -- the pieces of a step -----------------------------------------------------------------------------------

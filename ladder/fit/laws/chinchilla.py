@@ -49,6 +49,10 @@ class Chinchilla(PowerLawLaw):
         k = getattr(self, "flops_per_nd_", 6.0)
 
         def frontier(p):
+            with np.errstate(all="ignore"):  # degenerate bootstrap draws give inf/NaN; percentiles skip them
+                return _frontier(p)
+
+        def _frontier(p):
             s = p["alpha"] + p["beta"]
             g = (p["alpha"] * p["A"] / (p["beta"] * p["B"])) ** (1 / s)
             n_opt = g * (flops / k) ** (p["beta"] / s)

@@ -1,0 +1,138 @@
+"""The main job, `ladder demo`: the whole idea on a laptop, offline, in minutes.
+
+plan -> prepare -> train every rung of the tiny ladder (WSD-S: one run per size) -> collect -> fit the chinchilla law
+with bootstrap intervals -> forecast a held-out rung 3x larger than the largest fitted one -> train that rung -> print
+forecast vs actual -> write report.md with tables and plots. The forecast is written before the held-out rung trains,
+and the held-out rung lives in its own directory, so it can never enter the fit. Re-running reuses finished rungs.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig, open_dict
+
+from ladder.errors import LadderError, require
+from ladder.fit.collect import collect_runs
+from ladder.fit.forecast import run_fit
+from ladder.fit.table import Table, standard_table
+from ladder.io import atomic_write_text
+from ladder.plan import Plan, format_plan, make_plan
+from ladder.report import format_table, human
+from ladder.train.loop import train_rung
+from ladder.train.rundir import RunDir, read_metrics
+
+
+def heldout_config(cfg: DictConfig, plan: Plan) -> DictConfig:
+    """The ladder's target as a one-rung ladder of its own, trained with the same recipe and data."""
+    target = cfg.target
+    held = cfg.copy()
+    with open_dict(held):
+        held.ladder.name = f"{plan.ladder}-heldout"
+        held.ladder.sizes = {plan.target.name: {"preset": target.preset} if target.get("preset") and
+                             target.get("params") is None else {"params": target.params}}
+        held.ladder.budgets = [target.tokens]
+    return held
+
+
+def train_all(cfg: DictConfig, plan: Plan) -> None:
+    for i, rung in enumerate(plan.rungs, 1):
+        print(f"[{i}/{len(plan.rungs)}] {rung.name}: {rung.spec.shape}, {human(rung.counts.non_embedding)} "
+              f"non-embedding params, budgets {', '.join(rung.budgets)}", flush=True)
+        code = train_rung(cfg, rung.name)
+        require(code == 0, f"rung {rung.name} did not finish (exit {code}); see {cfg.runs_dir}/{plan.ladder}/"
+                           f"{rung.name}/summary.json, fix it, and run ladder demo again to resume")
+
+
+def run_demo(cfg: DictConfig) -> int:
+    started = time.time()
+    with open_dict(cfg):  # CPU-sized evaluation: few points, a larger fixed validation set
+        cfg.train.eval_points = cfg.demo.eval_points
+        cfg.train.eval_tokens = cfg.demo.eval_tokens
+    plan = make_plan(cfg)
+    require(plan.target.counts.non_embedding >= 3 * max(r.counts.non_embedding for r in plan.rungs),
+            "target: the held-out rung must have at least 3x the parameters of the largest fitted rung")
+    root = Path(cfg.runs_dir) / plan.ladder
+    report_dir = root / "report"
+    print(format_plan(plan), "\n", flush=True)
+
+    train_all(cfg, plan)
+    names = {r.name for r in plan.rungs}
+    table = collect_runs(root)
+    table = table.take(np.flatnonzero([name in names for name in table["rung"]]))  # only this plan's rungs
+    params_column = str(cfg.demo.params)
+    columns = {**dict(cfg.columns), "params": params_column}
+    table = standard_table(table, columns, str(root))
+
+    held_cfg = heldout_config(cfg, plan)
+    held_plan = make_plan(held_cfg)
+    held_rung = held_plan.rungs[0]
+    label, tokens = next(iter(held_rung.budgets.items()))
+    n_target = held_rung.counts.to_dict()[params_column]
+    flops_per_nd = float(np.median(table["flops"] / (table["params"] * table["tokens"])))
+    targets = Table({"name": [held_rung.name], "params": [n_target], "tokens": [tokens],
+                     "flops": [flops_per_nd * n_target * tokens]})
+    print(f"\nfitting {cfg.law.name} to {len(table)} points (N = {params_column}) and forecasting "
+          f"{held_rung.name} at {label} ({human(tokens)} tokens)", flush=True)
+    result = run_fit(table, dict(cfg.law), targets, int(cfg.bootstrap.n), int(cfg.bootstrap.seed),
+                     float(cfg.ci_level), out=report_dir / "fit", plots=True, source=str(root))
+    forecast = result["predictions"][0]
+    print(f"forecast for {held_rung.name}: loss {forecast['loss']:.4f} [{forecast['lo']:.4f}, {forecast['hi']:.4f}] "
+          f"(written to {report_dir / 'fit' / 'fit.json'} before the rung trains)\n", flush=True)
+
+    print(f"[held out] {held_rung.name}: {held_rung.spec.shape}, {human(held_rung.counts.non_embedding)} "
+          f"non-embedding params, {label}", flush=True)
+    code = train_rung(held_cfg, held_rung.name)
+    require(code == 0, f"the held-out rung did not finish (exit {code}); run ladder demo again to resume")
+    held_summary = RunDir(Path(cfg.runs_dir) / held_plan.ladder / held_rung.name).summary()
+    actual = held_summary["budgets"][label]["loss"]
+
+    ladder_summaries = [RunDir(root / r.name).summary() for r in plan.rungs]
+    spent = sum(s["tokens_seen"] * 6 * s["params"] for s in ladder_summaries)
+    held_spent = held_summary["tokens_seen"] * 6 * held_summary["params"]
+    comparison = {"rung": held_rung.name, "params": n_target, "tokens": tokens, "predicted": forecast["loss"],
+                  "lo": forecast["lo"], "hi": forecast["hi"], "actual": actual,
+                  "rel_error": (forecast["loss"] - actual) / actual,
+                  "covered": bool(forecast["lo"] <= actual <= forecast["hi"]),
+                  "ladder_compute_fraction": spent / held_spent}
+    elapsed = time.time() - started
+    text = format_comparison(comparison, result["ci_level"])
+    print("\n" + text)
+    write_report(report_dir, cfg, plan, result, comparison, held_plan, elapsed)
+    print(f"\nreport: {report_dir / 'report.md'}")
+    print(f"elapsed: {elapsed / 60:.1f} min")
+    return 0
+
+
+def format_comparison(c: dict, level: float) -> str:
+    rows = [["predicted loss", f"{c['predicted']:.4f}"],
+            [f"{level:.0%} interval", f"[{c['lo']:.4f}, {c['hi']:.4f}]"],
+            ["actual loss", f"{c['actual']:.4f}"],
+            ["relative error", f"{c['rel_error']:+.2%}"],
+            ["interval covers it", "yes" if c["covered"] else "no"],
+            ["ladder compute / held-out rung's", f"{c['ladder_compute_fraction']:.1%}"]]
+    return (f"forecast vs actual: {c['rung']} ({human(c['params'])} params in the fit's count, "
+            f"{human(c['tokens'])} tokens)\n" + format_table(["", "value"], rows))
+
+
+def write_report(directory: Path, cfg, plan: Plan, result: dict, comparison: dict, held_plan: Plan,
+                 elapsed_s: float) -> None:
+    from ladder.commands import format_fit
+    from ladder.fit.plots import loss_curves
+
+    curves = loss_curves({r.name: Path(cfg.runs_dir) / plan.ladder / r.name / "metrics.jsonl" for r in plan.rungs} |
+                         {f"{r.name} (held out)": Path(cfg.runs_dir) / held_plan.ladder / r.name / "metrics.jsonl"
+                          for r in held_plan.rungs}, directory / "curves.png")
+    plots = [curves] + [Path(p) for p in result.get("plots", [])]
+    lines = ["# ladder demo report", "",
+             f"Ladder `{plan.ladder}` on `{cfg.data.name}` ({cfg.data.tokenizer.kind} tokens), law `{result['law']}`, "
+             f"{elapsed_s / 60:.1f} minutes in all.", "", "## Plan", "", "```", format_plan(plan), "```", "",
+             "## Fit", "", "```", format_fit(result), "```", "", "## Forecast vs actual", "", "```",
+             format_comparison(comparison, result["ci_level"]), "```", "", "## Plots", ""]
+    lines += [f"![{p.stem}]({p.relative_to(directory)})" for p in plots]
+    atomic_write_text(directory / "report.md", "\n".join(lines) + "\n")
+
+
+__all__ = ["LadderError", "read_metrics", "run_demo"]

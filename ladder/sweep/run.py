@@ -1,0 +1,153 @@
+"""`ladder sweep`: every rung that is not done, as a Hydra multirun through the chosen launcher.
+
+Finished rungs are skipped, queued or running ones left alone, partial ones resume (train does that). Rungs are
+grouped by the resources the plan gives them (GPUs, time, CPUs), one multirun per group.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ladder.errors import LadderError, require
+from ladder.plan import Plan, Rung, make_plan
+from ladder.sweep.status import format_status, rung_status, sweep_root
+
+SUBMITIT = {"slurm", "local", "submitit_slurm", "submitit_local"}
+
+
+def launcher_of(overrides: list[str]) -> str:
+    for o in overrides:
+        if o.startswith("hydra/launcher="):
+            return o.split("=", 1)[1]
+    return "basic"
+
+
+def resources(rung: Rung, plan: Plan, cfg, launcher: str) -> dict:
+    """What one rung asks of the scheduler. GPU rungs: enough GPUs (a power of two, at most a node's) to finish in
+    about `sweep.target_hours`, and a time limit of 1.5x the estimate plus 15 minutes. CPU rungs: `sweep.cpus`."""
+    scfg = cfg.sweep
+    if str(cfg.train.device) == "cpu" or launcher in ("local", "submitit_local"):
+        from ladder.train.distributed import owned_cpus
+        cpus = int(scfg.cpus) if scfg.cpus else max(1, owned_cpus() // max(1, int(scfg.parallel)))
+        return {"gpus_per_node": 0, "tasks_per_node": 1, "cpus_per_task": cpus,
+                "timeout_min": int(scfg.cpu_timeout_min)}
+    gpu_hours = plan.gpu_hours(rung.spec, rung.tokens)
+    gpus = 1
+    while gpus < int(scfg.max_gpus_per_node) and gpu_hours / gpus > float(scfg.target_hours):
+        gpus *= 2
+    timeout = int(math.ceil(gpu_hours / gpus * 60 * 1.5)) + 15
+    return {"gpus_per_node": gpus, "tasks_per_node": gpus, "cpus_per_task": int(scfg.cpus_per_gpu),
+            "timeout_min": min(timeout, int(scfg.max_timeout_min))}
+
+
+def check_slurm(cfg, overrides: list[str], wanted: dict) -> None:
+    """Refuse, before submitting, what the partition cannot give."""
+    require(shutil.which("sinfo") is not None, "hydra/launcher=slurm: sinfo not found; run on a Slurm login node "
+                                               "(or bring one up: sudo bash scripts/slurm_local.sh)")
+    partition = next((o.split("=", 1)[1] for o in overrides if o.startswith("hydra.launcher.partition=")), None)
+    args = ["sinfo", "-h", "-o", "%c %G"] + (["-p", partition] if partition else [])
+    out = subprocess.run(args, capture_output=True, text=True).stdout.split("\n")
+    require(any(line.strip() for line in out), f"hydra.launcher.partition={partition}: no such partition "
+                                               f"(see sinfo)")
+    cpus = max(int(line.split()[0].rstrip("+")) for line in out if line.strip())
+    gpus = max((int(g.split(":")[-1].split("(")[0]) for line in out if line.strip() for g in line.split()[1].split(",")
+                if g.startswith("gpu")), default=0)
+    where = f"partition {partition}" if partition else "the default partition"
+    require(wanted["gpus_per_node"] <= gpus, f"hydra.launcher.gpus_per_node={wanted['gpus_per_node']}: {where} has "
+                                             f"{gpus} GPUs per node; lower it or set sweep.max_gpus_per_node")
+    need = wanted["cpus_per_task"] * wanted["tasks_per_node"]
+    require(need <= cpus, f"hydra.launcher.cpus_per_task={wanted['cpus_per_task']}: {where} has {cpus} CPUs per "
+                          f"node; lower sweep.cpus or sweep.cpus_per_gpu")
+
+
+def sweep_task(cfg) -> int:
+    """One rung inside a Hydra job. Raises when the rung did not finish, so the scheduler records a failure."""
+    import logging
+
+    from ladder.train.loop import EXIT_INTERRUPTED, train_rung
+    if int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "RANK" not in os.environ:
+        import submitit
+        submitit.helpers.TorchDistributedEnvironment().export()  # srun tasks -> torch.distributed ranks
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    code = train_rung(cfg, cfg.rung)
+    if code == EXIT_INTERRUPTED:
+        raise RuntimeError(f"rung {cfg.rung} interrupted; checkpointed, requeue or re-run the sweep to resume")
+    if code != 0:
+        raise RuntimeError(f"rung {cfg.rung} failed (exit {code}); see its summary.json")
+    return code
+
+
+def run_sweep(cfg, overrides: list[str]) -> int:
+    plan = make_plan(cfg)
+    launcher = launcher_of(overrides)
+    submit_only = bool(cfg.submit_only)
+    require(not submit_only or launcher in ("slurm", "local"),
+            f"submit_only=true: needs hydra/launcher=slurm or local (hydra/launcher={launcher} waits by design)")
+    wanted = list(cfg.rungs) if cfg.rungs else [r.name for r in plan.rungs]
+    for name in wanted:
+        plan.rung(str(name))  # a one-line error for a rung not in the ladder
+    rows = {r["name"]: r for r in rung_status(plan, cfg.runs_dir)}
+    todo = [plan.rung(str(n)) for n in wanted if rows[str(n)]["state"] not in ("done", "queued", "running")]
+    skipped = [n for n in wanted if rows[str(n)]["state"] in ("done", "queued", "running")]
+    if skipped:
+        print(f"skipping {len(skipped)} rung(s) already done, queued or running: {', '.join(map(str, skipped))}")
+    if not todo:
+        print(format_status(rung_status(plan, cfg.runs_dir)))
+        return 0
+    groups: dict[tuple, list[Rung]] = {}
+    for rung in todo:
+        groups.setdefault(tuple(sorted(resources(rung, plan, cfg, launcher).items())), []).append(rung)
+    if launcher in ("slurm", "submitit_slurm"):
+        for key in groups:
+            check_slurm(cfg, overrides, dict(key))
+
+    runs_dir = str(Path(cfg.runs_dir).resolve())
+    passthrough = [o for o in overrides if not o.split("=", 1)[0].lstrip("+~") in ("submit_only", "rungs",
+                                                                                    "runs_dir")]
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    failed = False
+    for i, (key, rungs) in enumerate(groups.items()):
+        res = dict(key)
+        extra = []
+        if launcher in SUBMITIT:
+            extra = [f"hydra.launcher.{k}={v}" for k, v in res.items()
+                     if not any(o.startswith(f"hydra.launcher.{k}=") for o in overrides)]
+            if str(cfg.train.threads) == "auto" and launcher in ("local", "submitit_local"):
+                extra.append(f"train.threads={res['cpus_per_task']}")  # submitit's local jobs are not pinned
+        if submit_only:
+            extra.append("hydra.launcher.submit_only=true")
+        argv = ["ladder sweep", "--multirun", f"rung={','.join(r.name for r in rungs)}", f"runs_dir={runs_dir}",
+                *passthrough, *extra,
+                f"hydra.sweep.dir={sweep_root(runs_dir, plan.ladder) / f'{stamp}-{i}'}", "hydra.sweep.subdir=${rung}",
+                "hydra.job.chdir=false"]
+        failed |= not _hydra_multirun(argv)
+    if not submit_only:
+        print(format_status(rung_status(plan, cfg.runs_dir)))
+    else:
+        print(f"submitted; follow with: ladder status ladder={plan.ladder} runs_dir={cfg.runs_dir}")
+    return 1 if failed else 0
+
+
+def _hydra_multirun(argv: list[str]) -> bool:
+    import hydra
+
+    from ladder.cli import CONF_DIR
+    saved = sys.argv
+    sys.argv = argv
+    try:
+        hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(sweep_task)()
+        return True
+    except SystemExit as exit_:  # Hydra reports a failed job and exits 1 once the sweep is over
+        if exit_.code not in (0, None):
+            return False
+        return True
+    except LadderError:
+        raise
+    finally:
+        sys.argv = saved

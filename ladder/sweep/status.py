@@ -1,0 +1,85 @@
+"""`ladder status`: one row per rung, from its summary.json and, for submitted rungs, the scheduler's word."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+from ladder.plan import Plan
+from ladder.train.rundir import RunDir
+
+SLURM_WAITING = {"PENDING", "REQUEUED", "CONFIGURING", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SUSPENDED"}
+SLURM_FAILED = {"FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE"}
+
+
+def sweep_root(runs_dir: str | Path, ladder: str) -> Path:
+    return Path(runs_dir) / ladder / ".sweep"
+
+
+def scheduler_states(job_ids: list[str]) -> dict[str, str]:
+    """Slurm's state of each job (squeue for live jobs, sacct for finished ones); empty without Slurm."""
+    if not job_ids or shutil.which("squeue") is None:
+        return {}
+    states = {}
+    live = subprocess.run(["squeue", "-h", "-o", "%i %T", "-j", ",".join(job_ids)], capture_output=True, text=True)
+    for line in live.stdout.split("\n"):
+        if line.strip():
+            job, state = line.split()[:2]
+            states[job.split("_")[0] if "_" not in job_ids[0] else job] = state
+    if shutil.which("sacct"):
+        done = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", ",".join(job_ids)],
+                              capture_output=True, text=True)
+        for line in done.stdout.split("\n"):
+            if "|" in line:
+                job, state = line.split("|")[:2]
+                states.setdefault(job, state.split()[0])
+    return states
+
+
+def rung_status(plan: Plan, runs_dir: str | Path) -> list[dict]:
+    registry = sweep_root(runs_dir, plan.ladder) / "jobs.json"
+    jobs = json.loads(registry.read_text()) if registry.exists() else {}
+    slurm = scheduler_states([jobs[r.name] for r in plan.rungs if r.name in jobs])
+    rows = []
+    for rung in plan.rungs:
+        summary = RunDir(Path(runs_dir) / plan.ladder / rung.name).summary() or {}
+        job = jobs.get(rung.name) or summary.get("slurm_job_id")
+        job_state = slurm.get(str(job)) if job else None
+        status, reason = summary.get("status"), summary.get("reason")
+        if status == "done":
+            state = "done"
+        elif status == "failed":
+            state = "failed"
+        elif job_state in SLURM_WAITING:
+            state = "queued"
+        elif job_state in SLURM_FAILED and status != "done":
+            state, reason = "failed", f"slurm job {job} {job_state}" + (f"; {reason}" if reason else "")
+        elif status == "running" or job_state == "RUNNING":
+            state = "running"
+        elif status == "interrupted":
+            state = "interrupted"
+        else:
+            state = "pending"
+        finished = [b["tokens"] for b in (summary.get("budgets") or {}).values() if b.get("loss") is not None]
+        steps_tokens = summary.get("steps_done", 0) * rung.recipe.batch_tokens
+        rows.append({"name": rung.name, "state": state, "reason": reason,
+                     "tokens_done": max([steps_tokens, *finished]), "tokens_budget": rung.tokens,
+                     "last_loss": summary.get("last_loss"), "tokens_per_s": summary.get("tokens_per_s"),
+                     "slurm_job_id": job, "slurm_state": job_state, "wandb_id": summary.get("wandb_id")})
+    return rows
+
+
+def format_status(rows: list[dict]) -> str:
+    from ladder.report import format_table, human
+    header = ["rung", "state", "tokens", "last loss", "tokens/s", "slurm job", "W&B run"]
+    body = [[r["name"], r["state"] + (f" ({r['reason']})" if r["state"] == "failed" and r["reason"] else ""),
+             f"{human(r['tokens_done'])}/{human(r['tokens_budget'])}",
+             "" if r["last_loss"] is None else f"{r['last_loss']:.4f}",
+             "" if r["tokens_per_s"] is None else f"{r['tokens_per_s']:,.0f}", str(r["slurm_job_id"] or ""),
+             str(r["wandb_id"] or "")] for r in rows]
+    counts = {}
+    for r in rows:
+        counts[r["state"]] = counts.get(r["state"], 0) + 1
+    return format_table(header, body) + "\n" + ", ".join(f"{n} {s}" for s, n in counts.items())

@@ -1,0 +1,39 @@
+"""The main job end to end, on token-sized budgets so that it runs in about a minute."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_demo_end_to_end_then_reuses_everything(tmp_path):
+    args = [sys.executable, "-m", "ladder.cli", "demo", f"runs_dir={tmp_path / 'runs'}", "logger.wandb=disabled",
+            "ladder.budgets=[2e4,4e4,8e4]", "target.tokens=4e4", "data.max_documents=300",
+            "data.val_fraction=0.05", "demo.eval_tokens=16384", "bootstrap.n=100", "train.threads=2"]
+    env = {"LADDER_CACHE": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"}
+    first = subprocess.run(args, capture_output=True, text=True, timeout=900, cwd=ROOT, env=env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    out = first.stdout
+    for expected in ("forecast vs actual: tiny-665k", "predicted loss", "actual loss", "relative error",
+                     "interval covers it", "ladder compute / held-out rung's", "report:", "elapsed:"):
+        assert expected in out, expected
+    report = tmp_path / "runs" / "tiny" / "report"
+    text = (report / "report.md").read_text()
+    assert "## Forecast vs actual" in text and "curves.png" in text and "loss_vs_compute.png" in text
+    for plot in ("curves.png", "fit/plots/loss_vs_compute.png", "fit/plots/residuals.png"):
+        assert (report / plot).stat().st_size > 10_000, plot
+    fit = json.loads((report / "fit" / "fit.json").read_text())
+    assert fit["n_points"] == 12  # 4 rungs x 3 budgets; the held-out rung is not among them
+    held = json.loads((tmp_path / "runs" / "tiny-heldout" / "tiny-665k" / "summary.json").read_text())
+    actual = held["budgets"]["40k"]["loss"]
+    assert f"{actual:.4f}" in out and f"{fit['predictions'][0]['loss']:.4f}" in out  # numbers read from the files
+
+    second = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+    assert second.returncode == 0, second.stderr[-3000:]
+    table = lambda text: text[text.index("forecast vs actual:"):text.index("report:")]
+    assert table(second.stdout) == table(out)  # the same result, from finished rungs
