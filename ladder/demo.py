@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, open_dict
 
-from ladder.errors import LadderError, require
+from ladder.errors import require
 from ladder.fit.collect import collect_runs
 from ladder.fit.forecast import run_fit
 from ladder.fit.table import Table, standard_table
@@ -22,7 +22,7 @@ from ladder.io import atomic_write_text
 from ladder.plan import Plan, format_plan, make_plan
 from ladder.report import format_table, human
 from ladder.train.loop import train_rung
-from ladder.train.rundir import RunDir, read_metrics
+from ladder.train.rundir import RunDir
 
 
 def heldout_config(cfg: DictConfig, plan: Plan) -> DictConfig:
@@ -134,5 +134,3 @@ def write_report(directory: Path, cfg, plan: Plan, result: dict, comparison: dic
     lines += [f"![{p.stem}]({p.relative_to(directory)})" for p in plots]
     atomic_write_text(directory / "report.md", "\n".join(lines) + "\n")
 
-
-__all__ = ["LadderError", "read_metrics", "run_demo"]

@@ -5,7 +5,7 @@ import pytest
 
 from fit_data import chinchilla_loss, chinchilla_table, isoflop_table
 from ladder.errors import LadderError
-from ladder.fit.forecast import load_table, resolve_targets, run_fit
+from ladder.fit.forecast import resolve_targets, run_fit
 from ladder.fit.laws import make_law
 from ladder.fit.table import Table, standard_table
 
@@ -112,6 +112,7 @@ def test_run_fit_writes_fit_json_predictions_and_plots(tmp_path):
     both = Table({k: np.concatenate([targets[k], compute[k]]) for k in targets.columns})
     result = run_fit(table, {"name": "chinchilla"}, both, 100, 0, 0.9, backtest_spec="largest", out=tmp_path)
     saved = json.loads((tmp_path / "fit.json").read_text())
+    assert saved["params"] == pytest.approx(result["params"])  # what it returns is what it wrote
     for key in ("law", "n_points", "params", "ci", "objective", "predictions", "compute_optimal", "backtest",
                 "warnings"):
         assert key in saved, key

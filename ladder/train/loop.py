@@ -27,11 +27,11 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from ladder.data import Sampler, TokenData, prepare
-from ladder.errors import LadderError, require
+from ladder.errors import require
 from ladder.hardware import device_peak_flops
 from ladder.model import all_flops_per_token, flops_per_token
 from ladder.model.build import build_model
-from ladder.plan import Rung, make_plan, plan_to_dict
+from ladder.plan import Rung, make_plan
 from ladder.train import distributed
 from ladder.train.checkpoint import Checkpoints
 from ladder.train.optim import make_optimizer, set_lr
@@ -157,10 +157,10 @@ class Trainer:
             self.run.write_summary(self.summary("running", progress))
         distributed.barrier(self.dist)
 
-    def record(self, record: dict, step: int) -> None:
+    def record(self, record: dict) -> None:
         self.metrics.write(record)
-        if self.wandb is not None:
-            self.wandb.log(record, step)
+        if self.wandb is not None:  # W&B steps must increase: count every optimizer step, branches included
+            self.wandb.log(record, self.progress["work_steps"])
 
     def _check_stop(self) -> None:
         flag, = distributed.all_reduce_sum([1.0 if self.stop_signal else 0.0], self.dist)
@@ -177,10 +177,11 @@ class Trainer:
                 lr = recipe.lr * branch_factor(step, fork, end, recipe.warmup_steps, recipe.schedule)
                 loss, grad_norm = self.train_step(step, lr)
                 self._guard_finite(loss, step, progress)
+                progress["work_steps"] += 1
                 bar.update(1)
                 if (step + 1) % int(self.tcfg.log_every) == 0 or step + 1 == end:
                     self.record({"branch": label, "step": step + 1, "tokens": (step + 1) * recipe.batch_tokens,
-                                 "loss": loss, "lr": lr, "grad_norm": grad_norm}, step + 1)
+                                 "loss": loss, "lr": lr, "grad_norm": grad_norm})
                 self._check_stop()
             val_loss = self.evaluate()
         finally:
@@ -189,8 +190,7 @@ class Trainer:
         tokens = end * recipe.batch_tokens
         result = {"tokens": tokens, "flops": float(tokens) * self.flops_per_token, "loss": val_loss, "step": end,
                   "fork_step": fork}
-        self.record({"budget": label, "step": end, "tokens": tokens, "flops": result["flops"], "val_loss": val_loss},
-                    end)
+        self.record({"budget": label, "step": end, "tokens": tokens, "flops": result["flops"], "val_loss": val_loss})
         return result
 
     def _guard_finite(self, loss: float, step: int, progress: dict) -> None:
@@ -203,16 +203,17 @@ class Trainer:
         self.model = build_model(self.rung.spec, seed=self.rung.seed).to(self.device)
         self.parallel = Parallel(self.model, self.dist, self.device, bool(self.tcfg.fsdp), bool(self.tcfg.compile))
         self.optimizer = make_optimizer(self.model, recipe, fused=self.device.type == "cuda")
-        progress = {"step": 0, "results": {}, "wall_s": 0.0, "tokens_seen": 0}
+        progress = {"step": 0, "results": {}, "wall_s": 0.0, "tokens_seen": 0, "work_steps": 0}
         state = Checkpoints(self.run.checkpoints).load_latest()
         if state is not None:
             require(state.get("identity") == self.identity, f"{self.run.checkpoints}: checkpoints of a different "
                                                              f"configuration; delete {self.run.path} to restart")
             self.parallel.load_full_state(self.optimizer, state["model"], state["optimizer"])
-            progress = state["progress"]
+            progress = {"work_steps": 0, **state["progress"]}
             torch.set_rng_state(state["rng"]["torch"])
             np.random.set_state(state["rng"]["numpy"])
             random.setstate(state["rng"]["python"])
+        self.progress = progress
         self.metrics = MetricsLog(self.run.metrics_path, enabled=self.dist.is_main)
         self.metrics.truncate(state["metrics_offset"] if state is not None else 0)
         self.wandb = self._wandb() if self.dist.is_main else None
@@ -285,7 +286,7 @@ class Trainer:
             lr = recipe.lr * lr_factor(step, self.total_steps, recipe.warmup_steps, recipe.schedule)
             loss, grad_norm = self.train_step(step, lr)
             self._guard_finite(loss, step, progress)
-            progress.update(step=step + 1, last_loss=loss)
+            progress.update(step=step + 1, last_loss=loss, work_steps=progress["work_steps"] + 1)
             progress["tokens_seen"] += recipe.batch_tokens
             bar.update(1)
             done = step + 1
@@ -298,10 +299,10 @@ class Trainer:
                 progress["tokens_per_s"] = speed
                 self.record({"step": done, "tokens": tokens, "flops": float(tokens) * self.flops_per_token,
                              "loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens_per_s": speed, "mfu": mfu,
-                             "elapsed_s": progress["wall_s"] + now - self.started}, done)
+                             "elapsed_s": progress["wall_s"] + now - self.started})
                 bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{speed:,.0f}")
             if done % eval_every == 0 and done != self.main_end:
-                self.record({"step": done, "tokens": done * recipe.batch_tokens, "val_loss": self.evaluate()}, done)
+                self.record({"step": done, "tokens": done * recipe.batch_tokens, "val_loss": self.evaluate()})
             if done % checkpoint_every == 0 and done not in self.forks:
                 self.checkpoint(progress)
             self._check_stop()
@@ -313,7 +314,7 @@ class Trainer:
             progress["results"][label] = {"tokens": tokens, "flops": float(tokens) * self.flops_per_token,
                                           "loss": val_loss, "step": self.main_end}
             self.record({"budget": label, "step": self.main_end, "tokens": tokens,
-                         "flops": progress["results"][label]["flops"], "val_loss": val_loss}, self.main_end)
+                         "flops": progress["results"][label]["flops"], "val_loss": val_loss})
         progress["wall_s"] += time.time() - self.started
         self.checkpoint(progress)
         if self.dist.is_main:
@@ -366,5 +367,3 @@ def train_rung(cfg, rung_name: str | None) -> int:
     finally:
         distributed.shutdown(trainer.dist)
 
-
-__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "LadderError", "plan_to_dict", "train_rung"]

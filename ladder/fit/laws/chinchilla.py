@@ -21,7 +21,8 @@ class Chinchilla(PowerLawLaw):
 
     def __init__(self, tie_exponents: bool = False, **options):
         self.tie_exponents = bool(tie_exponents)
-        if self.tie_exponents:
+        if self.tie_exponents:  # beta is alpha: its bound, if any, is alpha's
+            options["bounds"] = {k: v for k, v in (options.get("bounds") or {}).items() if k != "beta"}
             self.form = PowerLawForm(("a", "b"), ("alpha",), (0, 0))
             self.default_grid = {k: v for k, v in BESIROGLU_GRID.items() if k != "beta"}
         else:
@@ -53,6 +54,7 @@ class Chinchilla(PowerLawLaw):
                 return _frontier(p)
 
         def _frontier(p):
+            p = {k: np.float64(v) for k, v in p.items()}  # a negative base gives NaN, not a complex number
             s = p["alpha"] + p["beta"]
             g = (p["alpha"] * p["A"] / (p["beta"] * p["B"])) ** (1 / s)
             n_opt = g * (flops / k) ** (p["beta"] / s)

@@ -1,0 +1,132 @@
+"""On a real single-node Slurm cluster (scripts/slurm_local.sh): sweeps through submitit, the sbatch template,
+requeue mid-run, and a crashing rung. Skipped, with the reason, where the cluster cannot be brought up."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+TINY = ["ladder.seq_len=64", "logger.wandb=disabled", "data.max_documents=300", "data.val_fraction=0.05",
+        "train.eval_points=2", "train.eval_tokens=2048", "train.device=cpu", "train.threads=1", "sweep.cpus=1"]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    if os.geteuid() != 0:
+        pytest.skip("bringing up Slurm needs root")
+    if shutil.which("apt-get") is None and shutil.which("slurmctld") is None:
+        pytest.skip("no apt-get to install slurm-wlm")
+    up = subprocess.run(["bash", str(ROOT / "scripts" / "slurm_local.sh")], capture_output=True, text=True,
+                        timeout=600)
+    if up.returncode != 0:
+        pytest.skip(f"could not bring up Slurm: {up.stderr.strip().splitlines()[-1:] or up.stdout}")
+    cache = tmp_path_factory.mktemp("cache")
+    env = {**os.environ, "LADDER_CACHE": str(cache), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    subprocess.run([sys.executable, "-m", "ladder.cli", "prepare", "data.max_documents=300",
+                    "data.val_fraction=0.05"], check=True, env=env, capture_output=True)
+    return env
+
+
+def ladder(env, *args, timeout=900):
+    return subprocess.run([sys.executable, "-m", "ladder.cli", *args], capture_output=True, text=True, cwd=ROOT,
+                          env=env, timeout=timeout)
+
+
+def summary(runs: Path, rung: str, ladder_name: str = "tiny") -> dict:
+    return json.loads((runs / ladder_name / rung / "summary.json").read_text())
+
+
+def wait_for(predicate, timeout=300, every=0.5):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(every)
+    return False
+
+
+def test_submitit_sweep_of_three_rungs_completes_and_collects(cluster, tmp_path):
+    runs = tmp_path / "runs"
+    result = ladder(cluster, "sweep", f"runs_dir={runs}", "rungs=[tiny-14k,tiny-40k,tiny-111k]",
+                    "ladder.budgets=[1e4,2e4]", "hydra/launcher=slurm", *TINY)
+    assert result.returncode == 0, result.stderr[-3000:]
+    collected = ladder(cluster, "collect", f"runs_dir={runs}", f"out={tmp_path / 't.csv'}")
+    assert collected.returncode == 0 and "collected 6 rows" in collected.stdout
+    assert all(summary(runs, r)["slurm_job_id"] for r in ("tiny-14k", "tiny-40k", "tiny-111k"))
+
+
+def test_submit_only_returns_at_once_and_status_follows(cluster, tmp_path):
+    runs = tmp_path / "runs"
+    started = time.time()
+    result = ladder(cluster, "sweep", f"runs_dir={runs}", "rungs=[tiny-14k]", "ladder.budgets=[2e4,4e4]",
+                    "hydra/launcher=slurm", "submit_only=true", *TINY)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "submitted tiny-14k: job" in result.stdout and time.time() - started < 60
+    assert wait_for(lambda: (runs / "tiny" / "tiny-14k" / "summary.json").exists()
+                    and summary(runs, "tiny-14k")["status"] == "done")
+    status = json.loads(ladder(cluster, "status", f"runs_dir={runs}", "format=json", "ladder.budgets=[2e4,4e4]",
+                               *TINY).stdout)
+    row = status["rungs"][0]
+    assert row["state"] == "done" and row["slurm_job_id"]
+
+
+def test_sbatch_array_template(cluster, tmp_path):
+    runs = tmp_path / "runs"
+    overrides = " ".join([f"runs_dir={runs}", "ladder.budgets=[1e4,2e4]", *TINY])
+    env = {**cluster, "LADDER": "tiny", "OVERRIDES": overrides}
+    submit = subprocess.run(["sbatch", "--parsable", "--wait", "--array=0-2", "--cpus-per-task=1", "--gpus-per-node=0",
+                             f"--output={tmp_path}/slurm-%A_%a.out", str(ROOT / "slurm" / "ladder_array.sbatch")],
+                            capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
+    assert submit.returncode == 0, submit.stderr + "".join(p.read_text() for p in tmp_path.glob("slurm-*.out"))
+    for rung in ("tiny-14k", "tiny-40k", "tiny-111k"):
+        assert summary(runs, rung)["status"] == "done"
+    collected = ladder(cluster, "collect", f"runs_dir={runs}", f"out={tmp_path / 't.csv'}")
+    assert "collected 6 rows" in collected.stdout
+
+
+def test_requeued_rung_resumes_to_the_same_loss(cluster, tmp_path):
+    overrides = ["ladder.budgets=[1e5,2e5]", "train.checkpoint_every=20", "train.log_every=1", *TINY]
+    reference = ladder(cluster, "train", "rung=tiny-14k", f"runs_dir={tmp_path / 'reference'}", *overrides)
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    runs = tmp_path / "runs"
+    env = {**cluster, "LADDER": "tiny", "OVERRIDES": " ".join([f"runs_dir={runs}", *overrides])}
+    job = subprocess.run(["sbatch", "--parsable", "--array=0", "--cpus-per-task=1", "--gpus-per-node=0",
+                          f"--output={tmp_path}/slurm-%A_%a.out", str(ROOT / "slurm" / "ladder_array.sbatch")],
+                         capture_output=True, text=True, env=env, cwd=ROOT, check=True).stdout.strip()
+    metrics = runs / "tiny" / "tiny-14k" / "metrics.jsonl"
+    assert wait_for(lambda: metrics.exists() and metrics.read_text().count("\n") > 60)
+    subprocess.run(["scontrol", "requeue", f"{job}_0"], check=True)
+
+    def restarted():  # a requeued job waits for its begin time: ask Slurm to start it now, until it has
+        subprocess.run(["scontrol", "update", f"jobid={job}_0", "StartTime=now"], capture_output=True)
+        return "restart 1" in "".join(p.read_text() for p in tmp_path.glob("slurm-*.out"))
+    assert wait_for(restarted, 300, every=2)
+    assert wait_for(lambda: summary(runs, "tiny-14k")["status"] == "done", 600)
+    log = "".join(p.read_text() for p in tmp_path.glob("slurm-*.out"))
+    assert "interrupted (SIGTERM)" in log  # it checkpointed on the way out, then resumed
+    ours, theirs = summary(runs, "tiny-14k"), summary(tmp_path / "reference", "tiny-14k")
+    assert {k: v["loss"] for k, v in ours["budgets"].items()} == {k: v["loss"] for k, v in theirs["budgets"].items()}
+
+
+def test_crashing_rung_is_reported_failed_and_the_sweep_ends(cluster, tmp_path):
+    runs = tmp_path / "runs"
+    broken = runs / "tiny" / "tiny-40k" / "checkpoints"
+    broken.mkdir(parents=True)
+    (broken / "step_00000004.pt").write_bytes(b"not a checkpoint")
+    (broken / "step_00000004.json").write_text('{"sha256": "0", "bytes": 16, "step": 4}')
+    started = time.time()
+    result = ladder(cluster, "sweep", f"runs_dir={runs}", "rungs=[tiny-14k,tiny-40k]", "ladder.budgets=[1e4,2e4]",
+                    "hydra/launcher=slurm", *TINY, timeout=600)
+    assert result.returncode != 0 and time.time() - started < 500
+    status = json.loads(ladder(cluster, "status", f"runs_dir={runs}", "format=json", "ladder.budgets=[1e4,2e4]",
+                               *TINY).stdout)
+    states = {r["name"]: r for r in status["rungs"]}
+    assert states["tiny-14k"]["state"] == "done"
+    assert states["tiny-40k"]["state"] == "failed" and "FAILED" in (states["tiny-40k"]["reason"] or "")
