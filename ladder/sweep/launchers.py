@@ -7,14 +7,15 @@ import json
 from pathlib import Path
 
 from hydra.core.utils import JobReturn, JobStatus
-from hydra_plugins.hydra_submitit_launcher import submitit_launcher
 
 
 class _Submitted(Exception):
     pass
 
 
-class _SubmitOnly:
+class SubmitOnly:
+    """Mixed into Hydra's submitit launchers (hydra_plugins/ladder_launchers)."""
+
     def __init__(self, submit_only: bool = False, **params) -> None:
         super().__init__(**params)
         self.submit_only = submit_only
@@ -27,6 +28,7 @@ class _SubmitOnly:
 
         def map_array_then_stop(executor, fn, *iterables):
             submitted.extend(original(executor, fn, *iterables))
+            record_jobs(Path(str(self.config.hydra.sweep.dir)), job_overrides, submitted)  # before any waiting
             if self.submit_only:
                 raise _Submitted
             return submitted
@@ -39,7 +41,6 @@ class _SubmitOnly:
                        for o, job in zip(job_overrides, submitted)]
         finally:
             submitit.AutoExecutor.map_array = original
-        record_jobs(Path(str(self.config.hydra.sweep.dir)), job_overrides, submitted)
         return returns
 
 
@@ -57,11 +58,3 @@ def record_jobs(sweep_dir: Path, job_overrides, jobs) -> None:
     atomic_write_json(registry, known)
     for rung, job_id in ids.items():
         print(f"submitted {rung}: job {job_id}", flush=True)
-
-
-class SlurmLauncher(_SubmitOnly, submitit_launcher.SlurmLauncher):
-    pass
-
-
-class LocalLauncher(_SubmitOnly, submitit_launcher.LocalLauncher):
-    pass

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from ladder.data import Sampler, TokenData, prepare
-from ladder.errors import require
+from ladder.errors import LadderError, require
 from ladder.hardware import device_peak_flops
 from ladder.model import all_flops_per_token, flops_per_token
 from ladder.model.build import build_model
@@ -59,6 +59,7 @@ class Trainer:
         self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda"
                          and str(self.tcfg.dtype) in ("auto", "bf16") else nullcontext())
         self.stop_signal = None
+        self.wandb_id = None
 
         data_dir = prepare(OmegaConf.to_container(cfg.data, resolve=True), progress=self.dist.is_main)
         self.data = TokenData(data_dir, verify=bool(cfg.data.verify))
@@ -364,6 +365,11 @@ def train_rung(cfg, rung_name: str | None) -> int:
     distributed.barrier(trainer.dist)
     try:
         return trainer.train()
+    except LadderError as error:  # e.g. every checkpoint corrupt: say so where status looks, then fail
+        if trainer.dist.is_main:
+            progress = {"step": 0, "results": {}, "wall_s": 0.0, "tokens_seen": 0}
+            run.write_summary(trainer.summary("failed", progress, reason=str(error)))
+        raise
     finally:
         distributed.shutdown(trainer.dist)
 
