@@ -126,9 +126,12 @@ def write_report(directory: Path, cfg, plan: Plan, result: dict, comparison: dic
                          {f"{r.name} (held out)": Path(cfg.runs_dir) / held_plan.ladder / r.name / "metrics.jsonl"
                           for r in held_plan.rungs}, directory / "curves.png")
     plots = [curves] + [Path(p) for p in result.get("plots", [])]
+    summaries = [RunDir(Path(cfg.runs_dir) / p.ladder / r.name).summary() for p in (plan, held_plan) for r in p.rungs]
+    training_min = sum(s["wall_time_s"] for s in summaries) / 60
     lines = ["# ladder demo report", "",
-             f"Ladder `{plan.ladder}` on `{cfg.data.name}` ({cfg.data.tokenizer.kind} tokens), law `{result['law']}`, "
-             f"{elapsed_s / 60:.1f} minutes in all.", "", "## Plan", "", "```", format_plan(plan), "```", "",
+             f"Ladder `{plan.ladder}` on `{cfg.data.name}` ({cfg.data.tokenizer.kind} tokens), law `{result['law']}`; "
+             f"the rungs trained for {training_min:.1f} minutes in all, this run of the demo took "
+             f"{elapsed_s / 60:.1f}.", "", "## Plan", "", "```", format_plan(plan), "```", "",
              "## Fit", "", "```", format_fit(result), "```", "", "## Forecast vs actual", "", "```",
              format_comparison(comparison, result["ci_level"]), "```", "", "## Plots", ""]
     lines += [f"![{p.stem}]({p.relative_to(directory)})" for p in plots]
