@@ -97,6 +97,7 @@ def run_demo(cfg: DictConfig) -> int:
                   "rel_error": (forecast["loss"] - actual) / actual,
                   "covered": bool(forecast["lo"] <= actual <= forecast["hi"]),
                   "ladder_compute_fraction": spent / held_spent}
+    redraw_with_actual(cfg, table, result, report_dir, held_rung.name, float(targets["flops"][0]), actual)
     elapsed = time.time() - started
     text = format_comparison(comparison, result["ci_level"])
     print("\n" + text)
@@ -104,6 +105,16 @@ def run_demo(cfg: DictConfig) -> int:
     print(f"\nreport: {report_dir / 'report.md'}")
     print(f"elapsed: {elapsed / 60:.1f} min")
     return 0
+
+
+def redraw_with_actual(cfg, table: Table, result: dict, report_dir: Path, name: str, flops: float, loss: float):
+    """The loss-vs-compute plot again, now with the held-out rung's actual loss beside its forecast band."""
+    from ladder.fit.laws import make_law
+    from ladder.fit.plots import loss_vs_compute
+
+    law = make_law(dict(cfg.law), float(cfg.ci_level)).fit(table)  # deterministic: the same point estimate
+    loss_vs_compute(law, table, {**result, "actuals": [{"name": name, "flops": flops, "loss": loss}]},
+                    report_dir / "fit" / "plots" / "loss_vs_compute.png")
 
 
 def format_comparison(c: dict, level: float) -> str:

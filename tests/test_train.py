@@ -253,3 +253,35 @@ def test_changed_config_in_the_same_run_dir_is_refused(reference, tmp_path):
     (tmp_path / "tiny" / RUNG / "summary.json").write_text(json.dumps({**summary(reference), "status": "running"}))
     result = run_train(tmp_path, "recipe.beta2=0.99")
     assert result.returncode == 2 and "holds a run of a different configuration" in result.stderr
+
+
+@pytest.mark.slow
+def test_fsdp_run_interrupted_and_resumed(reference, tmp_path):
+    """The sharded path's checkpoint (a gathered full state) loads back into FSDP2 and the run continues."""
+    metrics = tmp_path / "tiny" / RUNG / "metrics.jsonl"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29519",
+               "-m", "ladder.cli", "train", *overrides(tmp_path, "train.fsdp=true")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    assert wait_for_lines(metrics, 14)
+    os.killpg(process.pid, signal.SIGTERM)  # Slurm signals every process of the job
+    process.wait(timeout=120)
+    assert summary(tmp_path)["status"] == "interrupted"
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert summary(tmp_path)["status"] == "done"
+    single, fsdp = curve(reference), curve(tmp_path)
+    assert [r[:3] for r in single] == [r[:3] for r in fsdp]
+    for a, b in zip(single, fsdp):
+        if a[3] is not None:
+            assert b[3] == pytest.approx(a[3], rel=1e-3)
+
+
+def wait_for_lines(path: Path, lines: int, timeout: float = 120) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if path.exists() and path.read_text().count("\n") >= lines:
+            return True
+        time.sleep(0.01)
+    return False

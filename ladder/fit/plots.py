@@ -57,6 +57,9 @@ def loss_vs_compute(law, table: Table, result: dict, path: Path) -> Path:
             ax.errorbar([p["flops"]], [p["value"]], yerr=[[p["value"] - p["lo"]], [p["hi"] - p["value"]]]
                         if has_band else None, fmt="*", color="crimson", ms=12, capsize=4, zorder=4,
                         label=f"forecast {p['name']}")
+    for actual in result.get("actuals", []):
+        ax.scatter([actual["flops"]], [actual["loss"]], marker="o", facecolors="none", edgecolors="black", s=90,
+                   zorder=5, label=f"actual {actual['name']}")
     backtest_rows = (result.get("backtest") or {}).get("rows", [])
     if backtest_rows:
         ax.scatter([r["flops"] for r in backtest_rows], [r["actual"] for r in backtest_rows], marker="x",
