@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from ladder.errors import LadderError, require
+from ladder.errors import require
 from ladder.plan import Plan, Rung, make_plan
 from ladder.sweep.status import format_status, rung_status, sweep_root
 
@@ -147,7 +147,5 @@ def _hydra_multirun(argv: list[str]) -> bool:
         if exit_.code not in (0, None):
             return False
         return True
-    except LadderError:
-        raise
     finally:
         sys.argv = saved

@@ -177,7 +177,7 @@ class Trainer:
             for step in range(fork, end):
                 lr = recipe.lr * branch_factor(step, fork, end, recipe.warmup_steps, recipe.schedule)
                 loss, grad_norm = self.train_step(step, lr)
-                self._guard_finite(loss, step, progress)
+                self._guard_finite(loss, step)
                 progress["work_steps"] += 1
                 bar.update(1)
                 if (step + 1) % int(self.tcfg.log_every) == 0 or step + 1 == end:
@@ -194,7 +194,7 @@ class Trainer:
         self.record({"budget": label, "step": end, "tokens": tokens, "flops": result["flops"], "val_loss": val_loss})
         return result
 
-    def _guard_finite(self, loss: float, step: int, progress: dict) -> None:
+    def _guard_finite(self, loss: float, step: int) -> None:
         if not math.isfinite(loss):
             raise FloatingPointError(f"loss is {loss} at step {step + 1}")
 
@@ -286,7 +286,7 @@ class Trainer:
                 break
             lr = recipe.lr * lr_factor(step, self.total_steps, recipe.warmup_steps, recipe.schedule)
             loss, grad_norm = self.train_step(step, lr)
-            self._guard_finite(loss, step, progress)
+            self._guard_finite(loss, step)
             progress.update(step=step + 1, last_loss=loss, work_steps=progress["work_steps"] + 1)
             progress["tokens_seen"] += recipe.batch_tokens
             bar.update(1)
