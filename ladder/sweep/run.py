@@ -127,10 +127,12 @@ def run_sweep(cfg, overrides: list[str]) -> int:
                 f"hydra.sweep.dir={sweep_root(runs_dir, plan.ladder) / f'{stamp}-{i}'}", "hydra.sweep.subdir=${rung}",
                 "hydra.job.chdir=false"]
         failed |= not _hydra_multirun(argv)
-    if not submit_only:
-        print(format_status(rung_status(plan, cfg.runs_dir)))
-    else:
+    if submit_only and failed:
+        print("sweep: submission failed (see the error above); nothing more was queued", file=sys.stderr)
+    elif submit_only:
         print(f"submitted; follow with: ladder status ladder={plan.ladder} runs_dir={cfg.runs_dir}")
+    else:
+        print(format_status(rung_status(plan, cfg.runs_dir)))
     return 1 if failed else 0
 
 
