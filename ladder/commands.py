@@ -92,10 +92,9 @@ def status(cfg, overrides) -> int:
 
 
 def fit(cfg, overrides) -> int:
-    import numpy as np
-
     from ladder.fit.forecast import load_table, resolve_targets, run_fit
     from ladder.fit.laws import LAWS
+    from ladder.fit.table import flops_per_nd
 
     fmt = _format(cfg)
     law_options = _plain(cfg.law)
@@ -108,8 +107,7 @@ def fit(cfg, overrides) -> int:
     if not explicit and not cfg.runs:
         target = _ladder_target(cfg, columns["params"])  # fitting the ladder's own runs: forecast its target
         explicit = {"target.params", "target.tokens"}
-    flops_per_nd = float(np.median(table["flops"] / (table["params"] * table["tokens"])))
-    targets = resolve_targets(target, explicit, cfg.targets, flops_per_nd)
+    targets = resolve_targets(target, explicit, cfg.targets, flops_per_nd(table))
     out = Path(cfg.out) if cfg.out else Path("fits") / law_options["name"]
     result = run_fit(table, law_options, targets, int(cfg.bootstrap.n), int(cfg.bootstrap.seed),
                      float(cfg.ci_level), cfg.backtest, out, bool(cfg.plots), source=str(path))

@@ -16,8 +16,9 @@ from omegaconf import DictConfig, open_dict
 
 from ladder.errors import require
 from ladder.fit.collect import collect_runs
-from ladder.fit.forecast import run_fit
-from ladder.fit.table import Table, standard_table
+from ladder.fit.forecast import fit_and_forecast, write_outputs
+from ladder.fit.plots import loss_vs_compute
+from ladder.fit.table import Table, flops_per_nd, standard_table
 from ladder.io import atomic_write_text
 from ladder.plan import Plan, format_plan, make_plan
 from ladder.report import format_table, human
@@ -71,13 +72,13 @@ def run_demo(cfg: DictConfig) -> int:
     held_rung = held_plan.rungs[0]
     label, tokens = next(iter(held_rung.budgets.items()))
     n_target = held_rung.counts.to_dict()[params_column]
-    flops_per_nd = float(np.median(table["flops"] / (table["params"] * table["tokens"])))
     targets = Table({"name": [held_rung.name], "params": [n_target], "tokens": [tokens],
-                     "flops": [flops_per_nd * n_target * tokens]})
+                     "flops": [flops_per_nd(table) * n_target * tokens]})
     print(f"\nfitting {cfg.law.name} to {len(table)} points (N = {params_column}) and forecasting "
           f"{held_rung.name} at {label} ({human(tokens)} tokens)", flush=True)
-    result = run_fit(table, dict(cfg.law), targets, int(cfg.bootstrap.n), int(cfg.bootstrap.seed),
-                     float(cfg.ci_level), out=report_dir / "fit", plots=True, source=str(root))
+    law, result = fit_and_forecast(table, dict(cfg.law), targets, int(cfg.bootstrap.n), int(cfg.bootstrap.seed),
+                                   float(cfg.ci_level), source=str(root))
+    write_outputs(law, table, result, report_dir / "fit")
     forecast = result["predictions"][0]
     print(f"forecast for {held_rung.name}: loss {forecast['loss']:.4f} [{forecast['lo']:.4f}, {forecast['hi']:.4f}] "
           f"(written to {report_dir / 'fit' / 'fit.json'} before the rung trains)\n", flush=True)
@@ -97,7 +98,9 @@ def run_demo(cfg: DictConfig) -> int:
                   "rel_error": (forecast["loss"] - actual) / actual,
                   "covered": bool(forecast["lo"] <= actual <= forecast["hi"]),
                   "ladder_compute_fraction": spent / held_spent}
-    redraw_with_actual(cfg, table, result, report_dir, held_rung.name, float(targets["flops"][0]), actual)
+    loss_vs_compute(law, table, {**result, "actuals": [{"name": held_rung.name, "flops": float(targets["flops"][0]),
+                                                        "loss": actual}]},
+                    report_dir / "fit" / "plots" / "loss_vs_compute.png")  # now with the actual beside its band
     elapsed = time.time() - started
     text = format_comparison(comparison, result["ci_level"])
     print("\n" + text)
@@ -105,16 +108,6 @@ def run_demo(cfg: DictConfig) -> int:
     print(f"\nreport: {report_dir / 'report.md'}")
     print(f"elapsed: {elapsed / 60:.1f} min")
     return 0
-
-
-def redraw_with_actual(cfg, table: Table, result: dict, report_dir: Path, name: str, flops: float, loss: float):
-    """The loss-vs-compute plot again, now with the held-out rung's actual loss beside its forecast band."""
-    from ladder.fit.laws import make_law
-    from ladder.fit.plots import loss_vs_compute
-
-    law = make_law(dict(cfg.law), float(cfg.ci_level)).fit(table)  # deterministic: the same point estimate
-    loss_vs_compute(law, table, {**result, "actuals": [{"name": name, "flops": flops, "loss": loss}]},
-                    report_dir / "fit" / "plots" / "loss_vs_compute.png")
 
 
 def format_comparison(c: dict, level: float) -> str:

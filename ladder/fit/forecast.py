@@ -133,6 +133,15 @@ def backtest(law_options: dict, table: Table, spec, n_boot: int, seed: int, ci_l
 
 def run_fit(table: Table, law_options: dict, targets: Table, n_boot: int, seed: int, ci_level: float,
             backtest_spec=None, out: str | Path | None = None, plots: bool = True, source: str = "") -> dict:
+    law, result = fit_and_forecast(table, law_options, targets, n_boot, seed, ci_level, backtest_spec, source)
+    if out is not None:
+        write_outputs(law, table, result, Path(out), plots)
+    return result
+
+
+def fit_and_forecast(table: Table, law_options: dict, targets: Table, n_boot: int, seed: int, ci_level: float,
+                     backtest_spec=None, source: str = "") -> tuple[Law, dict]:
+    """The fitted law and fit.json's content, nothing written."""
     law = make_law(law_options, ci_level)
     law.fit(table).bootstrap(table, n_boot, seed)
     law.warnings_ += residual_warnings(law, table)
@@ -145,15 +154,16 @@ def run_fit(table: Table, law_options: dict, targets: Table, n_boot: int, seed: 
     if backtest_spec is not None:
         result["backtest"] = backtest(law_options, table, backtest_spec, n_boot, seed, ci_level)
     result["warnings"] = law.warnings_
-    if out is not None:
-        out = Path(out)
-        atomic_write_json(out / "fit.json", result)
-        write_predictions_csv(out / "predictions.csv", result["predictions"])
-        if plots:
-            from ladder.fit.plots import plot_fit
-            result["plots"] = [str(p) for p in plot_fit(law, table, result, out / "plots")]
-            atomic_write_json(out / "fit.json", result)
-    return result
+    return law, result
+
+
+def write_outputs(law: Law, table: Table, result: dict, out: Path, plots: bool = True) -> None:
+    """fit.json, predictions.csv and (with plots) plots/*.png under `out`; fit.json lists the plots."""
+    if plots:
+        from ladder.fit.plots import plot_fit
+        result["plots"] = [str(p) for p in plot_fit(law, table, result, out / "plots")]
+    atomic_write_json(out / "fit.json", result)
+    write_predictions_csv(out / "predictions.csv", result["predictions"])
 
 
 def _flops_convention(table: Table) -> str:

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ladder.fit.table import Table  # noqa: E402
+from ladder.fit.table import Table, flops_per_nd  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:
@@ -43,7 +43,7 @@ def loss_vs_compute(law, table: Table, result: dict, path: Path) -> Path:
     norm = matplotlib.colors.Normalize(log_n.min(), log_n.max() + 1e-9)
     points = ax.scatter(table["flops"], table["loss"], c=log_n, cmap="viridis", norm=norm, s=16, zorder=3)
     fig.colorbar(points, ax=ax, label="log10 params")
-    k = float(np.median(table["flops"] / (table["params"] * table["tokens"])))
+    k = flops_per_nd(table)
     if set(getattr(law, "variables", ())) == {"params", "tokens"}:
         sizes = np.unique(table["params"])
         for size in sizes[np.unique(np.linspace(0, len(sizes) - 1, min(8, len(sizes))).round().astype(int))]:

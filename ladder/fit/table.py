@@ -114,6 +114,11 @@ def standard_table(table: Table, columns: dict, source: str, required=("params",
     return out
 
 
+def flops_per_nd(table: Table) -> float:
+    """FLOPs per parameter-token of a table's convention (6 for chinchilla_6nd), read off its rows."""
+    return float(np.median(table["flops"] / (table["params"] * table["tokens"])))
+
+
 def _rows(index: np.ndarray) -> str:
     shown = ", ".join(str(int(i)) for i in index[:5])
     return shown + (f" (and {index.size - 5} more)" if index.size > 5 else "")

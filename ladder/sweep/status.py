@@ -23,11 +23,13 @@ def scheduler_states(job_ids: list[str]) -> dict[str, str]:
     if not job_ids or shutil.which("squeue") is None:
         return {}
     states = {}
-    live = subprocess.run(["squeue", "-h", "-o", "%i %T", "-j", ",".join(job_ids)], capture_output=True, text=True)
+    # -r: one line per array task ("59_3"), not "59_[2-3]", so ids match the ones recorded at submission
+    live = subprocess.run(["squeue", "-h", "-r", "-o", "%i %T", "-j", ",".join(job_ids)], capture_output=True,
+                          text=True)
     for line in live.stdout.split("\n"):
         if line.strip():
             job, state = line.split()[:2]
-            states[job.split("_")[0] if "_" not in job_ids[0] else job] = state
+            states[job] = state
     if shutil.which("sacct"):
         done = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", ",".join(job_ids)],
                               capture_output=True, text=True)

@@ -48,6 +48,11 @@ class Interrupted(Exception):
     pass
 
 
+def fresh_progress() -> dict:
+    """What a checkpoint restores besides the model and optimizer, at the start of a rung."""
+    return {"step": 0, "results": {}, "wall_s": 0.0, "tokens_seen": 0, "work_steps": 0}
+
+
 class Trainer:
     def __init__(self, cfg, rung: Rung, ladder: str):
         self.cfg, self.rung, self.ladder = cfg, rung, ladder
@@ -204,13 +209,13 @@ class Trainer:
         self.model = build_model(self.rung.spec, seed=self.rung.seed).to(self.device)
         self.parallel = Parallel(self.model, self.dist, self.device, bool(self.tcfg.fsdp), bool(self.tcfg.compile))
         self.optimizer = make_optimizer(self.model, recipe, fused=self.device.type == "cuda")
-        progress = {"step": 0, "results": {}, "wall_s": 0.0, "tokens_seen": 0, "work_steps": 0}
+        progress = fresh_progress()
         state = Checkpoints(self.run.checkpoints).load_latest()
         if state is not None:
             require(state.get("identity") == self.identity, f"{self.run.checkpoints}: checkpoints of a different "
                                                              f"configuration; delete {self.run.path} to restart")
             self.parallel.load_full_state(self.optimizer, state["model"], state["optimizer"])
-            progress = {"work_steps": 0, **state["progress"]}
+            progress = {**fresh_progress(), **state["progress"]}
             torch.set_rng_state(state["rng"]["torch"])
             np.random.set_state(state["rng"]["numpy"])
             random.setstate(state["rng"]["python"])
@@ -367,8 +372,7 @@ def train_rung(cfg, rung_name: str | None) -> int:
         return trainer.train()
     except LadderError as error:  # e.g. every checkpoint corrupt: say so where status looks, then fail
         if trainer.dist.is_main:
-            progress = {"step": 0, "results": {}, "wall_s": 0.0, "tokens_seen": 0}
-            run.write_summary(trainer.summary("failed", progress, reason=str(error)))
+            run.write_summary(trainer.summary("failed", fresh_progress(), reason=str(error)))
         raise
     finally:
         distributed.shutdown(trainer.dist)

@@ -9,7 +9,7 @@ import numpy as np
 from ladder.errors import require
 from ladder.fit.laws.base import PowerLawLaw
 from ladder.fit.powerlaw import PowerLawForm
-from ladder.fit.table import Table
+from ladder.fit.table import Table, flops_per_nd
 
 BESIROGLU_GRID = {"a": [0, 5, 10, 15, 20, 25], "b": [0, 5, 10, 15, 20, 25], "alpha": [0, 0.5, 1, 1.5, 2],
                   "beta": [0, 0.5, 1, 1.5, 2], "e": [-1, -0.5, 0, 0.5, 1]}
@@ -42,7 +42,7 @@ class Chinchilla(PowerLawLaw):
         require(not np.allclose(flops, flops[0], rtol=1e-6),
                 f"{self.name}: every row has the same compute N*D; N and D cannot be told apart "
                 f"(add rows at other budgets)")
-        self.flops_per_nd_ = float(np.median(table["flops"] / flops)) if "flops" in table else 6.0
+        self.flops_per_nd_ = flops_per_nd(table) if "flops" in table else 6.0
 
     def compute_optimal(self, flops: np.ndarray) -> dict:
         """argmin over N of L(N, C / (k N)) with k = FLOPs per N*D of the fitted table (6 for chinchilla_6nd)."""

@@ -9,7 +9,7 @@ import numpy as np
 
 from ladder.errors import require
 from ladder.fit.laws.base import Law, Prediction, percentile_interval
-from ladder.fit.table import Table
+from ladder.fit.table import Table, flops_per_nd
 
 
 def _power_fit(flops, values) -> tuple[float, float]:
@@ -127,7 +127,7 @@ class IsoFLOP(FrontierLaw):
             flops_out.append(budget)
             n_out.append(np.exp(vertex))
         flops_arr, n_arr = np.array(flops_out), np.array(n_out)
-        k = float(np.median(table["flops"] / (table["params"] * table["tokens"])))
+        k = flops_per_nd(table)
         return flops_arr, n_arr, flops_arr / (k * n_arr) if len(n_arr) else n_arr, warnings
 
     def _resample(self, table, rng):
