@@ -24,6 +24,7 @@ COMMANDS = {
     "sweep": ("ladder.commands:sweep", "launch every unfinished rung as a Hydra multirun (local or Slurm)"),
     "status": ("ladder.commands:status", "a table of the ladder's rungs: state, tokens, loss, jobs"),
     "fit": ("ladder.commands:fit", "fit a scaling law to a CSV or a runs directory and forecast targets"),
+    "eval": ("ladder.commands:evaluate", "score a finished rung's budgets on eval tasks and corpora (eval=[...])"),
     "collect": ("ladder.commands:collect", "gather run directories (or a CSV, or W&B) into one tidy CSV"),
     "reproduce": ("ladder.commands:reproduce", "refit a published dataset (chinchilla) beside the published fits"),
 }
@@ -59,8 +60,12 @@ def _check_group_choice(override: str) -> None:
     if not sep or "." in key or not group.is_dir():
         return
     options = sorted({p.stem for p in group.glob("*.yaml")} | PLUGIN_OPTIONS.get(key, set()))
-    if value not in options:
-        raise LadderError(f"{key}={value}: no such {key}; use one of {', '.join(options)} (files in {group})")
+    listed = value.startswith("[") and value.endswith("]")  # several at once: eval=[hellaswag,arc_easy]
+    chosen = [v.strip() for v in value[1:-1].split(",") if v.strip()] if listed else [value]
+    for choice in chosen:
+        if choice not in options:
+            raise LadderError(f"{key}={value}: no such {key} {choice!r}; use one of {', '.join(options)} "
+                              f"(files in {group})")
 
 
 def run(argv: list[str]) -> int:

@@ -73,6 +73,15 @@ def train(cfg, overrides) -> int:
     return train_rung(cfg, cfg.rung)
 
 
+def evaluate(cfg, overrides) -> int:
+    import logging
+
+    from ladder.evals.standalone import eval_rung
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return eval_rung(cfg)
+
+
 def sweep(cfg, overrides) -> int:
     from ladder.sweep.run import run_sweep
 
@@ -100,8 +109,12 @@ def fit(cfg, overrides) -> int:
     law_options = _plain(cfg.law)
     require(law_options.get("name") in LAWS, f"law={law_options.get('name')}: use one of {', '.join(LAWS)}")
     columns = _plain(cfg.columns)
+    law = LAWS[law_options["name"]]
+    if law_options.get("task"):  # two_step on an eval entry: its bits per byte and its accuracy metric
+        columns.update(task_loss=f"eval/{law_options['task']}/bpb",
+                       accuracy=f"eval/{law_options['task']}/{law_options.get('accuracy') or 'acc'}")
     path = Path(cfg.runs) if cfg.runs else Path(cfg.runs_dir) / cfg.ladder.name
-    table = load_table(path, columns, LAWS[law_options["name"]].required_columns)
+    table = load_table(path, columns, law.required_columns, curves=bool(cfg.curves or law.reads_curves))
     explicit = {o.lstrip("+").split("=")[0] for o in overrides if o.lstrip("+").startswith("target.")}
     target = _plain(cfg.target)
     if not explicit and not cfg.runs:
@@ -172,7 +185,7 @@ def collect(cfg, overrides) -> int:
         table, source = standard_table(Table.read_csv(cfg.runs), _plain(cfg.columns), str(cfg.runs)), str(cfg.runs)
     else:
         path = Path(cfg.runs) if cfg.runs else Path(cfg.runs_dir) / cfg.ladder.name
-        table, source = collect_runs(path), str(path)
+        table, source = collect_runs(path, bool(cfg.curves)), str(path)
     if cfg.out:
         table.write_csv(cfg.out)
         print(f"collected {len(table)} rows from {source} into {cfg.out}")

@@ -2,7 +2,8 @@
 
 plan -> prepare -> train every rung of the tiny ladder (WSD-S: one run per size) -> collect -> fit the chinchilla law
 with bootstrap intervals -> forecast a held-out rung 3x larger than the largest fitted one -> train that rung -> print
-forecast vs actual -> write report.md with tables and plots. The forecast is written before the held-out rung trains,
+forecast vs actual -> write report.md with tables and plots. Beside the loss, the two-step task law forecasts the
+held-out rung's task loss and accuracy on `demo.task` (an eval every rung ran in its loop), checked the same way. The forecast is written before the held-out rung trains,
 and the held-out rung lives in its own directory, so it can never enter the fit. Re-running reuses finished rungs.
 """
 
@@ -17,6 +18,7 @@ from omegaconf import DictConfig, open_dict
 from ladder.errors import require
 from ladder.fit.collect import collect_runs
 from ladder.fit.forecast import fit_and_forecast, write_outputs
+from ladder.fit.laws.two_step import TwoStep
 from ladder.fit.plots import loss_vs_compute
 from ladder.fit.table import Table, flops_per_nd, standard_table
 from ladder.io import atomic_write_text
@@ -82,6 +84,7 @@ def run_demo(cfg: DictConfig) -> int:
     forecast = result["predictions"][0]
     print(f"forecast for {held_rung.name}: loss {forecast['loss']:.4f} [{forecast['lo']:.4f}, {forecast['hi']:.4f}] "
           f"(written to {report_dir / 'fit' / 'fit.json'} before the rung trains)\n", flush=True)
+    task = task_forecast(cfg, root, names, columns, targets, report_dir / "task_fit")
 
     print(f"[held out] {held_rung.name}: {held_rung.spec.shape}, {human(held_rung.counts.non_embedding)} "
           f"non-embedding params, {label}", flush=True)
@@ -101,13 +104,54 @@ def run_demo(cfg: DictConfig) -> int:
     loss_vs_compute(law, table, {**result, "actuals": [{"name": held_rung.name, "flops": float(targets["flops"][0]),
                                                         "loss": actual}]},
                     report_dir / "fit" / "plots" / "loss_vs_compute.png")  # now with the actual beside its band
+    if task is not None:
+        measured = held_summary["budgets"][label].get("eval", {})
+        task["actual"] = {metric: measured.get(f"{task['name']}/{column}") for metric, column in task["columns"].items()}
     elapsed = time.time() - started
     text = format_comparison(comparison, result["ci_level"])
+    if task is not None:
+        text += "\n\n" + format_task(task)
     print("\n" + text)
-    write_report(report_dir, cfg, plan, result, comparison, held_plan, elapsed)
+    write_report(report_dir, cfg, plan, result, comparison, held_plan, elapsed, task)
     print(f"\nreport: {report_dir / 'report.md'}")
     print(f"elapsed: {elapsed / 60:.1f} min")
     return 0
+
+
+def task_forecast(cfg, root: Path, names: set, columns: dict, targets: Table, out: Path) -> dict | None:
+    """The two-step law (N, D) -> task bits per byte -> accuracy on `demo.task`, fitted to every evaluation of
+    every rung (the budgets are step 1's points), forecast for the held-out rung before it trains."""
+    name, metric = cfg.demo.get("task"), str(cfg.demo.get("task_metric") or "acc")
+    curves = collect_runs(root, curves=True)
+    if not name or f"eval/{name}/bpb" not in curves:
+        return None
+    curves = curves.take(np.flatnonzero([rung in names for rung in curves["rung"]]))
+    task_columns = {"task_loss": "bpb", "accuracy": metric}
+    table = standard_table(curves, {**columns, **{k: f"eval/{name}/{v}" for k, v in task_columns.items()}},
+                           str(root), TwoStep.required_columns)
+    law, result = fit_and_forecast(table, {"name": "two_step", "task": name, "accuracy": metric}, targets,
+                                   int(cfg.bootstrap.n), int(cfg.bootstrap.seed), float(cfg.ci_level),
+                                   source=str(root))
+    write_outputs(law, table, result, out, plots=False)
+    predicted = {p["metric"]: p for p in result["predictions"]}
+    print(f"task forecast ({name}, two-step law on {len(table)} evaluations): bits per byte "
+          f"{predicted['task_loss']['value']:.4f}, {metric} {predicted['accuracy']['value']:.3f} "
+          f"[{predicted['accuracy']['lo']:.3f}, {predicted['accuracy']['hi']:.3f}] (written to {out / 'fit.json'})\n",
+          flush=True)
+    return {"name": name, "columns": task_columns, "predicted": predicted, "warnings": result["warnings"],
+            "level": result["ci_level"]}
+
+
+def format_task(t: dict) -> str:
+    rows = []
+    for metric, column in t["columns"].items():
+        p, actual = t["predicted"][metric], t["actual"].get(metric)
+        covered = "" if actual is None else "yes" if p["lo"] <= actual <= p["hi"] else "no"
+        rows.append([f"{t['name']}/{column}", f"{p['value']:.4f}", f"[{p['lo']:.4f}, {p['hi']:.4f}]",
+                     "" if actual is None else f"{actual:.4f}", covered])
+    lines = [f"task forecast vs actual (two-step law, {t['level']:.0%} intervals)",
+             format_table(["metric", "predicted", "interval", "actual", "covered"], rows)]
+    return "\n".join(lines + [f"warning: {w}" for w in t["warnings"]])
 
 
 def format_comparison(c: dict, level: float) -> str:
@@ -122,7 +166,7 @@ def format_comparison(c: dict, level: float) -> str:
 
 
 def write_report(directory: Path, cfg, plan: Plan, result: dict, comparison: dict, held_plan: Plan,
-                 elapsed_s: float) -> None:
+                 elapsed_s: float, task: dict | None = None) -> None:
     from ladder.commands import format_fit
     from ladder.fit.plots import loss_curves
 
@@ -137,7 +181,10 @@ def write_report(directory: Path, cfg, plan: Plan, result: dict, comparison: dic
              f"the rungs trained for {training_min:.1f} minutes in all, this run of the demo took "
              f"{elapsed_s / 60:.1f}.", "", "## Plan", "", "```", format_plan(plan), "```", "",
              "## Fit", "", "```", format_fit(result), "```", "", "## Forecast vs actual", "", "```",
-             format_comparison(comparison, result["ci_level"]), "```", "", "## Plots", ""]
+             format_comparison(comparison, result["ci_level"]), "```", ""]
+    if task is not None:
+        lines += ["## Task forecast vs actual", "", "```", format_task(task), "```", ""]
+    lines += ["## Plots", ""]
     lines += [f"![{p.stem}]({p.relative_to(directory)})" for p in plots]
     atomic_write_text(directory / "report.md", "\n".join(lines) + "\n")
 

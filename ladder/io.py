@@ -65,3 +65,15 @@ def read_json(path: str | Path) -> dict:
         raise LadderError(f"{path}: not found") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise LadderError(f"{path}: corrupt JSON ({error}); delete or restore it") from None
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """Every record; a line that is not JSON (a torn write) is an error naming the line, never skipped."""
+    records = []
+    with open(path) as f:
+        for number, line in enumerate(f, 1):
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise LadderError(f"{path}:{number}: corrupt metrics record; truncate the file before it") from None
+    return records

@@ -26,7 +26,7 @@ from ladder.plan import make_plan
 from ladder.train.distributed import set_threads, Dist
 from ladder.train.loop import train_rung
 from ladder.train.optim import make_optimizer
-from ladder.train.rundir import read_metrics
+from ladder.io import read_metrics
 from omegaconf import OmegaConf
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ladder.train.rundir import read_metrics
+from ladder.io import read_metrics
 from ladder.train.schedule import branch_factor, fork_step, lr_factor
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -39,6 +39,7 @@ class Source:
     split: str = "train"
     revision: str | None = None
     skipped_files: list[str] = field(default_factory=list)
+    key: str = "data"  # where its config lives (data, eval.<name>): errors name the field to fix
 
     def signature(self) -> dict:
         """What identifies the content, cheaply: for files their paths and sizes (and mtimes, for user files)."""
@@ -61,9 +62,10 @@ def stdlib_root() -> Path:
     return Path(sysconfig.get_paths()["stdlib"])
 
 
-def resolve_source(cfg: dict) -> Source:
+def resolve_source(cfg: dict, key: str = "data") -> Source:
+    """A corpus (key=data) or an evaluation set (key=eval.<name>): the same three kinds, the same reader."""
     kind = cfg.get("source")
-    require(kind in SOURCES, f"data.source={kind!r}: use one of {', '.join(SOURCES)}")
+    require(kind in SOURCES, f"{key}.source={kind!r}: use one of {', '.join(SOURCES)}")
     text_field = str(cfg.get("text_field") or "text")
     if kind == "stdlib":
         root = stdlib_root()
@@ -78,27 +80,27 @@ def resolve_source(cfg: dict) -> Source:
         return Source(cfg["name"], kind, "text", "text", files, skipped_files=skipped)
     if kind == "local":
         path = cfg.get("path")
-        require(path, "data.path: missing; give a file, a directory or a glob (data=local data.path=corpus/*.txt)")
-        files = _expand(str(path))
+        require(path, f"{key}.path: missing; give a file, a directory or a glob ({key}.path=corpus/*.txt)")
+        files = _expand(str(path), key)
         suffixes = {Path(f).suffix.lower() for f in files}
         unknown = suffixes - set(LOCAL_BUILDERS)
-        require(not unknown, f"data.path={path}: unsupported file type {sorted(unknown)[0] if unknown else ''}; "
+        require(not unknown, f"{key}.path={path}: unsupported file type {sorted(unknown)[0] if unknown else ''}; "
                              f"use .txt, .jsonl or .parquet")
         builders = {LOCAL_BUILDERS[s] for s in suffixes}
-        require(len(builders) == 1, f"data.path={path}: mixes {sorted(builders)} files; point it at one kind")
-        return Source(cfg["name"], kind, text_field, builders.pop(), files)
+        require(len(builders) == 1, f"{key}.path={path}: mixes {sorted(builders)} files; point it at one kind")
+        return Source(cfg["name"], kind, text_field, builders.pop(), files, key=key)
     hub_path = cfg.get("path")
-    require(hub_path, "data.path: missing; name the hub dataset (e.g. HuggingFaceFW/fineweb-edu)")
+    require(hub_path, f"{key}.path: missing; name the hub dataset (e.g. HuggingFaceFW/fineweb-edu)")
     return Source(cfg["name"], kind, text_field, hub_path=str(hub_path), subset=cfg.get("subset"),
-                  split=str(cfg.get("split") or "train"), revision=cfg.get("revision"))
+                  split=str(cfg.get("split") or "train"), revision=cfg.get("revision"), key=key)
 
 
-def _expand(path: str) -> list[str]:
+def _expand(path: str, key: str) -> list[str]:
     if os.path.isdir(path):
         files = sorted(str(p) for p in Path(path).rglob("*") if p.is_file() and not p.name.startswith("."))
     else:
         files = sorted(glob.glob(path, recursive=True))
-    require(files, f"data.path={path}: no files match")
+    require(files, f"{key}.path={path}: no files match")
     return files
 
 
@@ -111,9 +113,11 @@ def hub_reachable(timeout_s: float = 3.0) -> bool:
 def check_reachable(source: Source) -> None:
     """Fail in one line, at once, when a hub corpus cannot be streamed (datasets would retry for ~20 s)."""
     if source.kind == "hub" and not os.path.exists(source.hub_path) and not hub_reachable():
-        raise LadderError(f"data={source.name}: cannot reach {HUB_HOST} to stream {source.hub_path}"
-                          f"{'/' + source.subset if source.subset else ''}; connect to the network, or use "
-                          f"data=local data.path=FILES")
+        corpus = source.key == "data"
+        where = f"data={source.name}" if corpus else source.key
+        fix = "data=local data.path=FILES" if corpus else f"{source.key}.source=local {source.key}.path=FILES"
+        raise LadderError(f"{where}: cannot reach {HUB_HOST} to stream {source.hub_path}"
+                          f"{'/' + source.subset if source.subset else ''}; connect to the network, or use {fix}")
 
 
 def _open(source: Source):
@@ -130,23 +134,13 @@ def _open(source: Source):
     return datasets.load_dataset(source.builder, data_files=source.files, split="train", streaming=True, **extra)
 
 
-def documents(source: Source, limit: int | None = None) -> Iterator[str]:
-    """The corpus's documents in a fixed order, validated: text, UTF-8, no NUL bytes, the text field present."""
+def records(source: Source, limit: int | None = None) -> Iterator[dict]:
+    """The source's records (dicts) in a fixed order; reader errors become one line naming the source."""
     try:
-        stream = _open(source)
-        for i, example in enumerate(stream):
+        for i, example in enumerate(_open(source)):
             if limit is not None and i >= limit:
                 return
-            if source.text_field not in example:
-                raise LadderError(f"data.text_field={source.text_field!r}: not in the records of {source.name}; "
-                                  f"fields are {', '.join(example)} (set data.text_field=NAME)")
-            text = example[source.text_field]
-            if not isinstance(text, str):
-                raise LadderError(f"data.text_field={source.text_field!r}: record {i} holds "
-                                  f"{type(text).__name__}, not text")
-            if "\x00" in text:
-                raise LadderError(f"{source.name}: document {i} contains NUL bytes (binary data?); remove it")
-            yield text
+            yield example
     except UnicodeDecodeError as error:
         raise LadderError(f"{source.name}: a file is not UTF-8 text ({error.reason} at byte {error.start}); "
                           f"convert it to UTF-8 or remove it") from None
@@ -157,4 +151,19 @@ def documents(source: Source, limit: int | None = None) -> Iterator[str]:
         cause = error.__cause__ or error.__context__
         if isinstance(cause, UnicodeDecodeError) or "codec can't decode" in first:
             raise LadderError(f"{source.name}: a file is not UTF-8 text ({first}); convert or remove it") from None
-        raise LadderError(f"{source.name}: could not read the corpus ({type(error).__name__}: {first})") from None
+        raise LadderError(f"{source.name}: could not read {source.key} ({type(error).__name__}: {first})") from None
+
+
+def documents(source: Source, limit: int | None = None) -> Iterator[str]:
+    """The corpus's documents in a fixed order, validated: text, UTF-8, no NUL bytes, the text field present."""
+    for i, example in enumerate(records(source, limit)):
+        if source.text_field not in example:
+            raise LadderError(f"{source.key}.text_field={source.text_field!r}: not in the records of {source.name}; "
+                              f"fields are {', '.join(example)} (set {source.key}.text_field=NAME)")
+        text = example[source.text_field]
+        if not isinstance(text, str):
+            raise LadderError(f"{source.key}.text_field={source.text_field!r}: record {i} holds "
+                              f"{type(text).__name__}, not text")
+        if "\x00" in text:
+            raise LadderError(f"{source.name}: document {i} contains NUL bytes (binary data?); remove it")
+        yield text

@@ -3,6 +3,9 @@
 A run directory's `summary.json` is the contract (written by `ladder train`):
   {"status", "ladder", "rung", "seed", "params", "non_embedding_params", "olmo_params", "flops_convention",
    "budgets": {label: {"tokens", "flops", "loss", "eval": {name: value}}}, "wandb_id"}
+Each budget's evals become columns `eval/<entry>/<metric>`; `final` is 1 for a budget's finished result. With
+curves=True the table also holds every intermediate evaluation of the main run from metrics.jsonl (final = 0), the
+checkpoint rows that the two-step task law fits its second step to.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import numpy as np
 
 from ladder.errors import require
 from ladder.fit.table import Table
-from ladder.io import read_json
+from ladder.io import read_json, read_metrics
 
 COUNT_COLUMNS = ("params", "non_embedding_params", "olmo_params")
 
@@ -31,8 +34,26 @@ def rows_from_summary(summary: dict, source: str) -> list[dict]:
                **{c: summary.get(c, np.nan) for c in COUNT_COLUMNS},
                "tokens": result["tokens"], "flops": result["flops"],
                "flops_convention": summary.get("flops_convention", ""), "loss": result["loss"],
-               "status": summary.get("status", "")}
+               "status": summary.get("status", ""), "final": 1}
         row.update({f"eval/{name}": value for name, value in (result.get("eval") or {}).items()})
+        rows.append(row)
+    return rows
+
+
+def curve_rows(summary: dict, metrics_path: Path) -> list[dict]:
+    """The main run's intermediate evaluations (records with a validation loss and no budget), as table rows."""
+    finals = rows_from_summary(summary, str(metrics_path))
+    if not finals or not metrics_path.exists():
+        return []
+    flops_per_token = finals[0]["flops"] / finals[0]["tokens"]
+    base = {k: v for k, v in finals[0].items() if not k.startswith("eval/")}
+    rows = []
+    for record in read_metrics(metrics_path):
+        if "val_loss" not in record or "budget" in record:
+            continue
+        row = {**base, "budget": "", "tokens": record["tokens"], "flops": record["tokens"] * flops_per_token,
+               "loss": record["val_loss"], "final": 0}
+        row.update({k: v for k, v in record.items() if k.startswith("eval/")})
         rows.append(row)
     return rows
 
@@ -42,13 +63,19 @@ def table_from_rows(rows: list[dict]) -> Table:
     return Table({name: [row.get(name, np.nan) for row in rows] for name in names})
 
 
-def collect_runs(directory: str | Path) -> Table:
-    """Every summary.json below `directory` (a runs dir, a ladder's dir or one rung's dir)."""
+def collect_runs(directory: str | Path, curves: bool = False) -> Table:
+    """Every summary.json below `directory` (a runs dir, a ladder's dir or one rung's dir); with curves, every
+    intermediate evaluation too."""
     directory = Path(directory)
     require(directory.is_dir(), f"runs={directory}: not a directory")
     summaries = sorted(directory.glob("**/summary.json"))
     require(summaries, f"runs={directory}: no summary.json below it; train some rungs first (ladder train)")
-    rows = [row for path in summaries for row in rows_from_summary(read_json(path), str(path))]
+    rows = []
+    for path in summaries:
+        summary = read_json(path)
+        rows += rows_from_summary(summary, str(path))
+        if curves:
+            rows += curve_rows(summary, path.parent / "metrics.jsonl")
     require(rows, f"runs={directory}: no rung has finished a budget yet (see ladder status)")
     return table_from_rows(rows)
 

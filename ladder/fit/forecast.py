@@ -14,9 +14,9 @@ from ladder.io import atomic_write_json
 from ladder.recipe import parse_budget, to_number
 
 
-def load_table(path: str | Path, columns: dict, required=("params", "tokens", "loss")) -> Table:
+def load_table(path: str | Path, columns: dict, required=("params", "tokens", "loss"), curves: bool = False) -> Table:
     path = Path(path)
-    raw = collect_runs(path) if path.is_dir() else Table.read_csv(path)
+    raw = collect_runs(path, curves) if path.is_dir() else Table.read_csv(path)
     return standard_table(raw, columns, str(path), required)
 
 

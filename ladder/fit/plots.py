@@ -143,7 +143,7 @@ def two_step(law, table: Table, path: Path) -> Path:
 
 def loss_curves(metrics: dict, path: Path) -> Path:
     """Validation loss against tokens for every run (main run and budget results), one line per rung."""
-    from ladder.train.rundir import read_metrics
+    from ladder.io import read_metrics
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for i, (name, file) in enumerate(metrics.items()):
         if not Path(file).exists():

@@ -101,6 +101,8 @@ def standard_table(table: Table, columns: dict, source: str, required=("params",
         require(values.dtype.kind == "f", f"{source}: column {columns.get(canonical, canonical)!r} is not numeric")
         bad = np.flatnonzero(~np.isfinite(values))
         require(bad.size == 0, f"{source}: {canonical} is NaN or missing in row {_rows(bad)}; drop or fix those rows")
+        if canonical == "accuracy":  # a fraction: zero is a result, not an error
+            continue
         bad = np.flatnonzero(values <= 0)
         require(bad.size == 0, f"{source}: {canonical} is zero or negative in row {_rows(bad)}; "
                                f"{canonical} must be positive")

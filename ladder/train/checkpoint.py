@@ -25,14 +25,8 @@ class Checkpoints:
         self.directory, self.keep = Path(directory), max(1, keep)
 
     def save(self, state: dict, step: int, tag: str = "") -> Path:
-        buffer = io.BytesIO()
-        torch.save(state, buffer)
-        data = buffer.getvalue()
         name = f"step_{step:08d}{'_' + tag if tag else ''}.pt"
-        path = self.directory / name
-        atomic_write_bytes(path, data)
-        atomic_write_json(path.with_suffix(".json"), {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
-                                                      "step": step})
+        path = save_verified(self.directory / name, state, step=step)
         atomic_write_text(self.directory / "latest", name + "\n")
         self._prune(keep_name=name)
         return path
@@ -56,7 +50,7 @@ class Checkpoints:
             named = self.directory / pointer.read_text().strip()
             candidates = [named] + [c for c in candidates if c != named]
         for path in candidates:
-            problem = self._verify(path)
+            problem = verify(path)
             if problem is None:
                 return torch.load(path, map_location="cpu", weights_only=False)
             log.warning("checkpoint %s is unusable (%s); falling back to the previous one", path.name, problem)
@@ -64,17 +58,37 @@ class Checkpoints:
             raise LadderError(f"{self.directory}: every checkpoint is corrupt; delete them to restart the rung")
         return None
 
-    @staticmethod
-    def _verify(path: Path) -> str | None:
-        if not path.exists():
-            return "missing"
-        try:
-            meta = read_json(path.with_suffix(".json"))
-        except LadderError as error:
-            return f"no checksum: {error}"
-        data = path.read_bytes()
-        if len(data) != meta.get("bytes"):
-            return f"truncated: {len(data)} of {meta.get('bytes')} bytes"
-        if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
-            return "sha256 mismatch"
-        return None
+
+
+def save_verified(path: Path, state: dict, **meta) -> Path:
+    """torch.save to `path` atomically, with a sidecar `.json` holding its sha256 and size."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    data = buffer.getvalue()
+    atomic_write_bytes(path, data)
+    atomic_write_json(path.with_suffix(".json"), {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
+                                                  **meta})
+    return path
+
+
+def load_verified(path: Path) -> dict:
+    """A file written by save_verified, or a one-line error when it is missing, truncated or corrupt."""
+    problem = verify(path)
+    if problem is not None:
+        raise LadderError(f"{path}: unusable ({problem})")
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def verify(path: Path) -> str | None:
+    if not path.exists():
+        return "missing"
+    try:
+        meta = read_json(path.with_suffix(".json"))
+    except LadderError as error:
+        return f"no checksum: {error}"
+    data = path.read_bytes()
+    if len(data) != meta.get("bytes"):
+        return f"truncated: {len(data)} of {meta.get('bytes')} bytes"
+    if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
+        return "sha256 mismatch"
+    return None

@@ -27,13 +27,17 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from ladder.data import Sampler, TokenData, prepare
+from ladder.data.tokenizers import load_saved
 from ladder.errors import LadderError, require
+from ladder.evals import EvalSuite
+from ladder.evals.heldout import heldout_documents
+from ladder.evals.scoring import windows_loss
 from ladder.hardware import device_peak_flops
 from ladder.model import all_flops_per_token, flops_per_token
 from ladder.model.build import build_model
 from ladder.plan import Rung, make_plan
 from ladder.train import distributed
-from ladder.train.checkpoint import Checkpoints
+from ladder.train.checkpoint import Checkpoints, save_verified
 from ladder.train.optim import make_optimizer, set_lr
 from ladder.train.parallel import Parallel
 from ladder.train.rundir import MetricsLog, RunDir
@@ -58,11 +62,10 @@ class Trainer:
         self.cfg, self.rung, self.ladder = cfg, rung, ladder
         self.tcfg = cfg.train
         self.run = RunDir(Path(cfg.runs_dir) / ladder / rung.name)
-        self.device = _device(str(self.tcfg.device))
+        self.device = pick_device(str(self.tcfg.device))
         self.dist = distributed.init_distributed(self.device.type)
         self.threads = distributed.set_threads(self.tcfg.threads, self.dist)
-        self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda"
-                         and str(self.tcfg.dtype) in ("auto", "bf16") else nullcontext())
+        self.autocast = autocast_for(self.device, str(self.tcfg.dtype))
         self.stop_signal = None
         self.wandb_id = None
 
@@ -80,6 +83,7 @@ class Trainer:
         self.micro = min(recipe.micro_batch_sequences, share)
         self.sampler = Sampler(self.data, rung.spec.seq_len, recipe.batch_sequences, rung.seed)
         self.val_windows = self.data.validation_windows(rung.spec.seq_len, int(float(self.tcfg.eval_tokens)))
+        self.evals = make_suite(cfg, self.data, rung.spec.seq_len)
 
         self.budget_steps = {label: tokens // recipe.batch_tokens for label, tokens in rung.budgets.items()}
         self.total_steps = max(self.budget_steps.values())
@@ -136,21 +140,31 @@ class Trainer:
         loss_value, = distributed.all_reduce_sum([float(total)], self.dist)
         return loss_value / self.dist.world_size, grad_norm
 
-    @torch.no_grad()
-    def evaluate(self) -> float:
+    def evaluate(self) -> dict:
+        """The validation loss and every eval entry's metrics (`eval/<entry>/<metric>`); eval_s is what they cost."""
         self.model.eval()
-        windows = self.val_windows[self.dist.rank::self.dist.world_size]
-        loss_sum = count = 0.0
-        for batch in windows.split(self.micro):
-            batch = batch.to(self.device)
-            with self.autocast:
-                logits = self.parallel.module(input_ids=batch[:, :-1]).logits
-            loss_sum += float(F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), batch[:, 1:].reshape(-1),
-                                              reduction="sum"))
-            count += batch[:, 1:].numel()
+        args = (self.parallel.module, self.micro, self.device, self.autocast, self.dist)
+        results = {"val_loss": windows_loss(self.parallel.module, self.val_windows, *args[1:])}
+        if self.evals:
+            started = time.time()
+            results.update({f"eval/{name}": value for name, value in self.evals.run(*args).items()})
+            results["eval_s"] = round(time.time() - started, 3)
         self.model.train()
-        loss_sum, count = distributed.all_reduce_sum([loss_sum, count], self.dist)
-        return loss_sum / count
+        return results
+
+    def budget_result(self, label: str, step: int, evaluation: dict, fork: int | None = None) -> dict:
+        """A budget's entry in summary.json and its metrics record; its weights too, for a later `ladder eval`."""
+        tokens = step * self.rung.recipe.batch_tokens
+        result = {"tokens": tokens, "flops": float(tokens) * self.flops_per_token, "loss": evaluation["val_loss"],
+                  "step": step, **({"fork_step": fork} if fork is not None else {}),
+                  "eval": {k.removeprefix("eval/"): v for k, v in evaluation.items() if k.startswith("eval/")}}
+        self.record({"budget": label, "step": step, "tokens": tokens, "flops": result["flops"], **evaluation})
+        if self.tcfg.save_budget_models:
+            weights = self.parallel.full_model_state()
+            if self.dist.is_main:
+                save_verified(self.run.budget_model(label), {"model": weights, "budget": label, "step": step,
+                                                             "identity": self.identity}, step=step)
+        return result
 
     def checkpoint(self, progress: dict, tag: str = "") -> None:
         model_state, optimizer_state = self.parallel.full_state(self.optimizer)
@@ -189,14 +203,10 @@ class Trainer:
                     self.record({"branch": label, "step": step + 1, "tokens": (step + 1) * recipe.batch_tokens,
                                  "loss": loss, "lr": lr, "grad_norm": grad_norm})
                 self._check_stop()
-            val_loss = self.evaluate()
+            result = self.budget_result(label, end, self.evaluate(), fork)
         finally:
             self.model.load_state_dict(snapshot["model"])
             self.optimizer.load_state_dict(snapshot["optimizer"])
-        tokens = end * recipe.batch_tokens
-        result = {"tokens": tokens, "flops": float(tokens) * self.flops_per_token, "loss": val_loss, "step": end,
-                  "fork_step": fork}
-        self.record({"budget": label, "step": end, "tokens": tokens, "flops": result["flops"], "val_loss": val_loss})
         return result
 
     def _guard_finite(self, loss: float, step: int) -> None:
@@ -308,19 +318,14 @@ class Trainer:
                              "elapsed_s": progress["wall_s"] + now - self.started})
                 bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{speed:,.0f}")
             if done % eval_every == 0 and done != self.main_end:
-                self.record({"step": done, "tokens": done * recipe.batch_tokens, "val_loss": self.evaluate()})
+                self.record({"step": done, "tokens": done * recipe.batch_tokens, **self.evaluate()})
             if done % checkpoint_every == 0 and done not in self.forks:
                 self.checkpoint(progress)
             self._check_stop()
         bar.close()
         if not self.branching:  # the one budget's result is the end of the run
             label = next(iter(self.rung.budgets))
-            tokens = self.main_end * recipe.batch_tokens
-            val_loss = self.evaluate()
-            progress["results"][label] = {"tokens": tokens, "flops": float(tokens) * self.flops_per_token,
-                                          "loss": val_loss, "step": self.main_end}
-            self.record({"budget": label, "step": self.main_end, "tokens": tokens,
-                         "flops": progress["results"][label]["flops"], "val_loss": val_loss})
+            progress["results"][label] = self.budget_result(label, self.main_end, self.evaluate())
         progress["wall_s"] += time.time() - self.started
         self.checkpoint(progress)
         if self.dist.is_main:
@@ -332,17 +337,33 @@ class Trainer:
         return 0
 
 
+def make_suite(cfg, data: TokenData, seq_len: int) -> EvalSuite:
+    """The run's eval entries (cfg.eval), read and tokenized with the training corpus's tokenizer."""
+    entries = OmegaConf.to_container(cfg.eval, resolve=True) if cfg.get("eval") else {}
+    limit = cfg.train.get("eval_max_items")
+    tokenizer = load_saved(data.manifest["tokenizer"], data.directory)
+    return EvalSuite(entries, tokenizer, seq_len, int(limit) if limit else None, int(float(cfg.train.eval_tokens)),
+                     heldout=lambda: heldout_documents(data, tokenizer))
+
+
 def plan_to_dict_for(rung: Rung) -> dict:
     return {"name": rung.name, "shape": rung.spec.to_dict(), "recipe": rung.recipe.to_dict(),
             "budgets": rung.budgets, "seed": rung.seed}
 
 
-def _device(requested: str) -> torch.device:
+def pick_device(requested: str) -> torch.device:
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     require(requested in ("cpu", "cuda"), f"train.device={requested!r}: use auto, cpu or cuda")
     require(requested == "cpu" or torch.cuda.is_available(), "train.device=cuda: no CUDA device here; use cpu")
     return torch.device(requested)
+
+
+def autocast_for(device: torch.device, dtype: str):
+    """bf16 autocast on CUDA unless train.dtype=fp32; fp32 on CPU."""
+    if device.type == "cuda" and dtype in ("auto", "bf16"):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
 
 
 def format_summary(summary: dict) -> str:

@@ -48,6 +48,13 @@ class Parallel:
         return get_state_dict(self.model, optimizer, options=StateDictOptions(full_state_dict=True,
                                                                                cpu_offload=True))
 
+    def full_model_state(self) -> dict:
+        """Unsharded model weights only (a collective under FSDP)."""
+        if not self.fsdp:
+            return self.model.state_dict()
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+        return get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
     def load_full_state(self, optimizer, model_state: dict, optimizer_state: dict) -> None:
         if not self.fsdp:
             self.model.load_state_dict(model_state)

@@ -5,6 +5,7 @@
   metrics.jsonl   one JSON object per record, appended and flushed
   summary.json    status (running, done, failed, interrupted) and every result, rewritten atomically
   checkpoints/    see checkpoint.py
+  budgets/        <budget>.pt: the model at each budget's end (train.save_budget_models), read by `ladder eval`
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ class RunDir:
         self.summary_path = self.path / "summary.json"
         self.config_path = self.path / "config.yaml"
         self.checkpoints = self.path / "checkpoints"
+
+    def budget_model(self, label: str) -> Path:
+        """The weights at a budget's end (after its cooldown), for evaluating it later."""
+        return self.path / "budgets" / f"{label}.pt"
 
     def summary(self) -> dict | None:
         return read_json(self.summary_path) if self.summary_path.exists() else None
@@ -93,15 +98,3 @@ class MetricsLog:
     def close(self) -> None:
         if self.enabled:
             self.file.close()
-
-
-def read_metrics(path: Path) -> list[dict]:
-    """Every record; a line that is not JSON (a torn write) is an error naming the line, never skipped."""
-    records = []
-    with open(path) as f:
-        for number, line in enumerate(f, 1):
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                raise LadderError(f"{path}:{number}: corrupt metrics record; truncate the file before it") from None
-    return records

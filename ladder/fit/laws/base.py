@@ -43,6 +43,7 @@ class Law:
     metric = "loss"
     predicts_loss = True  # False for frontier laws, which forecast N_opt and D_opt from compute alone
     required_columns = ("params", "tokens", "loss")
+    reads_curves = False  # True: fitting a runs directory also reads every intermediate evaluation
 
     def __init__(self, ci_level: float = 0.95):
         self.ci_level = ci_level

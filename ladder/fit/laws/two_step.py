@@ -1,7 +1,8 @@
 """Task forecasts in two steps (Bhagia et al. 2024): (N, D) -> task loss -> accuracy.
 
 Step 1 fits the chinchilla form to the task loss, one point per run: the mean of its last `step1.window` rows, at
-the run's final tokens. Step 2 fits accuracy = a / (1 + exp(-k (L - L0))) + b to the task loss over all rows (each
+the run's final tokens; where the table marks finished results (`final` = 1, as `ladder collect` does for every
+budget, each the end of its own cooldown), each such row is a point of its own. Step 2 fits accuracy = a / (1 + exp(-k (L - L0))) + b to the task loss over all rows (each
 run's first `step2.skip_frac` dropped, a trailing moving average of `step2.window` rows), plus the anchor point
 (L = 0, accuracy = 1). The chained prediction carries both steps' bootstrap uncertainty.
 """
@@ -38,9 +39,13 @@ class TwoStep(Law):
     name = "two_step"
     metric = "accuracy"
     required_columns = ("params", "tokens", "run", "task_loss", "accuracy")
+    reads_curves = True  # step 2 wants every checkpoint of every run
 
-    def __init__(self, step1: dict | None = None, step2: dict | None = None, ci_level: float = 0.95):
+    def __init__(self, step1: dict | None = None, step2: dict | None = None, task: str | None = None,
+                 accuracy: str = "acc", ci_level: float = 0.95):
+        """`task` and `accuracy` name the eval columns (eval/<task>/bpb, eval/<task>/<accuracy>) for the report."""
         super().__init__(ci_level)
+        self.task, self.accuracy = task, accuracy
         step1 = {"window": 5, "objective": "huber_log", "delta": 1e-3, **(step1 or {})}
         step2 = {"skip_frac": 0.1, "window": 5, **(step2 or {})}
         self.step1_window = int(step1.pop("window"))
@@ -51,6 +56,11 @@ class TwoStep(Law):
 
     # -- the two data sets -------------------------------------------------------------------------------------
     def step1_table(self, table: Table) -> Table:
+        if "final" in table and np.any(table["final"] == 1):
+            final = np.flatnonzero(table["final"] == 1)
+            params, tokens = table["params"][final], table["tokens"][final]
+            return Table({"run": [f"{table['run'][i]}@{int(table['tokens'][i])}" for i in final], "params": params,
+                          "tokens": tokens, "task_loss": table["task_loss"][final], "flops": 6 * params * tokens})
         rows = []
         for run in dict.fromkeys(table["run"].tolist()):
             idx = np.flatnonzero(table["run"] == run)

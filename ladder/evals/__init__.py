@@ -1,0 +1,5 @@
+"""Downstream evaluation: multiple-choice tasks scored as ranked classification, and named validation corpora."""
+
+from ladder.evals.suite import EvalSuite
+
+__all__ = ["EvalSuite"]

@@ -1,0 +1,86 @@
+"""`ladder eval rung=NAME [budget=LABEL] eval=[...]`: score a finished rung's budget weights with the selected evals,
+for rungs trained before a task was added. Results merge into summary.json (the budget's `eval` mapping, which
+`ladder collect` reads), are appended to metrics.jsonl and update the rung's W&B summary.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from ladder.data import TokenData, prepare
+from ladder.errors import LadderError, require
+from ladder.model.build import build_model
+from ladder.plan import make_plan
+from ladder.report import format_table
+from ladder.train.checkpoint import Checkpoints, load_verified
+from ladder.train.distributed import Dist
+from ladder.train.loop import autocast_for, pick_device, make_suite
+from ladder.train.rundir import MetricsLog, RunDir
+from ladder.train.wandb_log import WandbLogger
+
+log = logging.getLogger("ladder.eval")
+
+
+def budget_weights(run: RunDir, label: str, result: dict) -> dict:
+    """The model at the end of a budget: its saved weights, or (a single-budget schedule) the final checkpoint."""
+    path = run.budget_model(label)
+    if path.exists():
+        return load_verified(path)["model"]
+    if "fork_step" not in result:  # no cooldown branch: the run's last checkpoint is this budget's model
+        state = Checkpoints(run.checkpoints).load_latest()
+        if state is not None and state["progress"]["step"] == result.get("step"):
+            return state["model"]
+    raise LadderError(f"{path}: no saved weights for budget {label} (trained with train.save_budget_models=false "
+                      f"or before ladder kept them); retrain the rung to evaluate it")
+
+
+def eval_rung(cfg) -> int:
+    plan = make_plan(cfg)
+    require(cfg.rung, f"rung: missing; name one of {', '.join(r.name for r in plan.rungs)} (rung=NAME)")
+    rung = plan.rung(str(cfg.rung))
+    run = RunDir(Path(cfg.runs_dir) / plan.ladder / rung.name)
+    summary = run.summary()
+    require(summary is not None, f"{run.path}: no summary.json; train the rung first (ladder train rung={rung.name})")
+    finished = [label for label, r in summary["budgets"].items() if r.get("loss") is not None]
+    labels = [str(cfg.budget)] if cfg.get("budget") else finished
+    for label in labels:
+        require(label in finished, f"budget={label}: not a finished budget of {rung.name}; use one of "
+                                   f"{', '.join(finished) or '(none yet)'}")
+    data = TokenData(prepare(OmegaConf.to_container(cfg.data, resolve=True)), verify=bool(cfg.data.verify))
+    require(data.fingerprint == summary.get("data_fingerprint"),
+            f"data: differs from the data {rung.name} was trained on (fingerprint {data.fingerprint[:12]} != "
+            f"{str(summary.get('data_fingerprint'))[:12]}); pass the same data.* overrides as its training")
+    suite = make_suite(cfg, data, rung.spec.seq_len)
+    require(suite, "eval: nothing selected; choose tasks or corpora, e.g. eval=[hellaswag,arc_easy] (conf/eval/)")
+    device = pick_device(str(cfg.train.device))
+    autocast = autocast_for(device, str(cfg.train.dtype))
+    model = build_model(rung.spec, seed=rung.seed).to(device).eval()
+    batch = rung.recipe.micro_batch_sequences
+    metrics = MetricsLog(run.metrics_path)
+    rows = []
+    try:
+        for label in labels:
+            model.load_state_dict(budget_weights(run, label, summary["budgets"][label]))
+            started = time.time()
+            results = suite.run(model, batch, device, autocast, Dist())
+            result = summary["budgets"][label]
+            result["eval"] = {**(result.get("eval") or {}), **results}
+            metrics.write({"budget": label, "step": result.get("step"), "tokens": result["tokens"],
+                           "flops": result["flops"], **{f"eval/{k}": v for k, v in results.items()},
+                           "eval_s": round(time.time() - started, 3), "source": "ladder eval"})
+            run.write_summary(summary)  # after each budget: an interrupted eval keeps what it finished
+            rows += [[label, name, f"{value:.4g}"] for name, value in results.items()]
+    finally:
+        metrics.close()
+    if summary.get("wandb_id"):
+        logger = WandbLogger(str(cfg.logger.wandb), summary["wandb_id"], str(cfg.logger.project), cfg.logger.entity,
+                             plan.ladder, rung.name, {}, str(run.path))
+        logger.summary(summary)
+        logger.finish()
+    print(format_table(["budget", "metric", "value"], rows))
+    print(f"\nwrote {run.summary_path} and {run.metrics_path}")
+    return 0

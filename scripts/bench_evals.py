@@ -1,0 +1,54 @@
+"""What evals add to a rung: train it with `eval=[]` and with the chosen evals, from scratch, and print wall times,
+the evals' own time (the `eval_s` of every record) and the overhead. Prints figures, asserts nothing.
+
+    python scripts/bench_evals.py tiny-14k tiny-201k                      # the default eval (next_line, 200 items)
+    python scripts/bench_evals.py tiny-14k --demo                         # the demo's evaluation settings
+    python scripts/bench_evals.py tiny-14k --set train.eval_max_items=100
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def train(rung: str, runs: Path, extra: list[str]) -> tuple[float, float, dict]:
+    started = time.time()
+    subprocess.run([sys.executable, "-m", "ladder.cli", "train", f"rung={rung}", f"runs_dir={runs}",
+                    "logger.wandb=disabled", *extra], check=True, cwd=ROOT, capture_output=True)
+    wall = time.time() - started
+    run = runs / "tiny" / rung
+    eval_s = sum(json.loads(line).get("eval_s", 0.0) for line in open(run / "metrics.jsonl"))
+    return wall, eval_s, json.loads((run / "summary.json").read_text())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("rungs", nargs="+")
+    parser.add_argument("--demo", action="store_true", help="the demo's eval_points (4) and eval_tokens (131072)")
+    parser.add_argument("--set", nargs="*", default=[], help="more overrides for both runs")
+    args = parser.parse_args()
+    extra = list(args.set) + (["train.eval_points=4", "train.eval_tokens=131072"] if args.demo else [])
+    os.environ.setdefault("LADDER_CACHE", str(Path(tempfile.gettempdir()) / "ladder-bench-cache"))
+    print(f"overrides: {' '.join(extra) or '(defaults)'}")
+    print(f"{'rung':<10} {'no evals s':>10} {'evals s':>8} {'eval_s':>7} {'overhead':>8}  final-budget task metrics")
+    for rung in args.rungs:
+        with tempfile.TemporaryDirectory() as bare, tempfile.TemporaryDirectory() as full:
+            base, _, _ = train(rung, Path(bare), ["eval=[]", *extra])
+            wall, eval_s, summary = train(rung, Path(full), extra)
+        last = list(summary["budgets"].values())[-1].get("eval", {})
+        shown = ", ".join(f"{k} {v:.3f}" for k, v in last.items() if k.endswith(("/acc_norm", "/bpb")))
+        print(f"{rung:<10} {base:>10.1f} {wall:>8.1f} {eval_s:>7.1f} {(wall - base) / base:>8.1%}  {shown}",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
