@@ -42,11 +42,12 @@ def main() -> None:
     print(f"{'rung':<10} {'no evals s':>10} {'evals s':>8} {'eval_s':>7} {'overhead':>8}  final-budget task metrics")
     for rung in args.rungs:
         with tempfile.TemporaryDirectory() as bare, tempfile.TemporaryDirectory() as full:
-            base, _, _ = train(rung, Path(bare), ["eval=[]", *extra])
+            base, _, bare_summary = train(rung, Path(bare), ["eval=[]", *extra])
             wall, eval_s, summary = train(rung, Path(full), extra)
+        speeds = f"train tok/s {bare_summary['tokens_per_s']:,.0f} vs {summary['tokens_per_s']:,.0f}"
         last = list(summary["budgets"].values())[-1].get("eval", {})
         shown = ", ".join(f"{k} {v:.3f}" for k, v in last.items() if k.endswith(("/acc_norm", "/bpb")))
-        print(f"{rung:<10} {base:>10.1f} {wall:>8.1f} {eval_s:>7.1f} {(wall - base) / base:>8.1%}  {shown}",
+        print(f"{rung:<10} {base:>10.1f} {wall:>8.1f} {eval_s:>7.1f} {(wall - base) / base:>8.1%}  {shown}; {speeds}",
               flush=True)
 
 

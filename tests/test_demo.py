@@ -33,6 +33,13 @@ def test_demo_end_to_end_then_reuses_everything(tmp_path):
     actual = held["budgets"]["40k"]["loss"]
     assert f"{actual:.4f}" in out and f"{fit['predictions'][0]['loss']:.4f}" in out  # numbers read from the files
 
+    # the task forecast: two-step law on every rung's next_line evaluations, checked against the held-out rung
+    assert "task forecast vs actual" in out and "## Task forecast vs actual" in text
+    task_fit = json.loads((report / "task_fit" / "fit.json").read_text())
+    assert task_fit["law"] == "two_step" and task_fit["n_points"] > 12  # budgets and intermediate points
+    measured = held["budgets"]["40k"]["eval"]
+    assert f"{measured['next_line/acc_norm']:.4f}" in out and f"{measured['next_line/bpb']:.4f}" in out
+
     second = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
     assert second.returncode == 0, second.stderr[-3000:]
     table = lambda text: text[text.index("forecast vs actual:"):text.index("report:")]

@@ -29,7 +29,7 @@ class Bigram(torch.nn.Module):
         super().__init__()
         self.table = table
 
-    def forward(self, input_ids):
+    def forward(self, input_ids, **masks_and_positions):
         return SimpleNamespace(logits=self.table[input_ids])
 
 
@@ -58,24 +58,33 @@ def test_log_probability_matches_a_hand_computed_value():
     assert metrics["loss_per_token"] == pytest.approx(math.log(8) / 2)
 
 
-def test_batched_scoring_equals_one_sequence_at_a_time_for_a_real_model():
+def by_hand(model, context: str, continuation: str, longest: int, seq_len: int) -> float:
+    """One plain causal forward pass over [eos] + context + continuation, the prefix cut on the left so that the
+    item's longest continuation fits in seq_len + 1 tokens."""
+    prefix = np.frombuffer(b"\0" + context.encode(), dtype=np.uint8)[-(seq_len + 1 - longest):]
+    seq = np.concatenate([prefix, np.frombuffer(continuation.encode(), dtype=np.uint8)]).astype(np.int64)
+    n = len(continuation.encode())
+    with torch.no_grad():
+        logp = torch.log_softmax(model(input_ids=torch.from_numpy(seq[None, :-1])).logits[0].double(), -1)
+    return sum(float(logp[t, seq[t + 1]]) for t in range(len(seq) - 1 - n, len(seq) - 1))
+
+
+def test_packed_batched_scoring_equals_one_sequence_at_a_time_for_a_real_model():
     from ladder.model.build import build_model
     from ladder.model.spec import ModelSpec
 
     spec = ModelSpec(d_model=32, n_layers=2, n_heads=2, vocab_size=256, seq_len=48, tie_embeddings=True)
     model = build_model(spec, seed=3).eval()
-    items = [Item(("def f(x):\n    return",) * 3, (" x", " x + 1", " 'é日本'"), 1),
+    items = [Item(("def f(x):\n    return",) * 3, (" x", " x + 1", " 'é日本'"), 1),  # packed: a shared context
              Item(("import os",) * 2, ("\n", "\nimport sys\nimport re\nprint(os.getcwd())"), 0),
-             Item(("a" * 100,) * 2, (" b", " cc"), 0)]  # longer than seq_len: cut on the left
+             Item(("It is _ here", "It is _ there"), (" now", " now"), 0),  # one row per context
+             Item(("a" * 100,) * 2, (" bb", " cc"), 0)]  # longer than seq_len: cut on the left
     requests, batched = score(model, items, seq_len=48, batch=2)
-    by_hand = []
-    with torch.no_grad():
-        for seq, n in zip(requests.sequences, requests.n_cont):
-            logp = torch.log_softmax(model(input_ids=torch.from_numpy(seq[None, :-1])).logits[0].double(), -1)
-            targets = seq[1:]
-            by_hand.append(sum(float(logp[t, targets[t]]) for t in range(len(targets) - n, len(targets))))
-    assert max(len(s) for s in requests.sequences) == 49
-    np.testing.assert_allclose(batched, by_hand, rtol=0, atol=1e-4)
+    assert len(requests.units) == 5  # 3 + 2 + 2 + 2 requests in 1 + 1 + 2 + 1 rows
+    expected = [by_hand(model, c, t, max(len(u.encode()) for u in item.continuations), 48)
+                for item in items for c, t in zip(item.contexts, item.continuations)]
+    np.testing.assert_allclose(batched, expected, rtol=0, atol=1e-4)
+    assert max(u.positions.max() for u in requests.units) <= 48
 
 
 def test_bits_per_byte_counts_utf8_bytes_not_characters_or_tokens():
@@ -116,7 +125,7 @@ def test_ranks_run_equal_numbers_of_batches():
 def test_choice_metrics_by_hand():
     # item 0 (gold 0): raw prefers choice 1 (-4 > -5); per character choice 0 (-5/5 > -4/2); per token choice 1
     # (-5/1 < -4/2). Item 1 (gold 1) is right by every rule.
-    requests = Requests(sequences=[np.zeros(2)] * 4, n_cont=np.array([1, 2, 1, 1]),
+    requests = Requests(units=[], n_cont=np.array([1, 2, 1, 1]),
                         cont_bytes=np.array([5, 2, 1, 1]), cont_chars=np.array([5, 2, 1, 1]),
                         item_of=np.array([0, 0, 1, 1]), gold=np.array([0, 1]), skipped=0)
     metrics = choice_metrics(requests, np.array([-5.0, -4.0, -3.0, -1.0]))

@@ -24,10 +24,20 @@ from ladder.train import distributed
 
 
 @dataclass
+class Unit:
+    """One row of a forward pass: a shared prefix (`[eos] + context`) followed by one or more continuations, each
+    attending to the prefix and to itself only, with positions restarting after the prefix. Scoring k choices of a
+    shared context this way costs the context once, not k times, and gives the same log-probabilities."""
+    tokens: np.ndarray
+    segment: np.ndarray    # 0 for the prefix, j for continuation j (1-based)
+    positions: np.ndarray  # position ids
+    scored: list           # (request index, positions whose logits predict it, its target tokens)
+
+
+@dataclass
 class Requests:
-    """Every (context, continuation) pair of a task as token ids: `[eos] + context + continuation`, cut on the left
-    to seq_len + 1 tokens; the last `n_cont` targets are the continuation."""
-    sequences: list[np.ndarray]
+    """Every (context, continuation) pair of a task: token units to run, and per pair what the metrics need."""
+    units: list[Unit]
     n_cont: np.ndarray          # continuation tokens per request
     cont_bytes: np.ndarray      # UTF-8 bytes per continuation
     cont_chars: np.ndarray      # characters per continuation
@@ -42,73 +52,99 @@ def split_trailing_space(context: str, continuation: str) -> tuple[str, str]:
     return stripped, context[len(stripped):] + continuation
 
 
+def pack(prefix: np.ndarray, continuations: list[np.ndarray], first_request: int, seq_len: int) -> Unit:
+    """A unit for continuations of one prefix; the prefix is cut on the left so that every continuation's positions
+    stay within seq_len + 1 (as the harness cuts each request)."""
+    prefix = prefix[-(seq_len + 1 - max(len(c) for c in continuations)):]
+    p = len(prefix)
+    tokens, segment, positions, scored = [prefix], [np.zeros(p, np.int64)], [np.arange(p)], []
+    start = p
+    for j, cont in enumerate(continuations):
+        n = len(cont)
+        tokens.append(cont)
+        segment.append(np.full(n, j + 1))
+        positions.append(np.arange(p, p + n))
+        # the first token is predicted by the prefix's last position, the rest by the continuation's own
+        scored.append((first_request + j, np.concatenate([[p - 1], np.arange(start, start + n - 1)]), cont))
+        start += n
+    return Unit(np.concatenate(tokens).astype(np.int64), np.concatenate(segment), np.concatenate(positions), scored)
+
+
 def encode_items(items: list[Item], tokenizer, seq_len: int) -> Requests:
     pairs = [split_trailing_space(c, t) for item in items for c, t in zip(item.contexts, item.continuations)]
     contexts = tokenizer.encode_batch([c for c, _ in pairs])
     wholes = tokenizer.encode_batch([c + t for c, t in pairs])
-    sequences, n_cont, item_of, gold, keep_pairs = [], [], [], [], []
+    units, n_cont, item_of, gold, kept = [], [], [], [], []
     skipped, k = 0, 0
+    eos = np.array([tokenizer.eos_id])
     for item in items:
         n = len(item.contexts)
         conts = [wholes[k + j][len(contexts[k + j]):] for j in range(n)]
         if any(len(c) == 0 or len(c) > seq_len for c in conts):
             skipped += 1
-        else:
-            for j in range(n):
-                seq = np.concatenate([[tokenizer.eos_id], contexts[k + j], conts[j]]).astype(np.int64)
-                sequences.append(seq[-(seq_len + 1):])
-                n_cont.append(len(conts[j]))
-                item_of.append(len(gold))
-                keep_pairs.append(pairs[k + j][1])
-            gold.append(item.gold)
+            k += n
+            continue
+        first = len(n_cont)
+        if len(set(item.contexts)) == 1:  # cloze: one prefix, every choice packed after it
+            units.append(pack(np.concatenate([eos, contexts[k]]), conts, first, seq_len))
+        else:  # partial: a prefix per choice
+            units += [pack(np.concatenate([eos, contexts[k + j]]), [conts[j]], first + j, seq_len) for j in range(n)]
+        n_cont += [len(c) for c in conts]
+        item_of += [len(gold)] * n
+        kept += [pairs[k + j][1] for j in range(n)]
+        gold.append(item.gold)
         k += n
-    return Requests(sequences, np.array(n_cont, dtype=np.int64),
-                    np.array([len(t.encode("utf-8")) for t in keep_pairs], dtype=np.int64),
-                    np.array([len(t) for t in keep_pairs], dtype=np.int64),
+    return Requests(units, np.array(n_cont, dtype=np.int64),
+                    np.array([len(t.encode("utf-8")) for t in kept], dtype=np.int64),
+                    np.array([len(t) for t in kept], dtype=np.int64),
                     np.array(item_of, dtype=np.int64), np.array(gold, dtype=np.int64), skipped)
 
 
 def _share(n: int, batch: int, info) -> tuple[np.ndarray, int]:
-    """This rank's request indices, padded (with -1) so that every rank runs the same number of batches."""
+    """This rank's indices, padded (with -1) so that every rank runs the same number of batches."""
     mine = np.arange(info.rank, n, info.world_size)
     per_rank = -(-n // info.world_size)
     batches = -(-per_rank // batch)
     return np.concatenate([mine, np.full(per_rank - len(mine), -1)]), batches
 
 
+def _batch_tensors(units: list[Unit], device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded tokens, position ids and the boolean attention mask [B, 1, W, W] (True: may attend)."""
+    width = max(len(u.tokens) for u in units)
+    tokens = torch.zeros((len(units), width), dtype=torch.long)
+    positions = torch.zeros((len(units), width), dtype=torch.long)
+    segment = torch.full((len(units), width), -1, dtype=torch.long)
+    for row, unit in enumerate(units):
+        tokens[row, :len(unit.tokens)] = torch.from_numpy(unit.tokens)
+        positions[row, :len(unit.tokens)] = torch.from_numpy(unit.positions)
+        segment[row, :len(unit.tokens)] = torch.from_numpy(unit.segment)
+    query, key = segment[:, :, None], segment[:, None, :]
+    causal = torch.ones(width, width, dtype=torch.bool).tril()
+    mask = causal & (key == 0) & (query >= 0) | causal & (key == query) | torch.eye(width, dtype=torch.bool)
+    return tokens.to(device), positions.to(device), mask[:, None].to(device)
+
+
 @torch.no_grad()
 def continuation_logprobs(module, requests: Requests, batch: int, device, autocast, info) -> np.ndarray:
     """Summed log-probability of each request's continuation, in nats (all ranks get all of them)."""
-    n = len(requests.sequences)
-    out = np.zeros(n)
-    if n == 0:
+    out = np.zeros(len(requests.n_cont))
+    units = requests.units
+    if not units:
         return out
     # longest first within this rank's share: batches of similar length waste little padding
-    share, batches = _share(n, batch, info)
-    lengths = np.array([len(requests.sequences[i]) if i >= 0 else 0 for i in share])
-    share = share[np.argsort(-lengths, kind="stable")]
+    share, batches = _share(len(units), batch, info)
+    share = share[np.argsort([-len(units[i].tokens) if i >= 0 else 0 for i in share], kind="stable")]
     for b in range(batches):
-        chunk = share[b * batch:(b + 1) * batch]
-        real = [int(i) for i in chunk if i >= 0] or [0]  # a rank with nothing left still joins the collective
-        width = max(len(requests.sequences[i]) for i in real) - 1
-        tokens = torch.zeros((len(real), width + 1), dtype=torch.long)
-        for row, i in enumerate(real):
-            seq = requests.sequences[i]
-            tokens[row, :len(seq)] = torch.from_numpy(seq)
-        tokens = tokens.to(device)
+        chunk = [int(i) for i in share[b * batch:(b + 1) * batch] if i >= 0]
+        rows = [units[i] for i in chunk] or [units[0]]  # a rank with nothing left still joins the collective
+        tokens, positions, mask = _batch_tensors(rows, device)
         with autocast:
-            logits = module(input_ids=tokens[:, :-1]).logits
-        rows, cols = [], []
-        for row, i in enumerate(real):
-            end = len(requests.sequences[i]) - 1  # targets [end - n_cont, end) are the continuation
-            rows += [row] * int(requests.n_cont[i])
-            cols += range(end - int(requests.n_cont[i]), end)
-        rows, cols = torch.tensor(rows, device=device), torch.tensor(cols, device=device)
-        nll = F.cross_entropy(logits[rows, cols].float(), tokens[rows, cols + 1], reduction="none")
-        sums = torch.zeros(len(real), device=device, dtype=torch.float64).index_add_(0, rows, -nll.double())
-        if any(i >= 0 for i in chunk):
-            for row, i in enumerate(real):
-                out[i] = float(sums[row])
+            logits = module(input_ids=tokens, position_ids=positions, attention_mask=mask).logits
+        for row, i in enumerate(chunk):
+            for request, predict_at, targets in units[i].scored:
+                picked = logits[row, torch.as_tensor(predict_at, device=device)].float()
+                targets = torch.tensor(targets, dtype=torch.long, device=device)  # tokenizer arrays may be read-only
+                out[request] = -float(F.cross_entropy(picked, targets, reduction="sum"))
     return np.array(distributed.all_reduce_sum(out.tolist(), info)) if info.enabled else out
 
 

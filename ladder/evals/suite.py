@@ -65,7 +65,7 @@ class EvalSuite:
         return bool(self.tasks or self.corpora)
 
     def describe(self) -> dict:
-        return {**{name: {"items": len(r.gold), "requests": len(r.sequences), "skipped_too_long": r.skipped}
+        return {**{name: {"items": len(r.gold), "requests": len(r.n_cont), "rows": len(r.units), "skipped_too_long": r.skipped}
                    for name, r in self.tasks.items()},
                 **{name: {"windows": len(w), "bytes_per_token": bpt} for name, (w, bpt) in self.corpora.items()}}
 
