@@ -164,12 +164,13 @@ def test_wandb_run_id_survives_restarts_offline(cache, tmp_path):
     metrics = tmp_path / "tiny" / RUNG / "metrics.jsonl"
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_API_KEY": ""}
     process = subprocess.Popen(ladder_cmd("train", *overrides(tmp_path, "logger.wandb=auto")), cwd=ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               stdout=subprocess.DEVNULL, stderr=open(tmp_path / "first.err", "w"))
     while not (metrics.exists() and metrics.read_text().count("\n") >= 5):
         time.sleep(0.01)
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=60)
     first = summary(tmp_path)["wandb_id"]
+    assert first, (tmp_path / "first.err").read_text()[-2000:]  # W&B's own warning, when it failed to start
     result = subprocess.run(ladder_cmd("train", *overrides(tmp_path, "logger.wandb=auto")), cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
