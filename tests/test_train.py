@@ -162,7 +162,9 @@ def test_sigterm_checkpoints_and_exits_cleanly(reference, tmp_path):
 @pytest.mark.slow
 def test_wandb_run_id_survives_restarts_offline(cache, tmp_path):
     metrics = tmp_path / "tiny" / RUNG / "metrics.jsonl"
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_API_KEY": ""}
+    # no WANDB_SERVICE: a W&B service inherited from another process would hold runs of the same id
+    env = {**{k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}, "WANDB_MODE": "offline",
+           "WANDB_API_KEY": ""}
     process = subprocess.Popen(ladder_cmd("train", *overrides(tmp_path, "logger.wandb=auto")), cwd=ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=open(tmp_path / "first.err", "w"))
     while not (metrics.exists() and metrics.read_text().count("\n") >= 5):
@@ -286,3 +288,13 @@ def wait_for_lines(path: Path, lines: int, timeout: float = 120) -> bool:
             return True
         time.sleep(0.01)
     return False
+
+
+def test_wandb_mode_disabled_in_the_config_wins_over_the_environment(monkeypatch):
+    from ladder.train.wandb_log import resolve_mode
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert resolve_mode("disabled") == "disabled"  # else in-process rungs start a W&B service the config refused
+    assert resolve_mode("online") == "offline"
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert resolve_mode("auto") == "disabled"

@@ -22,6 +22,9 @@ def _has_key() -> bool:
 
 
 def resolve_mode(requested: str) -> str:
+    """logger.wandb=disabled always wins; otherwise WANDB_MODE=offline|disabled overrides the config."""
+    if requested == "disabled":
+        return "disabled"
     env = os.environ.get("WANDB_MODE")
     if env in ("offline", "disabled", "dryrun"):
         return "offline" if env == "dryrun" else env
