@@ -63,8 +63,9 @@ def run_demo(cfg: DictConfig) -> int:
 
     train_all(cfg, plan)
     names = {r.name for r in plan.rungs}
-    table = collect_runs(root)
-    table = table.take(np.flatnonzero([name in names for name in table["rung"]]))  # only this plan's rungs
+    evaluations = collect_runs(root, curves=True)  # every evaluation: the budgets for the loss fit, all for the task
+    evaluations = evaluations.take(np.flatnonzero([name in names for name in evaluations["rung"]]))  # this plan's
+    table = evaluations.take(np.flatnonzero(evaluations["final"] == 1))
     params_column = str(cfg.demo.params)
     columns = {**dict(cfg.columns), "params": params_column}
     table = standard_table(table, columns, str(root))
@@ -84,7 +85,7 @@ def run_demo(cfg: DictConfig) -> int:
     forecast = result["predictions"][0]
     print(f"forecast for {held_rung.name}: loss {forecast['loss']:.4f} [{forecast['lo']:.4f}, {forecast['hi']:.4f}] "
           f"(written to {report_dir / 'fit' / 'fit.json'} before the rung trains)\n", flush=True)
-    task = task_forecast(cfg, root, names, columns, targets, report_dir / "task_fit")
+    task = task_forecast(cfg, root, evaluations, columns, targets, report_dir / "task_fit")
 
     print(f"[held out] {held_rung.name}: {held_rung.spec.shape}, {human(held_rung.counts.non_embedding)} "
           f"non-embedding params, {label}", flush=True)
@@ -118,14 +119,12 @@ def run_demo(cfg: DictConfig) -> int:
     return 0
 
 
-def task_forecast(cfg, root: Path, names: set, columns: dict, targets: Table, out: Path) -> dict | None:
+def task_forecast(cfg, root: Path, curves: Table, columns: dict, targets: Table, out: Path) -> dict | None:
     """The two-step law (N, D) -> task bits per byte -> accuracy on `demo.task`, fitted to every evaluation of
     every rung (the budgets are step 1's points), forecast for the held-out rung before it trains."""
     name, metric = cfg.demo.get("task"), str(cfg.demo.get("task_metric") or "acc")
-    curves = collect_runs(root, curves=True)
     if not name or f"eval/{name}/bpb" not in curves:
         return None
-    curves = curves.take(np.flatnonzero([rung in names for rung in curves["rung"]]))
     task_columns = {"task_loss": "bpb", "accuracy": metric}
     table = standard_table(curves, {**columns, **{k: f"eval/{name}/{v}" for k, v in task_columns.items()}},
                            str(root), TwoStep.required_columns)

@@ -38,9 +38,11 @@ def next_line_records(documents: list[str], cfg: dict, seed: int, key: str) -> l
     lengths = np.array([len(lines[d][j]) for d, j in by_length])
     rng = np.random.default_rng([seed, 2])
     records = []
+    by_document: dict[int, list[int]] = {}
+    for d, j in candidates:
+        by_document.setdefault(d, []).append(j)
     for d, doc in enumerate(lines):
-        mine = [j for dd, j in candidates if dd == d]
-        for j in sorted(rng.permutation(mine)[:per_document]):
+        for j in sorted(rng.permutation(by_document.get(d, []))[:per_document]):
             answer = doc[j]
             lo, hi = np.searchsorted(lengths, [len(answer) / 1.5, len(answer) * 1.5 + 1])
             pool = [by_length[i] for i in range(lo, hi)]

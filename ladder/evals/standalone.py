@@ -5,7 +5,6 @@ for rungs trained before a task was added. Results merge into summary.json (the 
 
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 
@@ -21,8 +20,6 @@ from ladder.train.distributed import Dist
 from ladder.train.loop import autocast_for, pick_device, make_suite
 from ladder.train.rundir import MetricsLog, RunDir
 from ladder.train.wandb_log import WandbLogger
-
-log = logging.getLogger("ladder.eval")
 
 
 def budget_weights(run: RunDir, label: str, result: dict) -> dict:
