@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from omegaconf import OmegaConf
 
 from ladder.cli import print_json
@@ -123,7 +125,8 @@ def fit(cfg, overrides) -> int:
     targets = resolve_targets(target, explicit, cfg.targets, flops_per_nd(table))
     out = Path(cfg.out) if cfg.out else Path("fits") / law_options["name"]
     result = run_fit(table, law_options, targets, int(cfg.bootstrap.n), int(cfg.bootstrap.seed),
-                     float(cfg.ci_level), cfg.backtest, out, bool(cfg.plots), source=str(path))
+                     float(cfg.ci_level), cfg.backtest, out, bool(cfg.plots), source=str(path),
+                     interval=_plain(cfg.interval))
     if fmt == "json":
         print_json(result)
     else:
@@ -149,29 +152,65 @@ def format_fit(result: dict) -> str:
             for name, value in result["params"].items()]
     objective = result["objective"]
     lines = [f"law {result['law']} on {result['n_points']} points from {result['source']} "
-             f"(FLOPs: {result['flops_convention']}; {result['ci_level']:.0%} bootstrap intervals, "
+             f"(FLOPs: {result['flops_convention']}; {result['ci_level']:.0%} bootstrap intervals on parameters, "
              f"n={result['bootstrap']['n']})"]
     if "value" in objective:
         lines.append(f"objective {objective['kind']}: {objective['value']:.8g} "
                      f"({objective.get('n_converged', '?')}/{objective.get('n_starts', '?')} starts converged)")
     lines += ["", format_table(["param", "value", "interval"], rows)]
     if result["predictions"]:
-        header = ["target", "params", "tokens", "FLOPs", "metric", "forecast", "interval"]
-        body = [[p["name"], human(p["params"]), human(p["tokens"]), f"{p['flops']:.3g}", p["metric"],
-                 f"{p['value']:.4g}", f"[{p['lo']:.4g}, {p['hi']:.4g}]"] for p in result["predictions"]]
-        lines += ["", format_table(header, body)]
+        lines += ["", format_predictions(result)]
     optimal = result.get("compute_optimal")
     if optimal:
         lines.append(f"\ncompute-optimal: N_opt ~ C^{optimal['a']:.3f}, D_opt ~ C^{optimal['b']:.3f}")
     bt = result.get("backtest")
     if bt:
+        lines += ["", format_backtest(bt)]
+    lines += [f"warning: {w}" for w in result["warnings"]]
+    return "\n".join(lines)
+
+
+def format_predictions(result: dict) -> str:
+    """The forecasts with their interval, the mean law's band and each part of the interval (sd, % of the value)."""
+    interval = result.get("interval", {})
+    model = interval.get("error_model")
+    header = ["target", "params", "tokens", "FLOPs", "metric", "forecast", "interval", "band of mean law"]
+    if model:
+        header += ["e-folds out", "sd: params", "noise", "extrap."]
+    body = []
+    for p in result["predictions"]:
+        row = [p["name"], human(p["params"]), human(p["tokens"]), f"{p['flops']:.3g}", p["metric"],
+               f"{p['value']:.4g}", f"[{p['lo']:.4g}, {p['hi']:.4g}]",
+               f"[{p['band_lo']:.4g}, {p['band_hi']:.4g}]" if "band_lo" in p else ""]
+        if model:
+            parts = p.get("parts_sd", {})
+            unit = " pt" if p["metric"] == "accuracy" else "%"  # accuracy's parts in points, the rest relative
+            row += [f"{p['distance_efolds']:.2f}" if "distance_efolds" in p else ""]
+            row += [f"{100 * parts[k]:.2f}{unit}" if k in parts and np.isfinite(parts[k]) else ""
+                    for k in ("parameters", "noise", "extrapolation")]
+        body.append(row)
+    title = f"forecasts: {interval.get('level', result['ci_level']):.0%} {interval.get('method', '')}"
+    if model:
+        title += (f"\n  extrapolation error {100 * model['kappa_per_efold']:.2f}% per e-fold (t, {model['dof']:.0f} "
+                  f"dof) from {model['n_folds']} rolling fold(s) and the prior; noise {100 * model['noise_sd']:.2f}%")
+    return title + "\n" + format_table(header, body)
+
+
+def format_backtest(bt: dict) -> str:
+    lines = [f"backtest ({bt['rule']}): median |error| {bt['median_abs_rel_error']:.2%}, coverage "
+             f"{bt['coverage']:.0%} of {bt['n_test']} rows at {bt.get('level', 0.95):.0%}, median width "
+             f"{bt['median_rel_width']:.2%}, mean interval score {bt['mean_interval_score']:.4g}"]
+    if len(bt.get("folds", [])) > 1:
+        body = [[str(f["fold"]), f["rule"], str(f["n_train"]), str(f.get("n_test", "")),
+                 f"{f['median_abs_rel_error']:.2%}" if "coverage" in f else "",
+                 f"{f['coverage']:.0%}" if "coverage" in f else f"skipped: {f['skipped']}"] for f in bt["folds"]]
+        lines.append(format_table(["fold", "fit on", "rows", "held out", "median |error|", "coverage"], body))
+    else:
         header = ["held out", "params", "tokens", "actual", "forecast", "interval", "error", "covered"]
         body = [[str(r.get("rung", "")), human(r["params"]), human(r["tokens"]), f"{r['actual']:.4g}",
                  f"{r['predicted']:.4g}", f"[{r['lo']:.4g}, {r['hi']:.4g}]", f"{r['rel_error']:+.2%}",
                  "yes" if r["covered"] else "no"] for r in bt["rows"]]
-        lines += ["", f"backtest ({bt['rule']}): mean |error| {bt['mean_abs_rel_error']:.2%}, coverage "
-                      f"{bt['coverage']:.0%}", format_table(header, body)]
-    lines += [f"warning: {w}" for w in result["warnings"]]
+        lines.append(format_table(header, body))
     return "\n".join(lines)
 
 

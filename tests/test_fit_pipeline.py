@@ -129,7 +129,7 @@ def test_run_fit_writes_fit_json_predictions_and_plots(tmp_path):
     assert 0 <= backtest["coverage"] <= 1
     assert (tmp_path / "predictions.csv").read_text().startswith("name,metric,params,tokens,flops,value,lo,hi")
     assert {p.name for p in (tmp_path / "plots").iterdir()} == {"loss_vs_compute.png", "residuals.png",
-                                                                 "bootstrap.png"}
+                                                                     "bootstrap.png", "backtest.png"}
 
 
 def test_backtest_by_compute_cutoff():

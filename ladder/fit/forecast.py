@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ladder.errors import require
+from ladder.errors import LadderError, require
+from ladder.fit.calibrate import FOLD_FRACTIONS, IntervalOptions, interval_score, rolling_folds
 from ladder.fit.collect import collect_runs
 from ladder.fit.laws import Law, make_law
 from ladder.fit.table import Table, standard_table
@@ -80,10 +81,17 @@ def predictions_for(law: Law, targets: Table) -> list[dict]:
         chosen = targets.take(np.flatnonzero(point))
         for prediction in law.predict_all(chosen):
             for i in range(len(chosen)):
-                out.append({"name": chosen["name"][i], "params": chosen["params"][i], "tokens": chosen["tokens"][i],
-                            "flops": chosen["flops"][i], "metric": prediction.metric,
-                            prediction.metric: prediction.value[i], "value": prediction.value[i],
-                            "lo": prediction.lo[i], "hi": prediction.hi[i]})
+                entry = {"name": chosen["name"][i], "params": chosen["params"][i], "tokens": chosen["tokens"][i],
+                         "flops": chosen["flops"][i], "metric": prediction.metric,
+                         prediction.metric: prediction.value[i], "value": prediction.value[i],
+                         "lo": prediction.lo[i], "hi": prediction.hi[i]}
+                if prediction.band_lo is not None:
+                    entry.update(band_lo=prediction.band_lo[i], band_hi=prediction.band_hi[i])
+                if prediction.distance is not None:
+                    entry["distance_efolds"] = float(prediction.distance[i])
+                if prediction.parts:
+                    entry["parts_sd"] = {k: float(v[i]) for k, v in prediction.parts.items()}
+                out.append(entry)
     compute_only = targets.take(np.flatnonzero(~point)) if len(targets) else targets
     if len(compute_only):
         optimal = law.compute_optimal(compute_only["flops"])
@@ -95,6 +103,9 @@ def predictions_for(law: Law, targets: Table) -> list[dict]:
             if "loss" in optimal:
                 ci = optimal.get("loss_ci", [[np.nan, np.nan]] * len(compute_only))[i]
                 entry.update(metric="loss", loss=optimal["loss"][i], value=optimal["loss"][i], lo=ci[0], hi=ci[1])
+                if optimal.get("loss_band"):
+                    entry.update(band_lo=optimal["loss_band"][i][0], band_hi=optimal["loss_band"][i][1],
+                                 distance_efolds=optimal["loss_distance"][i])
             else:
                 ci = optimal.get("params_ci", [[np.nan, np.nan]] * len(compute_only))[i]
                 entry.update(metric="params_opt", value=optimal["params"][i], lo=ci[0], hi=ci[1])
@@ -102,49 +113,96 @@ def predictions_for(law: Law, targets: Table) -> list[dict]:
     return out
 
 
-def backtest(law_options: dict, table: Table, spec, n_boot: int, seed: int, ci_level: float) -> dict:
-    """Fit on the smaller rungs (or below a compute cutoff), predict the held-out rows, score the forecast."""
+def backtest_folds(table: Table, spec, fractions=FOLD_FRACTIONS) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(rule, fit rows, held-out rows) for `backtest=largest`, `rolling` or a compute cutoff."""
     if str(spec) == "largest":
         held = table["params"] == table["params"].max()
-        rule = "largest size held out"
+        folds = [("largest size held out", np.flatnonzero(~held), np.flatnonzero(held))]
+    elif str(spec) == "rolling":
+        log_n = np.log(table["params"])
+        span = log_n.max() - log_n.min()
+        folds = [(f"sizes up to {np.exp(log_n[fit].max()):.3g} ({(log_n[fit].max() - log_n.min()) / span:.0%} of "
+                  f"the log-size range)", fit, held) for fit, held in rolling_folds(table["params"], fractions)]
+        require(folds, "backtest=rolling: needs at least 3 sizes (2 to fit, 1 to forecast)")
     else:
         cutoff = to_number(spec, "backtest")
         held = table["flops"] > cutoff
-        rule = f"rows above C={cutoff:.3g} held out"
-    require(held.any() and (~held).any(), f"backtest={spec}: must leave rows on both sides of the split")
-    train, test = table.take(np.flatnonzero(~held)), table.take(np.flatnonzero(held))
-    law = make_law(law_options, ci_level).fit(train).bootstrap(train, n_boot, seed)
-    require(law.predicts_loss, f"backtest needs a law that predicts loss at (N, D); {law.name} does not")
-    prediction = law.predict_all(test)[-1]
-    actual = test[law.metric] if law.metric in test else test["loss"]
-    rows = []
-    for i in range(len(test)):
-        row = {"params": test["params"][i], "tokens": test["tokens"][i], "flops": test["flops"][i],
-               "actual": actual[i], "predicted": prediction.value[i], "lo": prediction.lo[i],
-               "hi": prediction.hi[i], "rel_error": (prediction.value[i] - actual[i]) / actual[i],
-               "covered": bool(prediction.lo[i] <= actual[i] <= prediction.hi[i])}
-        if "rung" in test:
-            row["rung"] = test["rung"][i]
-        rows.append(row)
-    return {"rule": rule, "n_train": len(train), "n_test": len(test), "metric": prediction.metric,
-            "rows": rows, "coverage": float(np.mean([r["covered"] for r in rows])),
-            "mean_abs_rel_error": float(np.mean([abs(r["rel_error"]) for r in rows]))}
+        folds = [(f"rows above C={cutoff:.3g} held out", np.flatnonzero(~held), np.flatnonzero(held))]
+    for rule, fit, held in folds:
+        require(len(fit) and len(held), f"backtest={spec}: must leave rows on both sides of the split")
+    return folds
+
+
+def backtest(law_options: dict, table: Table, spec, n_boot: int, seed: int, ci_level: float,
+             interval: dict | None = None) -> dict:
+    """Fit on the smaller rungs (or below a compute cutoff), forecast the held-out rows with the same intervals a
+    user gets, and score them: error, coverage, interval score. `rolling` does so for every fold."""
+    options = IntervalOptions.from_config(interval)
+    rows, folds = [], []
+    for k, (rule, fit_rows, held) in enumerate(backtest_folds(table, spec, options.folds)):
+        train, test = table.take(fit_rows), table.take(held)
+        if "final" in test and np.any(test["final"] == 1):  # score finished results, not intermediate checkpoints
+            test = test.take(np.flatnonzero(test["final"] == 1))
+        try:
+            law = make_law(law_options, ci_level).fit(train).bootstrap(train, n_boot, seed)
+            law.calibrate(train, options, seed)
+        except LadderError as error:
+            require(str(spec) == "rolling", str(error))
+            folds.append({"fold": k, "rule": rule, "n_train": len(train), "skipped": str(error)})
+            continue
+        require(law.predicts_loss, f"backtest needs a law that predicts loss at (N, D); {law.name} does not")
+        prediction = law.predict_all(test)[-1]
+        actual = test[law.metric] if law.metric in test else test["loss"]
+        score = interval_score(prediction.lo, prediction.hi, actual, ci_level)
+        fold_rows = []
+        for i in range(len(test)):
+            row = {"fold": k, "params": test["params"][i], "tokens": test["tokens"][i], "flops": test["flops"][i],
+                   "actual": actual[i], "predicted": prediction.value[i], "lo": prediction.lo[i],
+                   "hi": prediction.hi[i], "rel_error": (prediction.value[i] - actual[i]) / actual[i],
+                   "covered": bool(prediction.lo[i] <= actual[i] <= prediction.hi[i]),
+                   "interval_score": float(score[i]),
+                   "distance_efolds": float(prediction.distance[i]) if prediction.distance is not None else np.nan}
+            if "run" in test:
+                row["rung"] = test["run"][i]
+            fold_rows.append(row)
+        rows += fold_rows
+        folds.append({"fold": k, "rule": rule, "n_train": len(train), "n_test": len(test),
+                      "max_fitted_params": float(train["params"].max()), **_scores(fold_rows),
+                      "warnings": [w for w in law.warnings_ if w.startswith(("interval", "step1: interval"))]})
+    require(rows, f"backtest={spec}: no fold could be fitted ({folds[0].get('skipped') if folds else ''})")
+    return {"rule": folds[0]["rule"] if len(folds) == 1 else f"rolling: {len(folds)} folds", "level": ci_level,
+            "n_train": folds[0]["n_train"], "n_test": len(rows), "metric": law.metric, "rows": rows,
+            "folds": folds, **_scores(rows)}
+
+
+def _scores(rows: list[dict]) -> dict:
+    errors = np.array([r["rel_error"] for r in rows])
+    widths = np.array([(r["hi"] - r["lo"]) / r["predicted"] for r in rows])
+    return {"coverage": float(np.mean([r["covered"] for r in rows])),
+            "mean_abs_rel_error": float(np.mean(np.abs(errors))),
+            "median_abs_rel_error": float(np.median(np.abs(errors))),
+            "median_rel_width": float(np.nanmedian(widths)),
+            "mean_interval_score": float(np.mean([r["interval_score"] for r in rows]))}
 
 
 def run_fit(table: Table, law_options: dict, targets: Table, n_boot: int, seed: int, ci_level: float,
-            backtest_spec=None, out: str | Path | None = None, plots: bool = True, source: str = "") -> dict:
-    law, result = fit_and_forecast(table, law_options, targets, n_boot, seed, ci_level, backtest_spec, source)
+            backtest_spec=None, out: str | Path | None = None, plots: bool = True, source: str = "",
+            interval: dict | None = None) -> dict:
+    law, result = fit_and_forecast(table, law_options, targets, n_boot, seed, ci_level, backtest_spec, source,
+                                   interval)
     if out is not None:
         write_outputs(law, table, result, Path(out), plots)
     return result
 
 
 def fit_and_forecast(table: Table, law_options: dict, targets: Table, n_boot: int, seed: int, ci_level: float,
-                     backtest_spec=None, source: str = "") -> tuple[Law, dict]:
-    """The fitted law and fit.json's content, nothing written."""
+                     backtest_spec=None, source: str = "", interval: dict | None = None) -> tuple[Law, dict]:
+    """The fitted law and fit.json's content, nothing written. `interval` is the interval config group."""
+    options = IntervalOptions.from_config(interval)
     law = make_law(law_options, ci_level)
     law.fit(table).bootstrap(table, n_boot, seed)
     law.warnings_ += residual_warnings(law, table)
+    law.calibrate(table, options, seed)
     result = law.summary()
     result.update(source=source, bootstrap={"n": n_boot, "seed": seed},
                   flops_convention=_flops_convention(table), predictions=predictions_for(law, targets))
@@ -152,7 +210,7 @@ def fit_and_forecast(table: Table, law_options: dict, targets: Table, n_boot: in
     if optimal is not None:
         result["compute_optimal"] = optimal
     if backtest_spec is not None:
-        result["backtest"] = backtest(law_options, table, backtest_spec, n_boot, seed, ci_level)
+        result["backtest"] = backtest(law_options, table, backtest_spec, n_boot, seed, ci_level, interval)
     result["warnings"] = law.warnings_
     return law, result
 

@@ -34,7 +34,32 @@ def plot_fit(law, table: Table, result: dict, directory: Path) -> list[Path]:
         paths.append(bootstrap_exponents(law, directory / "bootstrap.png"))
     if law.name == "two_step":
         paths.append(two_step(law, table, directory / "two_step.png"))
+    if result.get("backtest"):
+        paths.append(backtest_errors(result["backtest"], directory / "backtest.png"))
     return paths
+
+
+def backtest_errors(backtest: dict, path: Path) -> Path:
+    """Each held-out row's forecast error against its extrapolation distance, with its interval, by fold."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    rows = backtest["rows"]
+    folds = sorted({r["fold"] for r in rows})
+    for i, fold in enumerate(folds):
+        own = [r for r in rows if r["fold"] == fold]
+        x = np.array([r["distance_efolds"] for r in own]) + 0.015 * (i - len(folds) / 2)  # folds side by side
+        error = 100 * np.array([r["predicted"] / r["actual"] - 1 for r in own])
+        lo = 100 * np.array([r["lo"] / r["actual"] - 1 for r in own])
+        hi = 100 * np.array([r["hi"] / r["actual"] - 1 for r in own])
+        color = plt.cm.viridis(i / max(1, len(folds) - 1))
+        ax.errorbar(x, error, yerr=[error - lo, hi - error], fmt="o", ms=3, lw=0.8, color=color, alpha=0.7,
+                    label=f"fold {fold} ({np.mean([r['covered'] for r in own]):.0%} covered)")
+    ax.axhline(0, color="gray", lw=1)
+    ax.set(xlabel="extrapolation distance (e-folds beyond the largest fitted value)",
+           ylabel="forecast / actual - 1 (%)",
+           title=f"backtest: {backtest['coverage']:.0%} of {len(rows)} rows inside their "
+                 f"{backtest.get('level', 0.95):.0%} interval")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
 
 
 def loss_vs_compute(law, table: Table, result: dict, path: Path) -> Path:

@@ -7,12 +7,14 @@ only say which variables and starts they use.
 
 from __future__ import annotations
 
+import copy
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ladder.errors import require
+from ladder.fit.calibrate import ErrorModel, IntervalOptions, distance, learn_error_model, predictive, reach_of
 from ladder.fit.optimize import lbfgs_batch, polish
 from ladder.fit.powerlaw import OBJECTIVES, PowerLawForm
 from ladder.fit.table import Table
@@ -22,8 +24,21 @@ from ladder.fit.table import Table
 class Prediction:
     metric: str  # what the values are: loss, task_loss, accuracy, params_opt, ...
     value: np.ndarray
-    lo: np.ndarray  # NaN where no bootstrap was run
+    lo: np.ndarray  # the forecast interval at ci_level: predictive once calibrated, else the band; NaN if neither
     hi: np.ndarray
+    band_lo: np.ndarray | None = None  # the mean law's bootstrap band (parameter uncertainty alone)
+    band_hi: np.ndarray | None = None
+    parts: dict[str, np.ndarray] = field(default_factory=dict)  # each part's sd in log units, where known
+    distance: np.ndarray | None = None  # e-folds beyond the largest fitted value
+
+    @classmethod
+    def from_draws(cls, metric: str, value: np.ndarray, draws: np.ndarray | None, band: np.ndarray | None,
+                   level: float, parts: dict | None = None, dist: np.ndarray | None = None) -> "Prediction":
+        """Percentile intervals of predictive `draws` and of the `band` draws, (n, m) each or None."""
+        nan = np.full_like(value, np.nan, dtype=float)
+        band_lo, band_hi = percentile_interval(band, level) if band is not None else (nan, nan)
+        lo, hi = percentile_interval(draws, level) if draws is not None else (band_lo, band_hi)
+        return cls(metric, value, lo, hi, band_lo, band_hi, parts or {}, dist)
 
 
 def percentile_interval(samples: np.ndarray, level: float, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -32,10 +47,28 @@ def percentile_interval(samples: np.ndarray, level: float, axis: int = 0) -> tup
     return lo, hi
 
 
-def resample_counts(n_rows: int, n_resamples: int, seed: int) -> np.ndarray:
-    """(n_resamples, n_rows) counts: each row of the bootstrap is a multinomial draw of the rows."""
+def run_groups(table) -> np.ndarray:
+    """Each row's run index: rows of one run (a WSD-S run's budgets, one curve's checkpoints) share it. Without a run
+    column every row is its own run. Seeds are separate runs, so they count as replicates."""
+    if "run" not in table:
+        return np.arange(len(table))
+    return np.unique(table["run"], return_inverse=True)[1]
+
+
+def resample_counts(groups: np.ndarray | int, n_resamples: int, seed: int, keep=None) -> np.ndarray:
+    """(n_resamples, n_rows) counts: each resample draws whole runs with replacement (a row per run when `groups`
+    is a row count). `keep(counts) -> bool` redraws resamples it rejects (too few sizes to identify a law)."""
+    groups = np.arange(groups) if np.isscalar(groups) else np.asarray(groups)
+    n_groups = int(groups.max()) + 1 if len(groups) else 0
     rng = np.random.default_rng(seed)
-    return rng.multinomial(n_rows, np.full(n_rows, 1.0 / n_rows), size=n_resamples).astype(float)
+    out = np.empty((n_resamples, len(groups)))
+    for i in range(n_resamples):
+        for _ in range(100):
+            counts = rng.multinomial(n_groups, np.full(n_groups, 1.0 / n_groups))[groups].astype(float)
+            if keep is None or keep(counts):
+                break
+        out[i] = counts
+    return out
 
 
 class Law:
@@ -52,6 +85,11 @@ class Law:
         self.objective_: dict = {}
         self.warnings_: list[str] = []
         self.n_points_ = 0
+        self.error_: ErrorModel | None = None  # noise and extrapolation error, once calibrated
+
+    def calibrate(self, table: Table, options: IntervalOptions, seed: int = 0) -> "Law":
+        """Learn the forecast error beyond parameter uncertainty; laws that cannot keep their bootstrap band."""
+        return self
 
     def fit(self, table: Table) -> "Law":
         raise NotImplementedError
@@ -78,7 +116,16 @@ class Law:
 
     def summary(self) -> dict:
         return {"law": self.name, "n_points": self.n_points_, "params": self.params_, "ci": self.ci(),
-                "ci_level": self.ci_level, "objective": self.objective_, "warnings": self.warnings_}
+                "ci_level": self.ci_level, "objective": self.objective_, "interval": self.interval_summary(),
+                "warnings": self.warnings_}
+
+    def interval_summary(self) -> dict:
+        if self.error_ is None:
+            return {"method": "bootstrap percentile band of the mean law (parameter uncertainty only)",
+                    "level": self.ci_level}
+        return {"method": "predictive: bootstrap band (runs resampled together) + run-to-run noise + "
+                          "extrapolation error learned by rolling backtests", "level": self.ci_level,
+                "error_model": self.error_.to_dict()}
 
 
 class PowerLawLaw(Law):
@@ -90,8 +137,9 @@ class PowerLawLaw(Law):
 
     def __init__(self, objective: str = "huber_log", delta: float = 1e-3, grid: dict | None = None,
                  bounds: dict | None = None, max_iter: int = 1000, target_column: str = "loss",
-                 n_polish: int = 20, ci_level: float = 0.95):
+                 n_polish: int = 20, screen: int = 0, ci_level: float = 0.95):
         super().__init__(ci_level)
+        self.screen = int(screen)  # > 0: run L-BFGS from only the best `screen` grid starts (rolling folds)
         require(objective in OBJECTIVES, f"law.objective={objective!r}: use one of {', '.join(OBJECTIVES)}")
         require(delta > 0, f"law.delta={delta}: must be positive")
         self.objective_kind, self.delta, self.max_iter = objective, float(delta), int(max_iter)
@@ -109,6 +157,7 @@ class PowerLawLaw(Law):
             self.bounds[self.form.names.index(name)] = [lo, hi]
         self.theta_: np.ndarray | None = None
         self.theta_samples_: np.ndarray | None = None
+        self.reach_: dict[str, float] = {}  # the largest fitted value of each variable: distances start there
 
     # -- what a subclass may refine ---------------------------------------------------------------------------
     def check(self, table: Table) -> None:
@@ -136,6 +185,9 @@ class PowerLawLaw(Law):
         fun = self._objective(table)
         starts = np.array(list(itertools.product(*(self.grid[name] for name in self.form.names))))
         starts = np.clip(starts, self.bounds[:, 0], self.bounds[:, 1])
+        if 0 < self.screen < len(starts):
+            f0 = fun(starts, None)[0]
+            starts = starts[np.argsort(np.where(np.isfinite(f0), f0, np.inf))[:self.screen]]
         batch = lbfgs_batch(fun, starts, bounds=self.bounds, max_iter=self.max_iter)
         finite = np.isfinite(batch.f)
         pool = batch.converged & finite if (batch.converged & finite).any() else finite
@@ -148,6 +200,7 @@ class PowerLawLaw(Law):
         value, theta = min(candidates, key=lambda c: c[0])
         self.theta_, self.params_ = theta, self.readable(theta)
         self.n_points_ = len(table)
+        self.reach_ = reach_of(table, self.variables)
         self.objective_ = {"kind": self.objective_kind, "delta": self.delta if self.objective_kind == "huber_log"
                            else None, "value": value, "n_starts": len(starts),
                            "n_converged": int(batch.converged.sum())}
@@ -161,7 +214,12 @@ class PowerLawLaw(Law):
         if n <= 0:
             self.samples_, self.theta_samples_ = None, None
             return self
-        weights = resample_counts(len(table), n, seed)
+        log_x = self._log_x(table)
+
+        def identifiable(counts):  # every variable keeps two distinct values, as `check` asks of the data
+            return all(len(np.unique(log_x[counts > 0, k])) > 1 for k in range(log_x.shape[1]))
+
+        weights = resample_counts(run_groups(table), n, seed, keep=identifiable)
         starts = np.repeat(self.theta_[None, :], n, axis=0)
         # Relative stopping rule: scipy's absolute one would stop a ~1e-3 Huber objective at its first step.
         batch = lbfgs_batch(self._objective(table), starts, weights=weights, bounds=self.bounds,
@@ -173,19 +231,41 @@ class PowerLawLaw(Law):
             self.warnings_.append(f"bootstrap: {int((~batch.converged).sum())} of {n} resamples did not converge")
         return self
 
-    def predict(self, points: Table) -> Prediction:
-        log_x = self._log_x(points)
-        value = self._transform(self.form.log_predict(self.theta_, log_x)[0])
-        if self.theta_samples_ is None:
-            nan = np.full_like(value, np.nan)
-            return Prediction(self.metric, value, nan, nan)
-        draws = self._transform(self.form.log_predict(self.theta_samples_, log_x))
-        lo, hi = percentile_interval(draws, self.ci_level)
-        return Prediction(self.metric, value, lo, hi)
+    def fresh(self, **attributes) -> "PowerLawLaw":
+        """An unfitted copy with the same options (and `attributes` changed): the rolling folds' law."""
+        clone = copy.copy(self)
+        clone.__dict__.update(theta_=None, theta_samples_=None, samples_=None, params_={}, warnings_=[],
+                              objective_={}, error_=None, **attributes)
+        return clone
 
-    @staticmethod
-    def _transform(log_value: np.ndarray) -> np.ndarray:
-        return np.exp(log_value)
+    def calibrate(self, table: Table, options: IntervalOptions, seed: int = 0) -> "PowerLawLaw":
+        require(self.theta_ is not None, f"{self.name}: fit before calibrate")
+        self.error_ = None
+        if options.method == "calibrated":
+            self.error_ = learn_error_model(self, table, options, seed)
+            self.warnings_ += self.error_.warnings
+        return self
+
+    def log_draws(self, points: Table, seed: int = 0):
+        """(point log forecast, predictive log draws or None, band log draws or None, distance) at `points`."""
+        log_x = self._log_x(points)
+        point = self.form.log_predict(self.theta_, log_x)[0]
+        band = None if self.theta_samples_ is None else self.form.log_predict(self.theta_samples_, log_x)
+        dist = distance(self.reach_, points)
+        draws = predictive(point, band, self.error_, dist, seed) if (band is not None or self.error_) else None
+        return point, draws, band, dist
+
+    def parts(self, band: np.ndarray | None, dist: np.ndarray) -> dict[str, np.ndarray]:
+        out = {"parameters": np.nanstd(band, axis=0) if band is not None else np.full_like(dist, np.nan)}
+        if self.error_ is not None:
+            out.update(self.error_.parts(dist))
+        return out
+
+    def predict(self, points: Table) -> Prediction:
+        point, draws, band, dist = self.log_draws(points)
+        return Prediction.from_draws(self.metric, np.exp(point), None if draws is None else np.exp(draws),
+                                     None if band is None else np.exp(band), self.ci_level,
+                                     self.parts(band, dist), dist)
 
     def _flat_valley_warnings(self, optima, best_value) -> list[str]:
         """Polished optima within 0.1% of the best objective that disagree on an exponent or on E."""

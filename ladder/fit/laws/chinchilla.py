@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 
 from ladder.errors import require
-from ladder.fit.laws.base import PowerLawLaw
+from ladder.fit.calibrate import distance, predictive
+from ladder.fit.laws.base import PowerLawLaw, percentile_interval
 from ladder.fit.powerlaw import PowerLawForm
 from ladder.fit.table import Table, flops_per_nd
 
@@ -64,13 +65,26 @@ class Chinchilla(PowerLawLaw):
 
         point = frontier(self.params_)
         out = {"a": point["a"], "b": point["b"], "flops": flops.tolist(), "flops_per_nd": k}
+        band = None
         if self.samples_ is not None:
             draws = [frontier({name: self.samples_[name][i] for name in self.samples_})
                      for i in range(len(self.samples_["E"]))]
             for key in ("a", "b", "params", "tokens", "loss"):
                 stacked = np.array([d[key] for d in draws])
-                lo, hi = np.nanpercentile(stacked, [50 * (1 - self.ci_level), 100 - 50 * (1 - self.ci_level)], axis=0)
-                out[f"{key}_ci"] = np.stack([np.atleast_1d(lo), np.atleast_1d(hi)], axis=-1).tolist()
+                out[f"{key}_ci"] = _pairs(*percentile_interval(stacked, self.ci_level))
+            band = np.log(np.array([d["loss"] for d in draws]))
+        if self.error_ is not None:  # the loss one run at the optimum would measure, not only the mean law's band
+            at = {"params": np.atleast_1d(point["params"]), "tokens": np.atleast_1d(point["tokens"])}
+            dist = distance(self.reach_, at)
+            log_loss = np.log(np.atleast_1d(point["loss"]))
+            predicted = predictive(log_loss, band, self.error_, dist)
+            out["loss_band"] = out.get("loss_ci")
+            out["loss_ci"] = _pairs(*np.exp(percentile_interval(predicted, self.ci_level)))
+            out["loss_distance"] = dist.tolist()
         for key in ("params", "tokens", "loss"):
             out[key] = np.atleast_1d(point[key]).tolist()
         return out
+
+
+def _pairs(lo, hi) -> list:
+    return np.stack([np.atleast_1d(lo), np.atleast_1d(hi)], axis=-1).tolist()

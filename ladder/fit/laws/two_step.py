@@ -4,18 +4,21 @@ Step 1 fits the chinchilla form to the task loss, one point per run: the mean of
 the run's final tokens; where the table marks finished results (`final` = 1, as `ladder collect` does for every
 budget, each the end of its own cooldown), each such row is a point of its own. Step 2 fits accuracy = a / (1 + exp(-k (L - L0))) + b to the task loss over all rows (each
 run's first `step2.skip_frac` dropped, a trailing moving average of `step2.window` rows), plus the anchor point
-(L = 0, accuracy = 1). The chained prediction carries both steps' bootstrap uncertainty.
+(L = 0, accuracy = 1). The chained prediction carries both steps' bootstrap uncertainty and, once calibrated, step
+1's noise and extrapolation error (learned by step 1's own rolling backtests) and step 2's scatter around the sigmoid.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import numpy as np
 from scipy.optimize import OptimizeWarning, curve_fit
 
 from ladder.errors import require
-from ladder.fit.laws.base import Law, Prediction, percentile_interval
+from ladder.fit.calibrate import IntervalOptions, noise_sd
+from ladder.fit.laws.base import Law, Prediction
 from ladder.fit.laws.chinchilla import Chinchilla
 from ladder.fit.table import Table
 
@@ -59,7 +62,8 @@ class TwoStep(Law):
         if "final" in table and np.any(table["final"] == 1):
             final = np.flatnonzero(table["final"] == 1)
             params, tokens = table["params"][final], table["tokens"][final]
-            return Table({"run": [f"{table['run'][i]}@{int(table['tokens'][i])}" for i in final], "params": params,
+            # Each budget is a point of its own; the bootstrap still draws a run's budgets together.
+            return Table({"run": table["run"][final], "params": params,
                           "tokens": tokens, "task_loss": table["task_loss"][final], "flops": 6 * params * tokens})
         rows = []
         for run in dict.fromkeys(table["run"].tolist()):
@@ -129,15 +133,48 @@ class TwoStep(Law):
                          **{f"step2.{k}": self.sigmoid_samples_[:, i] for i, k in enumerate(SIGMOID_NAMES)}}
         return self
 
+    def calibrate(self, table: Table, options: IntervalOptions, seed: int = 0) -> "TwoStep":
+        """Step 1's error model from its own rolling backtests; step 2's scatter of accuracy around the sigmoid."""
+        self.step1.calibrate(self.step1_table(table), options, seed)
+        self.error_ = self.step1.error_
+        self.warnings_ += [f"step1: {w}" for w in (self.error_.warnings if self.error_ else [])]
+        x, y = self.step2_data_
+        self.step2_noise_ = noise_sd(y[1:] - sigmoid(x[1:], *self.sigmoid_), len(SIGMOID_NAMES)) \
+            if self.error_ is not None else 0.0
+        return self
+
+    def interval_summary(self) -> dict:
+        out = self.step1.interval_summary()
+        if self.error_ is not None:
+            out["step2_noise_sd"] = self.step2_noise_
+        return out
+
+    def _accuracy(self, task_log_draws: np.ndarray, noise: float, seed: int) -> np.ndarray:
+        """Accuracy draws: each task-loss draw through a sigmoid draw (cycled), plus step 2's scatter."""
+        curves = getattr(self, "sigmoid_samples_", None)
+        curves = self.sigmoid_[None, :] if curves is None else curves
+        pick = curves[np.arange(len(task_log_draws)) % len(curves)]
+        draws = sigmoid(np.exp(task_log_draws), *(pick[:, i, None] for i in range(len(SIGMOID_NAMES))))
+        if noise > 0:
+            draws = draws + np.random.default_rng(seed).normal(0, noise, draws.shape)
+        return np.clip(draws, 0.0, 1.0)
+
     def predict_all(self, points: Table) -> list[Prediction]:
-        task = self.step1.predict(points)
+        task = dataclasses.replace(self.step1.predict(points), metric="task_loss")
         accuracy = sigmoid(task.value, *self.sigmoid_)
-        lo = hi = np.full_like(accuracy, np.nan)
-        if self.step1.theta_samples_ is not None:
-            task_draws = np.exp(self.step1.form.log_predict(self.step1.theta_samples_, self.step1._log_x(points)))
-            acc_draws = np.array([sigmoid(t, *s) for t, s in zip(task_draws, self.sigmoid_samples_)])
-            lo, hi = percentile_interval(acc_draws, self.ci_level)
-        return [Prediction("task_loss", task.value, task.lo, task.hi), Prediction("accuracy", accuracy, lo, hi)]
+        _, task_draws, task_band, dist = self.step1.log_draws(points)
+        noise = getattr(self, "step2_noise_", 0.0) if self.error_ is not None else 0.0
+        draws = None if task_draws is None else self._accuracy(task_draws, noise, seed=1)
+        band = None if task_band is None else self._accuracy(task_band, 0.0, seed=1)
+        parts = {"parameters": np.nanstd(band, axis=0) if band is not None else np.full_like(accuracy, np.nan)}
+        if self.error_ is not None:  # step 1's parts carried through the sigmoid's slope at the forecast
+            step = 1e-4 * task.value
+            slope = np.abs(sigmoid(task.value + step, *self.sigmoid_) - sigmoid(task.value - step, *self.sigmoid_)) \
+                / (2 * step)
+            carried = self.error_.parts(dist)
+            parts.update(noise=np.hypot(slope * task.value * carried["noise"], noise),
+                         extrapolation=slope * task.value * carried["extrapolation"])
+        return [task, Prediction.from_draws("accuracy", accuracy, draws, band, self.ci_level, parts, dist)]
 
     def predict(self, points: Table) -> Prediction:
         return self.predict_all(points)[-1]
