@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ladder.errors import require
 from ladder.fit.collect import collect_runs
@@ -21,7 +21,7 @@ from ladder.fit.forecast import fit_and_forecast, write_outputs
 from ladder.fit.laws.two_step import TwoStep
 from ladder.fit.plots import loss_vs_compute
 from ladder.fit.table import Table, flops_per_nd, standard_table
-from ladder.io import atomic_write_text
+from ladder.io import atomic_write_json, atomic_write_text
 from ladder.plan import Plan, format_plan, make_plan
 from ladder.report import format_table, human
 from ladder.train.loop import train_rung
@@ -79,13 +79,19 @@ def run_demo(cfg: DictConfig) -> int:
                      "flops": [flops_per_nd(table) * n_target * tokens]})
     print(f"\nfitting {cfg.law.name} to {len(table)} points (N = {params_column}) and forecasting "
           f"{held_rung.name} at {label} ({human(tokens)} tokens)", flush=True)
-    law, result = fit_and_forecast(table, dict(cfg.law), targets, int(cfg.bootstrap.n), int(cfg.bootstrap.seed),
-                                   float(cfg.ci_level), source=str(root))
+    interval = OmegaConf.to_container(cfg.interval, resolve=True)
+    law, result = fit_and_forecast(table, OmegaConf.to_container(cfg.law, resolve=True), targets,
+                                   int(cfg.bootstrap.n), int(cfg.bootstrap.seed), float(cfg.ci_level),
+                                   backtest_spec="rolling", source=str(root), interval=interval)
     write_outputs(law, table, result, report_dir / "fit")
     forecast = result["predictions"][0]
-    print(f"forecast for {held_rung.name}: loss {forecast['loss']:.4f} [{forecast['lo']:.4f}, {forecast['hi']:.4f}] "
-          f"(written to {report_dir / 'fit' / 'fit.json'} before the rung trains)\n", flush=True)
-    task = task_forecast(cfg, root, evaluations, columns, targets, report_dir / "task_fit")
+    bt = result["backtest"]
+    print(f"forecast for {held_rung.name}: loss {forecast['loss']:.4f}, {result['ci_level']:.0%} predictive interval "
+          f"[{forecast['lo']:.4f}, {forecast['hi']:.4f}] (the mean law's band [{forecast['band_lo']:.4f}, "
+          f"{forecast['band_hi']:.4f}]; written to {report_dir / 'fit' / 'fit.json'} before the rung trains)\n"
+          f"the ladder's own rolling backtest: {bt['coverage']:.0%} of {bt['n_test']} held-out rows covered, median "
+          f"|error| {bt['median_abs_rel_error']:.2%}\n", flush=True)
+    task = task_forecast(cfg, root, evaluations, columns, targets, report_dir / "task_fit", interval)
 
     print(f"[held out] {held_rung.name}: {held_rung.spec.shape}, {human(held_rung.counts.non_embedding)} "
           f"non-embedding params, {label}", flush=True)
@@ -98,10 +104,13 @@ def run_demo(cfg: DictConfig) -> int:
     spent = sum(s["tokens_seen"] * 6 * s["params"] for s in ladder_summaries)
     held_spent = held_summary["tokens_seen"] * 6 * held_summary["params"]
     comparison = {"rung": held_rung.name, "params": n_target, "tokens": tokens, "predicted": forecast["loss"],
-                  "lo": forecast["lo"], "hi": forecast["hi"], "actual": actual,
+                  "lo": forecast["lo"], "hi": forecast["hi"], "band_lo": forecast["band_lo"],
+                  "band_hi": forecast["band_hi"], "parts_sd": forecast.get("parts_sd", {}), "actual": actual,
                   "rel_error": (forecast["loss"] - actual) / actual,
                   "covered": bool(forecast["lo"] <= actual <= forecast["hi"]),
-                  "ladder_compute_fraction": spent / held_spent}
+                  "ladder_compute_fraction": spent / held_spent,
+                  "rolling_coverage": bt["coverage"], "rolling_rows": bt["n_test"]}
+    atomic_write_json(report_dir / "comparison.json", comparison)
     loss_vs_compute(law, table, {**result, "actuals": [{"name": held_rung.name, "flops": float(targets["flops"][0]),
                                                         "loss": actual}]},
                     report_dir / "fit" / "plots" / "loss_vs_compute.png")  # now with the actual beside its band
@@ -119,7 +128,8 @@ def run_demo(cfg: DictConfig) -> int:
     return 0
 
 
-def task_forecast(cfg, root: Path, curves: Table, columns: dict, targets: Table, out: Path) -> dict | None:
+def task_forecast(cfg, root: Path, curves: Table, columns: dict, targets: Table, out: Path,
+                  interval: dict | None = None) -> dict | None:
     """The two-step law (N, D) -> task bits per byte -> accuracy on `demo.task`, fitted to every evaluation of
     every rung (the budgets are step 1's points), forecast for the held-out rung before it trains."""
     name, metric = cfg.demo.get("task"), str(cfg.demo.get("task_metric") or "acc")
@@ -130,7 +140,7 @@ def task_forecast(cfg, root: Path, curves: Table, columns: dict, targets: Table,
                            str(root), TwoStep.required_columns)
     law, result = fit_and_forecast(table, {"name": "two_step", "task": name, "accuracy": metric}, targets,
                                    int(cfg.bootstrap.n), int(cfg.bootstrap.seed), float(cfg.ci_level),
-                                   source=str(root))
+                                   source=str(root), interval=interval)
     write_outputs(law, table, result, out, plots=False)
     predicted = {p["metric"]: p for p in result["predictions"]}
     print(f"task forecast ({name}, two-step law on {len(table)} evaluations): bits per byte "
@@ -154,12 +164,17 @@ def format_task(t: dict) -> str:
 
 
 def format_comparison(c: dict, level: float) -> str:
+    parts = c.get("parts_sd", {})
     rows = [["predicted loss", f"{c['predicted']:.4f}"],
-            [f"{level:.0%} interval", f"[{c['lo']:.4f}, {c['hi']:.4f}]"],
+            [f"{level:.0%} predictive interval", f"[{c['lo']:.4f}, {c['hi']:.4f}]"],
+            ["  the mean law's band alone", f"[{c['band_lo']:.4f}, {c['band_hi']:.4f}]"],
+            ["  sd: parameters, noise, extrapolation",
+             ", ".join(f"{100 * parts[k]:.2f}%" for k in ("parameters", "noise", "extrapolation") if k in parts)],
             ["actual loss", f"{c['actual']:.4f}"],
             ["relative error", f"{c['rel_error']:+.2%}"],
             ["interval covers it", "yes" if c["covered"] else "no"],
-            ["ladder compute / held-out rung's", f"{c['ladder_compute_fraction']:.1%}"]]
+            ["ladder compute / held-out rung's", f"{c['ladder_compute_fraction']:.1%}"],
+            ["ladder's rolling backtest coverage", f"{c['rolling_coverage']:.0%} of {c['rolling_rows']} rows"]]
     return (f"forecast vs actual: {c['rung']} ({human(c['params'])} params in the fit's count, "
             f"{human(c['tokens'])} tokens)\n" + format_table(["", "value"], rows))
 

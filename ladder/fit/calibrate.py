@@ -8,10 +8,10 @@ A forecast's log error has three parts, treated as independent:
   largest fitted rung. Its scale is learned from the ladder itself by rolling-origin backtests: fit the sizes up to
   50, 60, ..., 90% of the log-size range, forecast the larger rows, and keep the part of each fold's squared error
   that parameters and noise do not explain, per squared e-fold of distance. Each fold's errors share one fitted law,
-  so a fold is one draw of the extrapolation error, not one per row: the folds are pooled by a median (robust to a
-  fold that fell into a wild optimum), scaled to a mean, and shrunk towards a prior when they are few. Since the
-  scale rests on a handful of folds, the extrapolation error is drawn from a Student t with as many degrees of
-  freedom as folds (the prior counting as `prior_weight` folds): few folds, heavier tails.
+  so a fold is one draw of the extrapolation error, not one per row: the folds are pooled by a median weighted by
+  their number of sizes (robust to a fold that fell into a wild optimum; a fold of many sizes is more like the full
+  fit) and shrunk towards a prior when they are few. Since the scale rests on a handful of folds, the extrapolation
+  error is drawn from a Student t with 2 + (number of folds) degrees of freedom: few folds, heavier tails.
 
 The interval is the percentile interval of band draws plus noise and extrapolation draws, so chained forecasts
 (two_step's accuracy, the loss at the compute-optimal point) push the same draws through their own maps.
@@ -26,9 +26,6 @@ import numpy as np
 from ladder.errors import LadderError, require
 
 FOLD_FRACTIONS = (0.5, 0.6, 0.7, 0.8, 0.9)
-# Median of a chi-square with one degree of freedom: a fold's excess squared error per e-fold^2 is one such draw
-# times kappa^2 when the fold's rows share its error, so median / 0.455 estimates kappa^2.
-CHI2_1_MEDIAN = 0.4549
 N_ERROR_DRAWS = 4000
 
 
@@ -40,8 +37,9 @@ class IntervalOptions:
     min_fold_sizes: int = 3  # a fold fitted on fewer sizes says little about a fit on many
     fold_bootstrap: int = 100
     fold_starts: int = 64  # grid starts kept per fold: the best by the fold's own objective
-    prior_kappa: float = 0.006  # log error per e-fold of extrapolation; measured on the Chinchilla ladder (README)
-    prior_weight: float = 2.0  # in folds, for the scale and for the t's degrees of freedom
+    prior_kappa: float = 0.012  # log error per e-fold of extrapolation; what the Chinchilla ladder teaches (README)
+    prior_weight: float = 0.5  # in folds
+    prior_dof: float = 2.0  # the t's degrees of freedom before any fold: 2 + folds in all
 
     @classmethod
     def from_config(cls, options: dict | None) -> "IntervalOptions":
@@ -54,7 +52,8 @@ class IntervalOptions:
                 f"interval.method={out.method!r}: use calibrated or bootstrap")
         require(all(0 < f < 1 for f in out.folds), f"interval.folds={list(out.folds)}: fractions in (0, 1)")
         require(out.min_fold_sizes >= 2, f"interval.min_fold_sizes={out.min_fold_sizes}: at least 2")
-        require(out.prior_kappa >= 0 and out.prior_weight >= 0, "interval.prior_kappa and interval.prior_weight: >= 0")
+        require(out.prior_kappa >= 0 and out.prior_weight >= 0 and out.prior_dof > 0,
+                "interval.prior_kappa and interval.prior_weight: >= 0; interval.prior_dof: > 0")
         return out
 
 
@@ -64,6 +63,7 @@ class ErrorModel:
     noise_sd: float
     kappa: float  # scale of the extrapolation error per e-fold of distance
     dof: float = np.inf  # of the t the extrapolation error is drawn from
+    learned_kappa: float | None = None  # what the folds alone say, before the prior
     folds: list[dict] = field(default_factory=list)
     prior_kappa: float = 0.0
     prior_weight: float = 0.0
@@ -84,7 +84,8 @@ class ErrorModel:
 
     def to_dict(self) -> dict:
         learned = [f for f in self.folds if f.get("used")]
-        return {"noise_sd": self.noise_sd, "kappa_per_efold": self.kappa, "dof": self.dof, "n_folds": len(learned),
+        return {"noise_sd": self.noise_sd, "kappa_per_efold": self.kappa, "learned_kappa_per_efold": self.learned_kappa,
+                "dof": self.dof, "n_folds": len(learned),
                 "prior_kappa_per_efold": self.prior_kappa, "prior_weight": self.prior_weight,
                 "max_fold_distance": max((f["max_distance"] for f in learned), default=0.0), "folds": self.folds}
 
@@ -140,7 +141,7 @@ def learn_error_model(law, table, options: IntervalOptions, seed: int = 0) -> Er
     point, _ = log_band(law, table)
     residual = np.log(table[law.target_column]) - point
     noise = noise_sd(residual, law.form.n_params)
-    folds, excess = [], []
+    folds, excess, weights = [], [], []
     for fit_rows, held in rolling_folds(table[column], options.folds, options.min_fold_sizes):
         train, test = table.take(fit_rows), table.take(held)
         entry = {"fit_sizes": int(len(np.unique(train[column]))), "fit_rows": int(len(fit_rows)),
@@ -160,10 +161,11 @@ def learn_error_model(law, table, options: IntervalOptions, seed: int = 0) -> Er
             continue
         kappa2 = float(np.sum(r * r - band_var - fold_noise ** 2) / np.sum(d * d))
         excess.append(kappa2)
+        weights.append(entry["fit_sizes"])
         folds.append({**entry, "used": True, "max_distance": float(d.max()),
                       "median_abs_error": float(np.median(np.abs(np.expm1(r)))), "excess_kappa2": kappa2})
     n = len(excess)
-    learned = max(0.0, float(np.median(excess))) / CHI2_1_MEDIAN if n else 0.0
+    learned = max(0.0, weighted_median(excess, weights)) if n else 0.0
     weight = options.prior_weight
     kappa2 = (weight * options.prior_kappa ** 2 + n * learned) / (weight + n) if weight + n > 0 else 0.0
     warnings = []
@@ -175,9 +177,16 @@ def learn_error_model(law, table, options: IntervalOptions, seed: int = 0) -> Er
     elif n < 3:
         warnings.append(f"interval: the extrapolation error rests on {n} rolling fold(s) (of {sizes} sizes) and the "
                         f"prior; add sizes for a scale learned from the ladder")
-    return ErrorModel(noise_sd=noise, kappa=float(np.sqrt(kappa2)), dof=float(weight + n) if weight + n > 0 else np.inf,
+    return ErrorModel(noise_sd=noise, kappa=float(np.sqrt(kappa2)), dof=float(options.prior_dof + n),
+                      learned_kappa=float(np.sqrt(learned)) if n else None,
                       folds=folds, prior_kappa=options.prior_kappa,
                       prior_weight=weight, warnings=warnings)
+
+
+def weighted_median(values, weights) -> float:
+    order = np.argsort(values)
+    cumulative = np.cumsum(np.asarray(weights, dtype=float)[order])
+    return float(np.asarray(values)[order][np.searchsorted(cumulative, cumulative[-1] / 2)])
 
 
 def predictive(point: np.ndarray, band_draws: np.ndarray | None, error: ErrorModel | None, dist: np.ndarray,

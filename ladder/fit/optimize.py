@@ -14,7 +14,8 @@ from typing import Callable
 import numpy as np
 from scipy.optimize import minimize
 
-# fun(x (S, P), weights (S, n) or None) -> (f (S,), grad (S, P)); weights are per-point counts (bootstrap).
+# fun(x (S, P), data (S, n) or None) -> (f (S,), grad (S, P)); data is per-problem: a bootstrap's counts per point,
+# or its resampled observations (see PowerLawForm.objective).
 BatchObjective = Callable[[np.ndarray, np.ndarray | None], tuple[np.ndarray, np.ndarray]]
 
 SCIPY_FTOL = 1e7 * np.finfo(float).eps  # scipy's default factr=1e7
@@ -33,7 +34,7 @@ def _project(x: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
     return np.clip(x, lower, upper)
 
 
-def lbfgs_batch(fun: BatchObjective, x0: np.ndarray, weights: np.ndarray | None = None,
+def lbfgs_batch(fun: BatchObjective, x0: np.ndarray, data: np.ndarray | None = None,
                 bounds: np.ndarray | None = None, memory: int = 10, max_iter: int = 1000,
                 ftol: float = SCIPY_FTOL, gtol: float = SCIPY_GTOL, f_floor: float = 1.0) -> BatchResult:
     """Minimise each row of x0 independently. Stops a row when its projected gradient is below gtol, or when a step
@@ -44,9 +45,9 @@ def lbfgs_batch(fun: BatchObjective, x0: np.ndarray, weights: np.ndarray | None 
     lower = np.full(P, -np.inf) if bounds is None else bounds[:, 0]
     upper = np.full(P, np.inf) if bounds is None else bounds[:, 1]
     x = _project(x, lower, upper)
-    f, g = fun(x, weights)
+    f, g = fun(x, data)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # non-finite trials fail the line search
-        return _lbfgs_loop(fun, x, f, g, weights, lower, upper, memory, max_iter, ftol, gtol, f_floor)
+        return _lbfgs_loop(fun, x, f, g, data, lower, upper, memory, max_iter, ftol, gtol, f_floor)
 
 
 def _lbfgs_loop(fun, x, f, g, weights, lower, upper, memory, max_iter, ftol, gtol, f_floor) -> BatchResult:

@@ -84,16 +84,21 @@ class PowerLawForm:
     def log_predict(self, theta: np.ndarray, log_x: np.ndarray) -> np.ndarray:
         return self._softmax(np.atleast_2d(theta), log_x)[0]
 
-    def objective(self, log_x: np.ndarray, y: np.ndarray, kind: str = "huber_log", delta: float = 1e-3):
-        """fun(theta (S, P), weights (S, n) | None) -> (f, grad) for `lbfgs_batch`. y is the observed L."""
+    def objective(self, log_x: np.ndarray, y: np.ndarray, kind: str = "huber_log", delta: float = 1e-3,
+                  per_problem: str = "weights"):
+        """fun(theta (S, P), data (S, n) | None) -> (f, grad) for `lbfgs_batch`. y is the observed L. `data` is
+        each problem's weights per point (per_problem="weights": a pairs bootstrap's counts) or its own observed L
+        (per_problem="targets": a wild bootstrap's resampled losses)."""
         log_y = np.log(y)
         k_terms = len(self.coef_names)
 
-        def fun_rows(theta, weights):
+        def fun_rows(theta, data):
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # far-off starts give inf: rejected
-                return _fun_rows(theta, weights)
+                if per_problem == "targets" and data is not None:
+                    return _fun_rows(theta, None, data, np.log(data))
+                return _fun_rows(theta, data, y, log_y)
 
-        def _fun_rows(theta, weights):
+        def _fun_rows(theta, weights, y, log_y):
             lse, probs = self._softmax(theta, log_x)
             if kind == "huber_log":
                 r = lse - log_y

@@ -63,3 +63,31 @@ def load_chinchilla(path: str | Path, drop_highest: int = 5) -> Table:
     keep.sort()
     return Table({"params": params[keep], "tokens": flops[keep] / (6 * params[keep]), "flops": flops[keep],
                   "loss": loss[keep]})
+
+
+GADRE_DATASETS = ("c4_original", "rpj", "rw_original")
+OLMO_SIZES = {"190M": 190354176, "370M": 371262464, "760M": 758220288, "1B": 1279395840}  # final_config.json's n
+
+
+def load_gadre(path: str | Path, dataset: str, loss_column: str = "loss_c4_val") -> Table:
+    """One row per run of Gadre et al. 2024 (runs_flat.csv) trained on `dataset`: params, tokens, flops, loss."""
+    raw = Table.read_csv(path)
+    require(dataset in set(raw["train_dataset"].tolist()),
+            f"{path}: no runs on {dataset!r}; use one of {', '.join(GADRE_DATASETS)}")
+    rows = np.flatnonzero(raw["train_dataset"] == dataset)
+    params, tokens = raw["N_params"][rows], raw["D_tokens"][rows]
+    return Table({"run": raw["name"][rows], "params": params, "tokens": tokens, "flops": 6 * params * tokens,
+                  "loss": raw[loss_column][rows]})
+
+
+def load_olmo_ladder(directory: str | Path, loss_column: str = "eval/c4_en-validation/CrossEntropyLoss") -> Table:
+    """The OLMo ladder's 16 runs (Bhagia et al. 2024), one row each: its last evaluation, at its final tokens."""
+    runs = []
+    for size, params in OLMO_SIZES.items():
+        for multiple in (1, 2, 5, 10):
+            last = Table.read_csv(Path(directory) / f"{size}-{multiple}xC.csv").take([-1])
+            runs.append((f"{size}-{multiple}xC", params, float(last["throughput/total_tokens"][0]),
+                         float(last[loss_column][0])))
+    name, params, tokens, loss = zip(*runs)
+    return Table({"run": list(name), "params": params, "tokens": tokens,
+                  "flops": 6 * np.array(params) * np.array(tokens), "loss": loss})

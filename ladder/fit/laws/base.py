@@ -55,19 +55,16 @@ def run_groups(table) -> np.ndarray:
     return np.unique(table["run"], return_inverse=True)[1]
 
 
-def resample_counts(groups: np.ndarray | int, n_resamples: int, seed: int, keep=None) -> np.ndarray:
-    """(n_resamples, n_rows) counts: each resample draws whole runs with replacement (a row per run when `groups`
-    is a row count). `keep(counts) -> bool` redraws resamples it rejects (too few sizes to identify a law)."""
-    groups = np.arange(groups) if np.isscalar(groups) else np.asarray(groups)
-    n_groups = int(groups.max()) + 1 if len(groups) else 0
+def resample_counts(n_rows: int, n_resamples: int, seed: int, keep=None) -> np.ndarray:
+    """(n_resamples, n_rows) counts: each resample is a multinomial draw of the rows. `keep(counts) -> bool` redraws
+    resamples it rejects (too few sizes left to identify a law)."""
     rng = np.random.default_rng(seed)
-    out = np.empty((n_resamples, len(groups)))
-    for i in range(n_resamples):
+    out = rng.multinomial(n_rows, np.full(n_rows, 1.0 / n_rows), size=n_resamples).astype(float)
+    for i in range(n_resamples if keep is not None else 0):
         for _ in range(100):
-            counts = rng.multinomial(n_groups, np.full(n_groups, 1.0 / n_groups))[groups].astype(float)
-            if keep is None or keep(counts):
+            if keep(out[i]):
                 break
-        out[i] = counts
+            out[i] = rng.multinomial(n_rows, np.full(n_rows, 1.0 / n_rows))
     return out
 
 
@@ -120,11 +117,12 @@ class Law:
                 "warnings": self.warnings_}
 
     def interval_summary(self) -> dict:
+        resampling = getattr(self, "resampling_", None)
         if self.error_ is None:
             return {"method": "bootstrap percentile band of the mean law (parameter uncertainty only)",
-                    "level": self.ci_level}
-        return {"method": "predictive: bootstrap band (runs resampled together) + run-to-run noise + "
-                          "extrapolation error learned by rolling backtests", "level": self.ci_level,
+                    "level": self.ci_level, "resampling": resampling}
+        return {"method": "predictive: bootstrap band of the mean law + run-to-run noise + extrapolation error "
+                          "learned by rolling backtests", "level": self.ci_level, "resampling": resampling,
                 "error_model": self.error_.to_dict()}
 
 
@@ -177,8 +175,9 @@ class PowerLawLaw(Law):
     def _log_x(self, table: Table) -> np.ndarray:
         return np.log(np.stack([table[v] for v in self.variables], axis=1))
 
-    def _objective(self, table: Table):
-        return self.form.objective(self._log_x(table), table[self.target_column], self.objective_kind, self.delta)
+    def _objective(self, table: Table, per_problem: str = "weights"):
+        return self.form.objective(self._log_x(table), table[self.target_column], self.objective_kind, self.delta,
+                                   per_problem)
 
     def fit(self, table: Table) -> "PowerLawLaw":
         self.check(table)
@@ -209,27 +208,47 @@ class PowerLawLaw(Law):
         return self
 
     def bootstrap(self, table: Table, n: int, seed: int = 0) -> "PowerLawLaw":
-        """Refit n resamples of the rows at once, each warm-started from the full-data optimum."""
+        """Refit n resamples at once, each warm-started from the full-data optimum. Rows that are runs of their own
+        are resampled with replacement (Besiroglu et al. 2024). Rows that share a run (a WSD-S run's budgets, one
+        curve's checkpoints) get a wild cluster bootstrap instead: each resample flips every run's residuals by one
+        random weight (Webb's six-point weights), so a run's rows move together and every size stays in every
+        resample, which a few runs drawn with replacement would not keep (Cameron, Gelbach & Miller 2008)."""
         require(self.theta_ is not None, f"{self.name}: fit before bootstrap")
         if n <= 0:
             self.samples_, self.theta_samples_ = None, None
             return self
-        log_x = self._log_x(table)
-
-        def identifiable(counts):  # every variable keeps two distinct values, as `check` asks of the data
-            return all(len(np.unique(log_x[counts > 0, k])) > 1 for k in range(log_x.shape[1]))
-
-        weights = resample_counts(run_groups(table), n, seed, keep=identifiable)
+        groups = run_groups(table)
         starts = np.repeat(self.theta_[None, :], n, axis=0)
+        if len(np.unique(groups)) == len(table):
+            log_x = self._log_x(table)
+
+            def identifiable(counts):  # every variable keeps two distinct values, as `check` asks of the data
+                return all(len(np.unique(log_x[counts > 0, k])) > 1 for k in range(log_x.shape[1]))
+
+            fun, data = self._objective(table), resample_counts(len(table), n, seed, keep=identifiable)
+            self.resampling_ = "rows with replacement (each row is its own run)"
+        else:
+            fun, data = self._objective(table, per_problem="targets"), self._wild_targets(table, groups, n, seed)
+            self.resampling_ = f"wild cluster bootstrap over {len(np.unique(groups))} runs (Webb weights)"
         # Relative stopping rule: scipy's absolute one would stop a ~1e-3 Huber objective at its first step.
-        batch = lbfgs_batch(self._objective(table), starts, weights=weights, bounds=self.bounds,
-                            max_iter=self.max_iter, ftol=1e-10, gtol=1e-9, f_floor=0.0)
+        batch = lbfgs_batch(fun, starts, data=data, bounds=self.bounds, max_iter=self.max_iter, ftol=1e-10,
+                            gtol=1e-9, f_floor=0.0)
         self.theta_samples_ = batch.x
         draws = [self.readable(x) for x in batch.x]
         self.samples_ = {name: np.array([d[name] for d in draws]) for name in self.params_}
         if not batch.converged.all():
             self.warnings_.append(f"bootstrap: {int((~batch.converged).sum())} of {n} resamples did not converge")
         return self
+
+    def _wild_targets(self, table: Table, groups: np.ndarray, n: int, seed: int) -> np.ndarray:
+        """(n, rows) resampled observations: the fit times exp(run weight x residual), residuals inflated for the
+        fitted parameters."""
+        log_fit = self.form.log_predict(self.theta_, self._log_x(table))[0]
+        residual = np.log(table[self.target_column]) - log_fit
+        residual *= np.sqrt(len(table) / max(len(table) - self.form.n_params, 1))
+        webb = np.sqrt(np.array([0.5, 1.0, 1.5]))
+        weights = np.random.default_rng(seed).choice(np.concatenate([-webb, webb]), (n, int(groups.max()) + 1))
+        return np.exp(log_fit[None, :] + weights[:, groups] * residual[None, :])
 
     def fresh(self, **attributes) -> "PowerLawLaw":
         """An unfitted copy with the same options (and `attributes` changed): the rolling folds' law."""

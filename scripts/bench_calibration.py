@@ -1,0 +1,118 @@
+"""Do the forecast intervals keep their promise? Coverage and sharpness of `ladder fit`'s intervals, measured the way a
+user meets them: fit the smaller rungs, forecast the larger ones.
+
+- Published ladders (../shared/refdata): rolling folds at 50/60/70/80/90% of the log-size range, every larger row
+  forecast (`backtest=rolling`): Chinchilla's 240 points, Gadre et al.'s three corpora (C4 eval loss), the OLMo
+  ladder's 16 runs (C4 validation loss at each run's end). The same folds with `interval.method=bootstrap` (the
+  mean law's band, what ladder printed before) for comparison.
+- Simulated ladders (ladder/fit/simulate.py: 8 sizes x 5 budgets, 0.5% noise, targets 3-10x larger), where the
+  truth is known: the law exact, curved in log N, smaller rungs undertuned, heavy-tailed noise, correlated budgets.
+- A ladder's own runs directory (--runs runs/tiny, after `ladder demo`): its rolling coverage, and the demo's
+  held-out rung.
+
+Sharpness is the median interval width over the median |relative error| (Gaussian errors give about 5.8).
+
+    python scripts/bench_calibration.py [--sims 16] [--bootstrap 1000] [--runs runs/tiny] [--only real|sim]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ladder.fit.calibrate import IntervalOptions, interval_score
+from ladder.fit.forecast import backtest, load_table
+from ladder.fit.laws import make_law
+from ladder.fit.reproduce import GADRE_DATASETS, load_chinchilla, load_gadre, load_olmo_ladder
+from ladder.fit.simulate import SCENARIOS, simulate
+from ladder.report import format_table
+
+REFDATA = Path(__file__).resolve().parents[2] / "shared" / "refdata"
+LAW = {"name": "chinchilla", "bounds": {"alpha": [0, float("inf")], "beta": [0, float("inf")]}}
+
+
+def real_ladders() -> dict:
+    ladders = {"chinchilla": load_chinchilla(REFDATA / "chinchilla" / "svg_extracted_data.csv")}
+    for dataset in GADRE_DATASETS:
+        ladders[f"gadre {dataset}"] = load_gadre(REFDATA / "gadre" / "runs_flat.csv", dataset)
+    ladders["olmo ladder"] = load_olmo_ladder(REFDATA / "olmo-ladder" / "ladder-runs")
+    return ladders
+
+
+def row(name, coverage, errors, widths, scores, n, seconds):
+    errors, widths = np.abs(np.asarray(errors)), np.asarray(widths)
+    return [name, str(n), f"{coverage:.2f}", f"{np.median(errors):.2%}", f"{np.median(widths):.2%}",
+            f"{np.median(widths) / np.median(errors):.1f}", f"{np.mean(scores):.4g}", f"{seconds:.0f}"]
+
+
+def bench_backtest(name, table, n_boot, method, law=LAW):
+    t0 = time.perf_counter()
+    result = backtest(law, table, "rolling", n_boot, 0, 0.95, {"method": method})
+    rows = result["rows"]
+    widths = [(r["hi"] - r["lo"]) / r["predicted"] for r in rows]
+    return row(name, result["coverage"], [r["rel_error"] for r in rows], widths,
+               [r["interval_score"] for r in rows], len(rows), time.perf_counter() - t0)
+
+
+def bench_simulated(scenario, n_sims, n_boot):
+    t0 = time.perf_counter()
+    covered, errors, widths, scores = [], [], [], []
+    for seed in range(n_sims):
+        ladder, targets = simulate(scenario, seed)
+        law = make_law(LAW).fit(ladder).bootstrap(ladder, n_boot, seed).calibrate(ladder, IntervalOptions(), seed)
+        p = law.predict(targets)
+        actual = targets["loss"]
+        covered += list((p.lo <= actual) & (actual <= p.hi))
+        errors += list(p.value / actual - 1)
+        widths += list((p.hi - p.lo) / p.value)
+        scores += list(interval_score(p.lo, p.hi, actual, 0.95))
+    return row(f"sim {scenario}", float(np.mean(covered)), errors, widths, scores, len(covered),
+               time.perf_counter() - t0)
+
+
+def bench_runs(runs: Path, n_boot):
+    out = []
+    table = load_table(runs, {"params": "non_embedding_params", "tokens": "tokens", "loss": "loss", "flops": "flops",
+                              "budget": "budget", "run": "rung"})
+    out.append(bench_backtest(f"{runs} (own rolling)", table, n_boot, "calibrated"))
+    comparison = runs / "report" / "comparison.json"
+    if comparison.exists():
+        c = json.loads(comparison.read_text())
+        out.append([f"demo held-out {c['rung']}", "1", "1.00" if c["covered"] else "0.00",
+                    f"{abs(c['rel_error']):.2%}", f"{(c['hi'] - c['lo']) / c['predicted']:.2%}", "", "", ""])
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sims", type=int, default=16, help="simulated ladders per scenario")
+    parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--runs", type=Path, help="a ladder's runs directory, e.g. runs/tiny after ladder demo")
+    parser.add_argument("--only", choices=["real", "sim"])
+    args = parser.parse_args()
+    header = ["ladder", "held-out rows", "coverage", "median |err|", "median width", "width/|err|",
+              "interval score", "s"]
+    if args.only != "sim" and REFDATA.exists():
+        body = []
+        for name, table in real_ladders().items():
+            body.append(bench_backtest(name, table, args.bootstrap, "calibrated"))
+            body.append(bench_backtest(f"  before (bootstrap band)", table, args.bootstrap, "bootstrap"))
+            print(format_table(header, body[-2:]), flush=True)
+        print("\npublished ladders, rolling folds at 50-90% of the log-size range, 95% intervals")
+        print(format_table(header, body), flush=True)
+    if args.only != "real":
+        body = [bench_simulated(s, args.sims, min(args.bootstrap, 400)) for s in SCENARIOS]
+        print(f"\nsimulated ladders ({args.sims} per scenario, 9 targets each at 3-10x the largest size), "
+              f"95% intervals")
+        print(format_table(header, body), flush=True)
+    if args.runs:
+        print(f"\n{args.runs}")
+        print(format_table(header, bench_runs(args.runs, args.bootstrap)))
+
+
+if __name__ == "__main__":
+    main()
