@@ -1,5 +1,6 @@
 """Benchmark the chinchilla fit on Epoch's 240 Chinchilla points: the full procedure (4500-start grid + 4000
-bootstrap refits) against a plain scipy L-BFGS-B loop over the starts one by one, run on a slice of the grid.
+bootstrap refits + the predictive interval's rolling folds) against a plain scipy L-BFGS-B loop over the starts one by
+one, run on a slice of the grid.
 
     python scripts/bench_fit.py [--csv ../shared/refdata/chinchilla/svg_extracted_data.csv] [--slice 200]
 """
@@ -14,7 +15,9 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import minimize
 
+from ladder.fit.calibrate import IntervalOptions
 from ladder.fit.laws import make_law
+from ladder.fit.table import Table
 from ladder.fit.powerlaw import huber
 from ladder.fit.reproduce import EPOCH_GRID_OBJECTIVE, chinchilla_csv, load_chinchilla
 
@@ -49,6 +52,9 @@ def main():
     law = make_law({"name": "chinchilla"}).fit(table)
     t_grid = time.perf_counter() - t0
     law.bootstrap(table, args.bootstrap, seed=0)
+    t_boot = time.perf_counter() - t0
+    law.calibrate(table, IntervalOptions(), seed=0)
+    forecast = law.predict(Table({"params": [7e10], "tokens": [1.4e12]}))
     t_total = time.perf_counter() - t0
 
     grid = law.grid
@@ -60,7 +66,9 @@ def main():
 
     print(f"data: {len(table)} points; grid: {len(starts)} starts; bootstrap: {args.bootstrap} resamples")
     print(f"ladder   grid fit          {t_grid:7.2f} s   objective {law.objective_['value']:.8f}")
-    print(f"ladder   grid + bootstrap  {t_total:7.2f} s")
+    print(f"ladder   grid + bootstrap  {t_boot:7.2f} s")
+    print(f"ladder   + intervals       {t_total:7.2f} s   ({len([f for f in law.error_.folds if f['used']])} rolling "
+          f"folds; 70B at 1.4T tokens: {forecast.value[0]:.4f} [{forecast.lo[0]:.4f}, {forecast.hi[0]:.4f}])")
     print(f"scipy    {args.slice} starts loop   {t_loop:7.2f} s   objective {loop_best:.8f} (best of the slice)")
     print(f"scipy    all {len(starts)} starts    {t_loop * len(starts) / args.slice:7.1f} s   (extrapolated)")
     print(f"speed-up on the grid: {t_loop * len(starts) / args.slice / t_grid:.0f}x; Epoch's grid best "

@@ -19,8 +19,9 @@ def test_demo_end_to_end_then_reuses_everything(tmp_path):
     first = subprocess.run(args, capture_output=True, text=True, timeout=900, cwd=ROOT, env=env)
     assert first.returncode == 0, first.stderr[-3000:]
     out = first.stdout
-    for expected in ("forecast vs actual: tiny-665k", "predicted loss", "actual loss", "relative error",
-                     "interval covers it", "ladder compute / held-out rung's", "report:", "elapsed:"):
+    for expected in ("forecast vs actual: tiny-665k", "predicted loss", "95% predictive interval",
+                     "the mean law's band alone", "actual loss", "relative error", "interval covers it",
+                     "ladder compute / held-out rung's", "ladder's rolling backtest coverage", "report:", "elapsed:"):
         assert expected in out, expected
     report = tmp_path / "runs" / "tiny" / "report"
     text = (report / "report.md").read_text()
@@ -32,6 +33,13 @@ def test_demo_end_to_end_then_reuses_everything(tmp_path):
     held = json.loads((tmp_path / "runs" / "tiny-heldout" / "tiny-665k" / "summary.json").read_text())
     actual = held["budgets"]["40k"]["loss"]
     assert f"{actual:.4f}" in out and f"{fit['predictions'][0]['loss']:.4f}" in out  # numbers read from the files
+    forecast = fit["predictions"][0]
+    assert forecast["lo"] < forecast["band_lo"] <= forecast["band_hi"] < forecast["hi"]  # predictive holds the band
+    assert fit["interval"]["method"].startswith("predictive") and fit["backtest"]["rule"].startswith("rolling")
+    comparison = json.loads((report / "comparison.json").read_text())
+    assert comparison["covered"] == (comparison["lo"] <= actual <= comparison["hi"])
+    assert comparison["rolling_coverage"] == fit["backtest"]["coverage"]
+    assert f"{fit['backtest']['coverage']:.0%} of {fit['backtest']['n_test']} rows" in out
 
     # the task forecast: two-step law on every rung's next_line evaluations, checked against the held-out rung
     assert "task forecast vs actual" in out and "## Task forecast vs actual" in text
