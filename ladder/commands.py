@@ -207,7 +207,7 @@ def format_backtest(bt: dict) -> str:
         lines.append(format_table(["fold", "fit on", "rows", "held out", "median |error|", "coverage"], body))
     else:
         header = ["held out", "params", "tokens", "actual", "forecast", "interval", "error", "covered"]
-        body = [[str(r.get("rung", "")), human(r["params"]), human(r["tokens"]), f"{r['actual']:.4g}",
+        body = [[str(r.get("run", "")), human(r["params"]), human(r["tokens"]), f"{r['actual']:.4g}",
                  f"{r['predicted']:.4g}", f"[{r['lo']:.4g}, {r['hi']:.4g}]", f"{r['rel_error']:+.2%}",
                  "yes" if r["covered"] else "no"] for r in bt["rows"]]
         lines.append(format_table(header, body))

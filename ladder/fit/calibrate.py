@@ -70,7 +70,7 @@ class ErrorModel:
     warnings: list[str] = field(default_factory=list)
 
     def parts(self, distance: np.ndarray) -> dict[str, np.ndarray]:
-        """Each part's sd (log units); the t's sd where it has one (dof > 2), else its scale."""
+        """Each part's sd in log units (relative); for the t, its sd where it has one (dof > 2), else its scale."""
         t_sd = np.sqrt(self.dof / (self.dof - 2)) if self.dof > 2 else 1.0
         return {"noise": np.full_like(distance, self.noise_sd, dtype=float),
                 "extrapolation": t_sd * self.kappa * distance}
@@ -91,8 +91,9 @@ class ErrorModel:
 
 
 def distance(reach: dict[str, float], points) -> np.ndarray:
-    """Extrapolation distance in e-folds: how far the farthest variable lies beyond the largest fitted value."""
-    out = np.zeros(len(points))
+    """Extrapolation distance in e-folds: how far the farthest variable lies beyond the largest fitted value.
+    `points` is a Table or a dict of columns."""
+    out = np.zeros(np.shape(np.asarray(points[next(iter(reach))], dtype=float)))
     for column, largest in reach.items():
         out = np.maximum(out, np.log(np.asarray(points[column], dtype=float) / largest))
     return np.maximum(out, 0.0)
@@ -127,33 +128,27 @@ def rolling_folds(values: np.ndarray, fractions=FOLD_FRACTIONS, min_sizes: int =
     return out
 
 
-def log_band(law, points) -> tuple[np.ndarray, np.ndarray]:
-    """(point log forecast (m,), bootstrap log forecasts (B, m) or None) of a power-law law."""
-    log_x = law._log_x(points)
-    point = law.form.log_predict(law.theta_, log_x)[0]
-    draws = None if law.theta_samples_ is None else law.form.log_predict(law.theta_samples_, log_x)
-    return point, draws
-
-
 def learn_error_model(law, table, options: IntervalOptions, seed: int = 0) -> ErrorModel:
     """Rolling-origin backtests of `law` (a fitted PowerLawLaw) on its own table: noise and the extrapolation scale."""
-    column = law.variables[0]
-    point, _ = log_band(law, table)
+    column = law.variables[0]  # model size for chinchilla; a kaplan law's own variable
+    point = law.log_draws(table)[0]
     residual = np.log(table[law.target_column]) - point
     noise = noise_sd(residual, law.form.n_params)
+    # Without a bootstrap of the full fit, the folds go without one too, so their excess carries parameter error.
+    fold_bootstrap = options.fold_bootstrap if law.theta_samples_ is not None else 0
     folds, excess, weights = [], [], []
     for fit_rows, held in rolling_folds(table[column], options.folds, options.min_fold_sizes):
         train, test = table.take(fit_rows), table.take(held)
         entry = {"fit_sizes": int(len(np.unique(train[column]))), "fit_rows": int(len(fit_rows)),
                  "test_rows": int(len(held))}
         try:
-            fold_law = law.fresh(screen=options.fold_starts).fit(train).bootstrap(train, options.fold_bootstrap, seed)
+            fold_law = law.fresh(screen=options.fold_starts).fit(train).bootstrap(train, fold_bootstrap, seed)
         except LadderError as error:
             folds.append({**entry, "used": False, "why": str(error)})
             continue
-        fold_point, fold_draws = log_band(fold_law, test)
-        band_var = np.zeros_like(fold_point) if fold_draws is None else np.nanvar(fold_draws, axis=0)
-        fold_noise = noise_sd(np.log(train[law.target_column]) - log_band(fold_law, train)[0], law.form.n_params)
+        fold_point, _, fold_band, _ = fold_law.log_draws(test)
+        band_var = np.zeros_like(fold_point) if fold_band is None else np.nanvar(fold_band, axis=0)
+        fold_noise = noise_sd(np.log(train[law.target_column]) - fold_law.log_draws(train)[0], law.form.n_params)
         r = np.log(test[law.target_column]) - fold_point
         d = distance(reach_of(train, law.variables), test)
         if not np.any(d > 0):
@@ -165,6 +160,9 @@ def learn_error_model(law, table, options: IntervalOptions, seed: int = 0) -> Er
         folds.append({**entry, "used": True, "max_distance": float(d.max()),
                       "median_abs_error": float(np.median(np.abs(np.expm1(r)))), "excess_kappa2": kappa2})
     n = len(excess)
+    # No chi-square correction of the median (it would be / 0.455 if each fold were one Gaussian draw): the folds'
+    # bands are narrower than the full fit's (fewer sizes), which already inflates their excess; with the correction
+    # the simulated ladders' intervals came out ~1.5x too wide (README).
     learned = max(0.0, weighted_median(excess, weights)) if n else 0.0
     weight = options.prior_weight
     kappa2 = (weight * options.prior_kappa ** 2 + n * learned) / (weight + n) if weight + n > 0 else 0.0
@@ -191,11 +189,13 @@ def weighted_median(values, weights) -> float:
 
 def predictive(point: np.ndarray, band_draws: np.ndarray | None, error: ErrorModel | None, dist: np.ndarray,
                seed: int = 0) -> np.ndarray:
-    """(n, m) predictive draws of the log value: band draws plus noise and extrapolation draws."""
+    """(n, m) predictive draws of the log value: band draws (cycled to N_ERROR_DRAWS) plus noise and extrapolation
+    draws."""
     if band_draws is None:
-        band_draws = np.repeat(point[None, :], N_ERROR_DRAWS if error is not None else 1, axis=0)
+        band_draws = point[None, :]
     if error is None:
         return band_draws
+    band_draws = band_draws[np.arange(max(N_ERROR_DRAWS, len(band_draws))) % len(band_draws)]
     return band_draws + error.draws(dist, len(band_draws), seed)
 
 

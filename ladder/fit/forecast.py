@@ -104,8 +104,9 @@ def predictions_for(law: Law, targets: Table) -> list[dict]:
                 ci = optimal.get("loss_ci", [[np.nan, np.nan]] * len(compute_only))[i]
                 entry.update(metric="loss", loss=optimal["loss"][i], value=optimal["loss"][i], lo=ci[0], hi=ci[1])
                 if optimal.get("loss_band"):
-                    entry.update(band_lo=optimal["loss_band"][i][0], band_hi=optimal["loss_band"][i][1],
-                                 distance_efolds=optimal["loss_distance"][i])
+                    entry.update(band_lo=optimal["loss_band"][i][0], band_hi=optimal["loss_band"][i][1])
+                if "loss_distance" in optimal:
+                    entry["distance_efolds"] = optimal["loss_distance"][i]
             else:
                 ci = optimal.get("params_ci", [[np.nan, np.nan]] * len(compute_only))[i]
                 entry.update(metric="params_opt", value=optimal["params"][i], lo=ci[0], hi=ci[1])
@@ -114,7 +115,8 @@ def predictions_for(law: Law, targets: Table) -> list[dict]:
 
 
 def backtest_folds(table: Table, spec, fractions=FOLD_FRACTIONS) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(rule, fit rows, held-out rows) for `backtest=largest`, `rolling` or a compute cutoff."""
+    """(rule, fit rows, held-out rows) for `backtest=largest`, `rolling` or a compute cutoff. Rolling folds cut the
+    model sizes (params) for every law."""
     if str(spec) == "largest":
         held = table["params"] == table["params"].max()
         folds = [("largest size held out", np.flatnonzero(~held), np.flatnonzero(held))]
@@ -163,16 +165,17 @@ def backtest(law_options: dict, table: Table, spec, n_boot: int, seed: int, ci_l
                    "interval_score": float(score[i]),
                    "distance_efolds": float(prediction.distance[i]) if prediction.distance is not None else np.nan}
             if "run" in test:
-                row["rung"] = test["run"][i]
+                row["run"] = test["run"][i]
             fold_rows.append(row)
         rows += fold_rows
         folds.append({"fold": k, "rule": rule, "n_train": len(train), "n_test": len(test),
                       "max_fitted_params": float(train["params"].max()), **_scores(fold_rows),
                       "warnings": [w for w in law.warnings_ if w.startswith(("interval", "step1: interval"))]})
     require(rows, f"backtest={spec}: no fold could be fitted ({folds[0].get('skipped') if folds else ''})")
-    return {"rule": folds[0]["rule"] if len(folds) == 1 else f"rolling: {len(folds)} folds", "level": ci_level,
-            "n_train": folds[0]["n_train"], "n_test": len(rows), "metric": law.metric, "rows": rows,
-            "folds": folds, **_scores(rows)}
+    single = len(folds) == 1
+    return {"rule": folds[0]["rule"] if single else f"rolling: {len(folds)} folds", "level": ci_level,
+            **({"n_train": folds[0]["n_train"]} if single else {}), "n_test": len(rows), "metric": law.metric,
+            "rows": rows, "folds": folds, **_scores(rows)}
 
 
 def _scores(rows: list[dict]) -> dict:

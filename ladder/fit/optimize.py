@@ -50,7 +50,7 @@ def lbfgs_batch(fun: BatchObjective, x0: np.ndarray, data: np.ndarray | None = N
         return _lbfgs_loop(fun, x, f, g, data, lower, upper, memory, max_iter, ftol, gtol, f_floor)
 
 
-def _lbfgs_loop(fun, x, f, g, weights, lower, upper, memory, max_iter, ftol, gtol, f_floor) -> BatchResult:
+def _lbfgs_loop(fun, x, f, g, data, lower, upper, memory, max_iter, ftol, gtol, f_floor) -> BatchResult:
     S, P = x.shape
     s_hist, y_hist = np.zeros((S, memory, P)), np.zeros((S, memory, P))
     rho = np.zeros((S, memory))  # 0 marks an empty or skipped slot: it then drops out of the recursion
@@ -63,7 +63,7 @@ def _lbfgs_loop(fun, x, f, g, weights, lower, upper, memory, max_iter, ftol, gto
         if idx.size == 0:
             break
         xa, fa, ga = x[idx], f[idx], g[idx]
-        wa = None if weights is None else weights[idx]
+        data_a = None if data is None else data[idx]
         free = ~(((xa <= lower) & (ga > 0)) | ((xa >= upper) & (ga < 0)))  # bound-clamped coordinates stay put
         pg = np.where(free, ga, 0.0)
         done = np.abs(pg).max(axis=1) <= gtol
@@ -82,7 +82,7 @@ def _lbfgs_loop(fun, x, f, g, weights, lower, upper, memory, max_iter, ftol, gto
             if p.size == 0:
                 break
             trial = _project(xa[p] + step[p, None] * direction[p], lower, upper)
-            ft, gt = fun(trial, None if wa is None else wa[p])
+            ft, gt = fun(trial, None if data_a is None else data_a[p])
             ok = np.isfinite(ft) & (ft <= fa[p] + 1e-4 * np.einsum("sp,sp->s", trial - xa[p], ga[p]))
             x_new[p[ok]], f_new[p[ok]], g_new[p[ok]] = trial[ok], ft[ok], gt[ok]
             pending[p[ok]] = False
@@ -127,10 +127,10 @@ def _two_loop(g, s_hist, y_hist, rho, newest, memory, free):
     return np.where(free, z, 0.0)
 
 
-def polish(fun: BatchObjective, x0: np.ndarray, weights: np.ndarray | None = None,
+def polish(fun: BatchObjective, x0: np.ndarray, data: np.ndarray | None = None,
            bounds: np.ndarray | None = None, ftol: float = 1e-15, gtol: float = 1e-12):
     """scipy's L-BFGS-B from one start, tight tolerances; returns (x, f, success)."""
-    w = None if weights is None else weights[None, :]
+    w = None if data is None else data[None, :]
 
     def single(x):
         f, g = fun(x[None, :], w)

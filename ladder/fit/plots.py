@@ -51,7 +51,7 @@ def backtest_errors(backtest: dict, path: Path) -> Path:
         lo = 100 * np.array([r["lo"] / r["actual"] - 1 for r in own])
         hi = 100 * np.array([r["hi"] / r["actual"] - 1 for r in own])
         color = plt.cm.viridis(i / max(1, len(folds) - 1))
-        ax.errorbar(x, error, yerr=[error - lo, hi - error], fmt="o", ms=3, lw=0.8, color=color, alpha=0.7,
+        ax.errorbar(x, error, yerr=[np.clip(error - lo, 0, None), np.clip(hi - error, 0, None)], fmt="o", ms=3, lw=0.8, color=color, alpha=0.7,
                     label=f"fold {fold} ({np.mean([r['covered'] for r in own]):.0%} covered)")
     ax.axhline(0, color="gray", lw=1)
     ax.set(xlabel="extrapolation distance (e-folds beyond the largest fitted value)",

@@ -22,12 +22,12 @@ def in_threads(fun_rows, min_rows: int = 256):
     """Evaluate a row-independent batch objective on chunks of rows in parallel (numpy releases the GIL)."""
     workers = _POOL._max_workers
 
-    def fun(theta, weights):
+    def fun(theta, data):
         if workers == 1 or len(theta) < min_rows:
-            return fun_rows(theta, weights)
+            return fun_rows(theta, data)
         bounds = np.linspace(0, len(theta), workers + 1).astype(int)
-        parts = list(_POOL.map(lambda ab: fun_rows(theta[ab[0]:ab[1]], None if weights is None
-                                                   else weights[ab[0]:ab[1]]), zip(bounds[:-1], bounds[1:])))
+        parts = list(_POOL.map(lambda ab: fun_rows(theta[ab[0]:ab[1]], None if data is None
+                                                   else data[ab[0]:ab[1]]), zip(bounds[:-1], bounds[1:])))
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     return fun

@@ -28,7 +28,8 @@ class Prediction:
     hi: np.ndarray
     band_lo: np.ndarray | None = None  # the mean law's bootstrap band (parameter uncertainty alone)
     band_hi: np.ndarray | None = None
-    parts: dict[str, np.ndarray] = field(default_factory=dict)  # each part's sd in log units, where known
+    parts: dict[str, np.ndarray] = field(default_factory=dict)  # each part's sd: log units (relative) for losses,
+    # accuracy units for accuracy
     distance: np.ndarray | None = None  # e-folds beyond the largest fitted value
 
     @classmethod
@@ -259,6 +260,8 @@ class PowerLawLaw(Law):
 
     def calibrate(self, table: Table, options: IntervalOptions, seed: int = 0) -> "PowerLawLaw":
         require(self.theta_ is not None, f"{self.name}: fit before calibrate")
+        if self.error_ is not None:  # calibrating again replaces the last error model and its warnings
+            self.warnings_ = [w for w in self.warnings_ if w not in self.error_.warnings]
         self.error_ = None
         if options.method == "calibrated":
             self.error_ = learn_error_model(self, table, options, seed)
@@ -281,8 +284,11 @@ class PowerLawLaw(Law):
         return out
 
     def predict(self, points: Table) -> Prediction:
-        point, draws, band, dist = self.log_draws(points)
-        return Prediction.from_draws(self.metric, np.exp(point), None if draws is None else np.exp(draws),
+        return self.prediction(*self.log_draws(points))
+
+    def prediction(self, point, draws, band, dist, metric: str | None = None) -> Prediction:
+        """The Prediction of `log_draws`' output."""
+        return Prediction.from_draws(metric or self.metric, np.exp(point), None if draws is None else np.exp(draws),
                                      None if band is None else np.exp(band), self.ci_level,
                                      self.parts(band, dist), dist)
 

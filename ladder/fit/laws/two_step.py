@@ -10,7 +10,6 @@ run's first `step2.skip_frac` dropped, a trailing moving average of `step2.windo
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 
 import numpy as np
@@ -76,14 +75,15 @@ class TwoStep(Law):
         return Table({"run": list(run), "params": params, "tokens": tokens, "task_loss": task_loss,
                       "flops": 6 * np.array(params) * np.array(tokens)})
 
-    def step2_points(self, table: Table) -> tuple[np.ndarray, np.ndarray]:
+    def step2_points(self, table: Table, window: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        window = self.step2_window if window is None else window
         xs, ys = [np.array([0.0])], [np.array([1.0])]  # the anchor: a perfect model is always right
         for run in dict.fromkeys(table["run"].tolist()):
             idx = np.flatnonzero(table["run"] == run)
             idx = idx[np.argsort(table["tokens"][idx])]
             idx = idx[int(np.floor(self.skip_frac * len(idx))):]
-            xs.append(trailing_mean(table["task_loss"][idx], self.step2_window))
-            ys.append(trailing_mean(table["accuracy"][idx], self.step2_window))
+            xs.append(trailing_mean(table["task_loss"][idx], window))
+            ys.append(trailing_mean(table["accuracy"][idx], window))
         return np.concatenate(xs), np.concatenate(ys)
 
     @staticmethod
@@ -117,6 +117,8 @@ class TwoStep(Law):
 
     def bootstrap(self, table: Table, n: int, seed: int = 0) -> "TwoStep":
         if n <= 0:
+            self.step1.bootstrap(self.step1_table(table), 0)
+            self.samples_, self.sigmoid_samples_ = None, None
             return self
         self.step1.bootstrap(self.step1_table(table), n, seed)
         x, y = self.step2_data_
@@ -138,7 +140,8 @@ class TwoStep(Law):
         self.step1.calibrate(self.step1_table(table), options, seed)
         self.error_ = self.step1.error_
         self.warnings_ += [f"step1: {w}" for w in (self.error_.warnings if self.error_ else [])]
-        x, y = self.step2_data_
+        # One checkpoint's scatter: the raw points (the fit's are smoothed over a window), anchor left out.
+        x, y = self.step2_points(table, window=1)
         self.step2_noise_ = noise_sd(y[1:] - sigmoid(x[1:], *self.sigmoid_), len(SIGMOID_NAMES)) \
             if self.error_ is not None else 0.0
         return self
@@ -160,9 +163,9 @@ class TwoStep(Law):
         return np.clip(draws, 0.0, 1.0)
 
     def predict_all(self, points: Table) -> list[Prediction]:
-        task = dataclasses.replace(self.step1.predict(points), metric="task_loss")
+        point, task_draws, task_band, dist = self.step1.log_draws(points)
+        task = self.step1.prediction(point, task_draws, task_band, dist, metric="task_loss")
         accuracy = sigmoid(task.value, *self.sigmoid_)
-        _, task_draws, task_band, dist = self.step1.log_draws(points)
         noise = getattr(self, "step2_noise_", 0.0) if self.error_ is not None else 0.0
         draws = None if task_draws is None else self._accuracy(task_draws, noise, seed=1)
         band = None if task_band is None else self._accuracy(task_band, 0.0, seed=1)
