@@ -12,7 +12,7 @@ user meets them: fit the smaller rungs, forecast the larger ones.
 
 Sharpness is the median interval width over the median |relative error| (Gaussian errors give about 5.8).
 
-    python scripts/bench_calibration.py [--sims 16] [--bootstrap 1000] [--runs runs/tiny] [--only real|sim]
+    python scripts/bench_calibration.py [--sims 16] [--bootstrap 1000] [--runs runs/tiny] [--only real|sim|runs]
 """
 
 from __future__ import annotations
@@ -92,11 +92,11 @@ def main():
     parser.add_argument("--sims", type=int, default=16, help="simulated ladders per scenario")
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--runs", type=Path, help="a ladder's runs directory, e.g. runs/tiny after ladder demo")
-    parser.add_argument("--only", choices=["real", "sim"])
+    parser.add_argument("--only", choices=["real", "sim", "runs"])
     args = parser.parse_args()
     header = ["ladder", "held-out rows", "coverage", "median |err|", "median width", "width/|err|",
               "interval score", "s"]
-    if args.only != "sim" and REFDATA.exists():
+    if args.only in (None, "real") and REFDATA.exists():
         body = []
         for name, table in real_ladders().items():
             body.append(bench_backtest(name, table, args.bootstrap, "calibrated"))
@@ -104,7 +104,7 @@ def main():
             print(format_table(header, body[-2:]), flush=True)
         print("\npublished ladders, rolling folds at 50-90% of the log-size range, 95% intervals")
         print(format_table(header, body), flush=True)
-    if args.only != "real":
+    if args.only in (None, "sim"):
         body = [bench_simulated(s, args.sims, min(args.bootstrap, 400)) for s in SCENARIOS]
         print(f"\nsimulated ladders ({args.sims} per scenario, 9 targets each at 3-10x the largest size), "
               f"95% intervals")
