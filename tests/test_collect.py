@@ -67,7 +67,8 @@ def test_collect_from_wandb_with_the_public_api_shape():
 def test_collect_cli_writes_csv(run_cli, tmp_path):
     write_runs(tmp_path / "runs")
     code, out, err = run_cli("collect", "ladder=tiny", f"runs_dir={tmp_path / 'runs'}", f"out={tmp_path / 't.csv'}")
-    assert code == 0, err and "collected 12 rows" in out
+    assert code == 0, err
+    assert "collected 12 rows" in out
     assert len(Table.read_csv(tmp_path / "t.csv")) == 12
 
 
