@@ -162,7 +162,7 @@ def learn_error_model(law, table, options: IntervalOptions, seed: int = 0) -> Er
     n = len(excess)
     # No chi-square correction of the median (it would be / 0.455 if each fold were one Gaussian draw): the folds'
     # bands are narrower than the full fit's (fewer sizes), which already inflates their excess; with the correction
-    # the simulated ladders' intervals came out ~1.5x too wide (README).
+    # the intervals on simulated ladders where the law is exact came out wider still (README).
     learned = max(0.0, weighted_median(excess, weights)) if n else 0.0
     weight = options.prior_weight
     kappa2 = (weight * options.prior_kappa ** 2 + n * learned) / (weight + n) if weight + n > 0 else 0.0
