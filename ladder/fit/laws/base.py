@@ -84,10 +84,20 @@ class Law:
         self.warnings_: list[str] = []
         self.n_points_ = 0
         self.error_: ErrorModel | None = None  # noise and extrapolation error, once calibrated
+        self.resampling_: str | None = None  # how the bootstrap resampled, once run
 
     def calibrate(self, table: Table, options: IntervalOptions, seed: int = 0) -> "Law":
         """Learn the forecast error beyond parameter uncertainty; laws that cannot keep their bootstrap band."""
         return self
+
+    def _set_error(self, error: ErrorModel | None, prefix: str = "") -> None:
+        """Install an error model; calibrating again replaces the last one and its warnings."""
+        if self.error_ is not None:
+            old = {prefix + w for w in self.error_.warnings}
+            self.warnings_ = [w for w in self.warnings_ if w not in old]
+        self.error_ = error
+        if error is not None:
+            self.warnings_ += [prefix + w for w in error.warnings]
 
     def fit(self, table: Table) -> "Law":
         raise NotImplementedError
@@ -118,12 +128,11 @@ class Law:
                 "warnings": self.warnings_}
 
     def interval_summary(self) -> dict:
-        resampling = getattr(self, "resampling_", None)
         if self.error_ is None:
             return {"method": "bootstrap percentile band of the mean law (parameter uncertainty only)",
-                    "level": self.ci_level, "resampling": resampling}
+                    "level": self.ci_level, "resampling": self.resampling_}
         return {"method": "predictive: bootstrap band of the mean law + run-to-run noise + extrapolation error "
-                          "learned by rolling backtests", "level": self.ci_level, "resampling": resampling,
+                          "learned by rolling backtests", "level": self.ci_level, "resampling": self.resampling_,
                 "error_model": self.error_.to_dict()}
 
 
@@ -260,12 +269,7 @@ class PowerLawLaw(Law):
 
     def calibrate(self, table: Table, options: IntervalOptions, seed: int = 0) -> "PowerLawLaw":
         require(self.theta_ is not None, f"{self.name}: fit before calibrate")
-        if self.error_ is not None:  # calibrating again replaces the last error model and its warnings
-            self.warnings_ = [w for w in self.warnings_ if w not in self.error_.warnings]
-        self.error_ = None
-        if options.method == "calibrated":
-            self.error_ = learn_error_model(self, table, options, seed)
-            self.warnings_ += self.error_.warnings
+        self._set_error(learn_error_model(self, table, options, seed) if options.method == "calibrated" else None)
         return self
 
     def log_draws(self, points: Table, seed: int = 0):

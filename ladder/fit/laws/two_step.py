@@ -55,6 +55,8 @@ class TwoStep(Law):
         require(self.step1_window >= 1 and self.step2_window >= 1, "law.step1.window and law.step2.window: >= 1")
         require(0 <= self.skip_frac < 1, f"law.step2.skip_frac={self.skip_frac}: must be in [0, 1)")
         self.step1 = Chinchilla(target_column="task_loss", ci_level=ci_level, **step1)
+        self.sigmoid_samples_: np.ndarray | None = None  # step 2's bootstrap draws, once run
+        self.step2_noise_ = 0.0  # one checkpoint's accuracy scatter around the sigmoid, once calibrated
 
     # -- the two data sets -------------------------------------------------------------------------------------
     def step1_table(self, table: Table) -> Table:
@@ -138,8 +140,7 @@ class TwoStep(Law):
     def calibrate(self, table: Table, options: IntervalOptions, seed: int = 0) -> "TwoStep":
         """Step 1's error model from its own rolling backtests; step 2's scatter of accuracy around the sigmoid."""
         self.step1.calibrate(self.step1_table(table), options, seed)
-        self.error_ = self.step1.error_
-        self.warnings_ += [f"step1: {w}" for w in (self.error_.warnings if self.error_ else [])]
+        self._set_error(self.step1.error_, prefix="step1: ")
         # One checkpoint's scatter: the raw points (the fit's are smoothed over a window), anchor left out.
         x, y = self.step2_points(table, window=1)
         self.step2_noise_ = noise_sd(y[1:] - sigmoid(x[1:], *self.sigmoid_), len(SIGMOID_NAMES)) \
@@ -154,8 +155,7 @@ class TwoStep(Law):
 
     def _accuracy(self, task_log_draws: np.ndarray, noise: float, seed: int) -> np.ndarray:
         """Accuracy draws: each task-loss draw through a sigmoid draw (cycled), plus step 2's scatter."""
-        curves = getattr(self, "sigmoid_samples_", None)
-        curves = self.sigmoid_[None, :] if curves is None else curves
+        curves = self.sigmoid_[None, :] if self.sigmoid_samples_ is None else self.sigmoid_samples_
         pick = curves[np.arange(len(task_log_draws)) % len(curves)]
         draws = sigmoid(np.exp(task_log_draws), *(pick[:, i, None] for i in range(len(SIGMOID_NAMES))))
         if noise > 0:
@@ -166,7 +166,7 @@ class TwoStep(Law):
         point, task_draws, task_band, dist = self.step1.log_draws(points)
         task = self.step1.prediction(point, task_draws, task_band, dist, metric="task_loss")
         accuracy = sigmoid(task.value, *self.sigmoid_)
-        noise = getattr(self, "step2_noise_", 0.0) if self.error_ is not None else 0.0
+        noise = self.step2_noise_ if self.error_ is not None else 0.0
         draws = None if task_draws is None else self._accuracy(task_draws, noise, seed=1)
         band = None if task_band is None else self._accuracy(task_band, 0.0, seed=1)
         parts = {"parameters": np.nanstd(band, axis=0) if band is not None else np.full_like(accuracy, np.nan)}
