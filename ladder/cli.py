@@ -27,6 +27,7 @@ COMMANDS = {
     "eval": ("ladder.commands:evaluate", "score a finished rung's budgets on eval tasks and corpora (eval=[...])"),
     "collect": ("ladder.commands:collect", "gather run directories (or a CSV, or W&B) into one tidy CSV"),
     "reproduce": ("ladder.commands:reproduce", "refit a published dataset (chinchilla) beside the published fits"),
+    "design": ("ladder.commands:design", "the cheapest ladder that forecasts the target within design.error"),
 }
 
 USAGE = "usage: ladder <command> [key=value ...] [--cfg]\n\ncommands:\n" + "\n".join(
@@ -44,8 +45,10 @@ def compose_config(overrides: list[str]):
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    search = [Path(o.split("file://", 1)[1].rstrip("]")) for o in overrides if o.startswith("hydra.searchpath=")
+              and "file://" in o]
     for override in overrides:
-        _check_group_choice(override)
+        _check_group_choice(override, search)
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             return compose(config_name="config", overrides=overrides)
@@ -54,12 +57,32 @@ def compose_config(overrides: list[str]):
         raise LadderError(message) from None
 
 
-def _check_group_choice(override: str) -> None:
+def ladder_files(overrides: list[str]) -> list[str]:
+    """`ladder=DIR/ladder/NAME.yaml` (a ladder file outside conf/, as `ladder design` writes it) becomes
+    `hydra.searchpath=[file://DIR]` and `ladder=NAME`, so every command, and the jobs a sweep launches, compose it."""
+    out = []
+    for override in overrides:
+        key, _, value = override.partition("=")
+        if key != "ladder" or not value.endswith((".yaml", ".yml")):
+            out.append(override)
+            continue
+        path = Path(value).expanduser().resolve()
+        if not path.is_file():
+            raise LadderError(f"ladder={value}: no such file")
+        if path.parent.name != "ladder":
+            raise LadderError(f"ladder={value}: a ladder file must sit in a directory named ladder/ (as conf/ladder/ "
+                              f"and ladder design's out/ladder/); move it there")
+        out += [f"hydra.searchpath=[file://{path.parent.parent}]", f"ladder={path.stem}"]
+    return out
+
+
+def _check_group_choice(override: str, search: list[Path] = ()) -> None:
     key, sep, value = override.lstrip("+~").partition("=")
     group = CONF_DIR / key
     if not sep or "." in key or not group.is_dir():
         return
-    options = sorted({p.stem for p in group.glob("*.yaml")} | PLUGIN_OPTIONS.get(key, set()))
+    options = sorted({p.stem for d in (CONF_DIR, *search) for p in (d / key).glob("*.yaml")}
+                     | PLUGIN_OPTIONS.get(key, set()))
     listed = value.startswith("[") and value.endswith("]")  # several at once: eval=[hellaswag,arc_easy]
     chosen = [v.strip() for v in value[1:-1].split(",") if v.strip()] if listed else [value]
     for choice in chosen:
@@ -72,7 +95,7 @@ def run(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0
-    command, overrides = argv[0], [a for a in argv[1:] if a != "--cfg"]
+    command, overrides = argv[0], ladder_files([a for a in argv[1:] if a != "--cfg"])
     if command not in COMMANDS:
         raise LadderError(f"unknown command {command!r}; use one of {', '.join(COMMANDS)}")
     if command == "reproduce" and overrides and "=" not in overrides[0]:

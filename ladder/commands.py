@@ -261,3 +261,37 @@ def reproduce(cfg, overrides) -> int:
           f"{result['bootstrap']['n']} bootstrap resamples\n")
     print(format_table(header, rows))
     return 0
+
+
+def design(cfg, overrides) -> int:
+    from ladder.cli import compose_config
+    from ladder.design.prior import load_prior
+    from ladder.design.run import format_design, run_design
+    from ladder.design.search import DesignOptions
+
+    fmt = _format(cfg)
+    options = DesignOptions.from_config(_plain(cfg.design))
+    explicit = {o.lstrip("+").split("=")[0] for o in overrides}
+    others = [o for o in overrides if o.split("=", 1)[0] != "recipe"]
+    recipes = list(options.recipes) or [str(cfg.recipe.name)]
+    cfgs = {name: (cfg if name == cfg.recipe.name else compose_config([*others, f"recipe={name}"])) for name in recipes}
+    if "target.flops" in explicit and not explicit & {"target.params", "target.tokens", "target.preset"}:
+        # compute alone: the target is the prior law's compute-optimal size at that compute
+        n_opt = _compute_optimal_params(load_prior(options.prior).readable(), float(cfg.target.flops))
+        for c in cfgs.values():
+            c.target.params, c.target.preset, c.target.tokens = float(f"{n_opt:.3g}"), None, None
+    out = Path(cfg.out) if cfg.out else None
+    result = run_design(cfgs, options, float(cfg.ci_level), out)
+    if fmt == "json":
+        print_json({k: v for k, v in result.items() if k != "frontier_rows"})
+    else:
+        print(format_design(result))
+        print(f"wrote {', '.join(result['files'])}")
+    return 0 if "chosen" in result else 1
+
+
+def _compute_optimal_params(law: dict, flops: float) -> float:
+    """argmin over N of E + A/N^alpha + B/(C/6N)^beta (Hoffmann et al. 2022, eq. 4)."""
+    alpha, beta = law["alpha"], law["beta"]
+    g = (alpha * law["A"] / (beta * law["B"])) ** (1 / (alpha + beta))
+    return float(g * (flops / 6) ** (beta / (alpha + beta)))

@@ -41,8 +41,21 @@ class Rung:
         return math.ceil(self.tokens / self.recipe.batch_tokens)
 
     @property
+    def trained_tokens(self) -> int:
+        """Tokens the run trains, what it costs: with WSD-S the main run stops at the last budget's fork and every
+        budget (the last too) adds its own cooldown branch."""
+        if not self.recipe.branches_budgets:
+            return self.tokens
+        from ladder.train.schedule import cooldown_length
+
+        batch = self.recipe.batch_tokens
+        cooldowns = [cooldown_length(math.ceil(tokens / batch), self.recipe.schedule) * batch
+                     for tokens in self.budgets.values()]
+        return self.tokens - cooldowns[-1] + sum(cooldowns)
+
+    @property
     def flops(self) -> float:
-        return float(self.flops_per_token) * self.tokens
+        return float(self.flops_per_token) * self.trained_tokens
 
 
 @dataclass
@@ -198,7 +211,7 @@ def plan_to_dict(plan: Plan) -> dict:
             **rung.counts.to_dict(), "tokens": rung.tokens, "budgets": rung.budgets, "flops": rung.flops,
             "flops_per_token": rung.flops_per_token, "lr": rung.recipe.lr, "batch_tokens": rung.recipe.batch_tokens,
             "steps": rung.steps, "recipe": rung.recipe.to_dict(),
-            "gpu_hours": plan.gpu_hours(rung.spec, rung.tokens)})
+            "trained_tokens": rung.trained_tokens, "gpu_hours": plan.gpu_hours(rung.spec, rung.trained_tokens)})
     target = plan.target
     return {
         "ladder": plan.ladder, "flops_convention": plan.flops_convention,

@@ -22,7 +22,10 @@ def test_default_plan_is_the_tiny_cpu_ladder(run_cli):
     for rung in rungs:
         assert len(rung["budgets"]) >= 2  # WSD-S: one run yields every budget
         assert rung["tokens"] == max(rung["budgets"].values())
-        assert rung["flops"] == pytest.approx(6 * rung["params"] * rung["tokens"])  # chinchilla_6nd default
+        assert rung["flops"] == pytest.approx(6 * rung["params"] * rung["trained_tokens"])  # chinchilla_6nd default
+        # WSD-S: the main run stops at the last budget's fork; each budget adds a cooldown branch of 20% of it
+        cooldowns = sum(0.2 * tokens for tokens in rung["budgets"].values())
+        assert rung["trained_tokens"] == pytest.approx(0.8 * rung["tokens"] + cooldowns, rel=0.02)
         assert rung["tokens"] % rung["batch_tokens"] == 0
     assert data["flops_convention"] == "chinchilla_6nd"
     assert data["ladder_flops"] == pytest.approx(sum(r["flops"] for r in rungs))
@@ -59,7 +62,7 @@ def test_flops_convention_override_changes_every_flops(run_cli):
     data = plan_json(run_cli, "flops_convention=kaplan_6nd")
     assert data["flops_convention"] == "kaplan_6nd"
     rung = data["rungs"][0]
-    assert rung["flops"] == 6 * rung["non_embedding_params"] * rung["tokens"]
+    assert rung["flops"] == 6 * rung["non_embedding_params"] * rung["trained_tokens"]
 
 
 def test_table_output_has_totals_and_cost(run_cli):

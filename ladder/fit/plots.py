@@ -14,13 +14,29 @@ import numpy as np  # noqa: E402
 from ladder.fit.table import Table, flops_per_nd  # noqa: E402
 
 
-def _save(fig, path: Path) -> Path:
+def save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=120, bbox_inches="tight")
     plt.close(fig)
     tmp.replace(path)
     return path
+
+
+def plain_log_axis(ax) -> None:
+    """Tick labels as plain numbers (0.5, 2, 3, 1e+04) on log axes, not 5x10^-1."""
+    from matplotlib.ticker import FuncFormatter
+
+    def minor(axis):  # 2, 3, 5 between the decades, on an axis short enough to have room for them
+        def label(v, _):
+            lo, hi = sorted(axis.get_view_interval())
+            return f"{v:g}" if hi / max(lo, 1e-300) < 30 and f"{v:.1g}"[0] in "235" else ""
+        return FuncFormatter(label)
+
+    for axis in (ax.xaxis, ax.yaxis):
+        if axis.get_scale() == "log":
+            axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            axis.set_minor_formatter(minor(axis))
 
 
 def plot_fit(law, table: Table, result: dict, directory: Path) -> list[Path]:
@@ -59,7 +75,7 @@ def backtest_errors(backtest: dict, path: Path) -> Path:
            title=f"backtest: {backtest['coverage']:.0%} of {len(rows)} rows inside their "
                  f"{backtest.get('level', 0.95):.0%} interval")
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def loss_vs_compute(law, table: Table, result: dict, path: Path) -> Path:
@@ -93,7 +109,7 @@ def loss_vs_compute(law, table: Table, result: dict, path: Path) -> Path:
            ylabel="loss", title=f"{law.name}: loss vs compute")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def residuals(law, table: Table, path: Path) -> Path:
@@ -107,7 +123,7 @@ def residuals(law, table: Table, path: Path) -> Path:
     ax.axhline(0, color="gray", lw=1)
     ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
     ax.set(ylabel="observed / fitted - 1 (%)", title=f"{law.name}: residuals by rung")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def bootstrap_exponents(law, path: Path) -> Path:
@@ -119,7 +135,7 @@ def bootstrap_exponents(law, path: Path) -> Path:
         ax.hist(draws, bins=40, color="steelblue")
         ax.axvline(law.params_[name], color="crimson")
         ax.set(title=name, xlabel="bootstrap draws")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def frontier(law, table: Table, result: dict, path: Path) -> Path:
@@ -146,7 +162,7 @@ def frontier(law, table: Table, result: dict, path: Path) -> Path:
         right.fill_between(grid, band[:, 0], band[:, 1], color="crimson", alpha=0.2)
     right.set(xscale="log", yscale="log", xlabel="FLOPs", ylabel="N_opt", title="compute-optimal frontier")
     right.legend(fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def two_step(law, table: Table, path: Path) -> Path:
@@ -163,7 +179,7 @@ def two_step(law, table: Table, path: Path) -> Path:
     from ladder.fit.laws.two_step import sigmoid
     right.plot(grid, sigmoid(grid, *law.sigmoid_), color="crimson")
     right.set(xlabel="task loss", ylabel="accuracy", title="step 2: task loss -> accuracy")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def loss_curves(metrics: dict, path: Path) -> Path:
@@ -185,4 +201,4 @@ def loss_curves(metrics: dict, path: Path) -> Path:
     ax.set(xscale="log", xlabel="tokens", ylabel="loss", title="loss curves (faint: train; line: validation; "
                                                                 "stars: budgets after cooldown)")
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)

@@ -59,9 +59,11 @@ class PowerLawForm:
         return theta[:, :k], theta[:, k:k + j], (theta[:, k + j] if self.irreducible else None)
 
     def log_terms(self, theta: np.ndarray, log_x: np.ndarray) -> list[np.ndarray]:
-        """[(S, n)] log-terms a_k - alpha_k log X_k, then e (S, 1) when irreducible; log_x is (n, K)."""
+        """[(S, n)] log-terms a_k - alpha_k log X_k, then e (S, 1) when irreducible; log_x is (n, K), shared by
+        every problem, or (S, n, K), each problem's own points."""
         coefs, exponents, e = self.split(theta)
-        terms = [coefs[:, k, None] - exponents[:, self.exponent_of_term[k], None] * log_x[None, :, k]
+        log_x = log_x if log_x.ndim == 3 else log_x[None]
+        terms = [coefs[:, k, None] - exponents[:, self.exponent_of_term[k], None] * log_x[:, :, k]
                  for k in range(len(self.coef_names))]
         if self.irreducible:
             terms.append(e[:, None])
@@ -88,17 +90,22 @@ class PowerLawForm:
                   per_problem: str = "weights"):
         """fun(theta (S, P), data (S, n) | None) -> (f, grad) for `lbfgs_batch`. y is the observed L. `data` is
         each problem's weights per point (per_problem="weights": a pairs bootstrap's counts) or its own observed L
-        (per_problem="targets": a wild bootstrap's resampled losses)."""
-        log_y = np.log(y)
+        (per_problem="targets": a wild bootstrap's resampled losses). per_problem="points": each problem has its
+        own points, data (S, n, K + 2) = its log X columns, observed L and weight (0 pads a short ladder); log_x
+        and y are then unused."""
+        log_y = None if y is None else np.log(y)
         k_terms = len(self.coef_names)
 
         def fun_rows(theta, data):
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # far-off starts give inf: rejected
                 if per_problem == "targets" and data is not None:
-                    return _fun_rows(theta, None, data, np.log(data))
-                return _fun_rows(theta, data, y, log_y)
+                    return _fun_rows(theta, None, data, np.log(data), log_x)
+                if per_problem == "points":
+                    y_own = data[:, :, -2]
+                    return _fun_rows(theta, data[:, :, -1], y_own, np.log(y_own), data[:, :, :-2])
+                return _fun_rows(theta, data, y, log_y, log_x)
 
-        def _fun_rows(theta, weights, y, log_y):
+        def _fun_rows(theta, weights, y, log_y, log_x):
             lse, probs = self._softmax(theta, log_x)
             if kind == "huber_log":
                 r = lse - log_y
@@ -115,7 +122,8 @@ class PowerLawForm:
                 d_term = probs[k]
                 d_term *= dlse
                 grad[:, k] = d_term.sum(axis=1)
-                grad[:, k_terms + self.exponent_of_term[k]] -= d_term @ log_x[:, k]
+                grad[:, k_terms + self.exponent_of_term[k]] -= (d_term @ log_x[:, k] if log_x.ndim == 2
+                                                                else np.einsum("sn,sn->s", d_term, log_x[:, :, k]))
             if self.irreducible:
                 grad[:, -1] = (dlse * probs[-1]).sum(axis=1)
             return loss.sum(axis=1), grad

@@ -6,6 +6,7 @@ built into a `transformers` model by `ladder.model.build`, and counted by `ladde
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass, fields
 
@@ -83,6 +84,7 @@ class ModelSpec:
         return f"d{self.d_model} L{self.n_layers} H{self.n_heads}"
 
 
+@functools.lru_cache(maxsize=4096)  # pure; `ladder design` asks for the same sizes many times
 def shape_for_params(target_params: float, vocab_size: int, seq_len: int, tie_embeddings: bool = False,
                      aspect_ratio: float = 128.0, head_dim: int = 64, where: str = "params") -> ModelSpec:
     """A shape whose total parameter count is within 2% of `target_params` (or the closest there is).

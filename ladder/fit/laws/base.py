@@ -281,6 +281,15 @@ class PowerLawLaw(Law):
         draws = predictive(point, band, self.error_, dist, seed) if (band is not None or self.error_) else None
         return point, draws, band, dist
 
+    def summary(self) -> dict:
+        """Law.summary plus the fitted vector of the log-sum-exp form and its bootstrap covariance: what a prior
+        for `ladder design` is drawn from."""
+        out = super().summary()
+        if self.theta_ is not None:
+            out["theta"] = {"names": self.form.names, "value": [float(v) for v in self.theta_],
+                            "cov": None if self.theta_samples_ is None else np.cov(self.theta_samples_.T).tolist()}
+        return out
+
     def parts(self, band: np.ndarray | None, dist: np.ndarray) -> dict[str, np.ndarray]:
         out = {"parameters": np.nanstd(band, axis=0) if band is not None else np.full_like(dist, np.nan)}
         if self.error_ is not None:

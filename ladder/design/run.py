@@ -1,0 +1,67 @@
+"""`ladder design` end to end: prior -> candidates -> simulated errors -> frontier -> choice, checked afresh -> files."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+from ladder.design.prior import load_prior
+from ladder.design.report import candidate_dict, candidate_row, format_design, ladder_yaml, write_report
+from ladder.design.search import DesignOptions, candidate_ladders, choose, frontier, score_candidates
+from ladder.design.simulate import simulate
+from ladder.errors import require
+from ladder.io import atomic_write_json, atomic_write_text
+from ladder.report import human
+
+
+def run_design(cfgs: dict, options: DesignOptions, level: float, out: Path | None = None) -> dict:
+    """design.json's content; writes it, report.md, frontier.png and (when the goal is met) ladder/NAME.yaml under
+    `out`. `cfgs` maps each recipe to compare to the config composed with it."""
+    started = time.time()
+    prior = load_prior(options.prior).with_errors(options.noise, options.kappa)
+    candidates = candidate_ladders(cfgs, options)
+    score_candidates(candidates, prior, options, level)
+    front = frontier(candidates)
+    chosen, affordable = choose(candidates, options)
+    target = candidates[0].plan.target
+    first = next(iter(cfgs.values()))
+    name = options.name or f"design-{target.name}".lower()
+    require(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name) is not None,
+            f"design.name={name!r}: a plain name (letters, digits, - _ .), no path separators")
+    out = Path(out) if out else Path("designs") / name
+    result = {
+        "target": f"{target.name} ({human(target.counts.by_convention(options.params))} {options.params} params, "
+                  f"{human(target.tokens)} tokens, {target.flops:.3g} FLOPs)",
+        "goal": options.error, "level": level, "n_candidates": len(candidates), "sims": options.sims,
+        "prior": {"source": prior.source, **prior.readable(), "noise_sd": prior.noise_sd, "kappa": prior.kappa},
+        "branch_correlation": options.branch_correlation, "params_convention": options.params,
+        "hardware": f"{first.hardware.gpu} at {float(first.hardware.mfu):.0%} MFU",
+        "max_gpu_hours": options.max_gpu_hours, "max_params": options.max_params,
+        "candidates": [candidate_dict(c) for c in sorted(candidates, key=lambda c: c.gpu_hours)],
+        "frontier": [candidate_dict(c) for c in front], "frontier_rows": [candidate_row(c) for c in front]}
+    if chosen is not None:
+        # A fresh set of simulations, apart from the ones the choice was made on: does it still meet the goal?
+        outcome = simulate([chosen.rows], target.counts.by_convention(options.params), target.tokens, prior,
+                           options.check_sims, options.seed + 1, options.branch_correlation)[0]
+        result["chosen"] = candidate_dict(chosen)
+        result["check"] = outcome.score(prior, level, seed=options.seed + 1)
+        result["ladder_yaml"] = str(out / "ladder" / f"{name}.yaml")
+        atomic_write_text(out / "ladder" / f"{name}.yaml",
+                          ladder_yaml(chosen, name, cfgs[chosen.recipe], options, prior, level))
+    else:
+        best = min(affordable or candidates, key=lambda c: c.score["error"])
+        within = (f"within design.max_gpu_hours={options.max_gpu_hours:g}" if options.max_gpu_hours
+                  else "among the candidates")
+        result["infeasible"] = (f"design.error={options.error:g}: no ladder {within} reaches it; the best "
+                                f"achievable is {best.score['error']:.2%} ({best.name}, {best.gpu_hours:.3g} GPU-h); "
+                                f"relax design.error, raise design.max_gpu_hours or design.max_params, or give a "
+                                f"prior with less extrapolation error (design.prior=fit.json)")
+        result["best"] = candidate_dict(best)
+    result["seconds"] = time.time() - started
+    result["files"] = [str(p) for p in write_report(out, result, candidates, front, chosen, options.error)]
+    atomic_write_json(out / "design.json", result)
+    return result
+
+
+__all__ = ["format_design", "run_design"]

@@ -1,0 +1,177 @@
+"""The expected forecast error of a candidate ladder, by simulation: what fitting it would give, many times over.
+
+Each simulation draws a "true" law from the prior. A candidate's rows get that law plus one run's noise (the budgets
+of one WSD-S run share part of it: one seed, one data order); the candidate is fitted with the objective and the
+batched L-BFGS users get (`ladder fit` runs it from a grid of starts and polishes with scipy; here every problem
+starts from the prior's mean, which is where the grid's best start lands when the data identify the law,
+tests/test_design.py checks the two agree); the fit's forecast at the target is scored against what one run there
+would measure: the true law, plus its own noise, plus the law's misfit beyond the ladder, drawn as the error model
+says it grows, `kappa` per e-fold of distance past the ladder's largest N and D (ladder/fit/calibrate.py). A
+simulation cannot teach more about that misfit than the backtests did; it says how it trades against noise and the
+fit's own error for each candidate.
+
+Simulations share their random numbers across candidates (one truth, one target run, one misfit per simulation; one
+noise draw per (size, tokens, seed) row and per run, keyed by what the row is), so candidates are compared on the
+same draws: a candidate with an extra rung sees the same noise on the rows it shares with one without.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import binom
+
+from ladder.design.prior import LawPrior
+from ladder.fit.calibrate import FOLD_FRACTIONS, distance, reach_of, rolling_folds
+from ladder.fit.optimize import lbfgs_batch
+from ladder.fit.powerlaw import PowerLawForm
+
+FORM = PowerLawForm(("a", "b"), ("alpha", "beta"), (0, 1))  # the chinchilla law's form
+MAX_PROBLEMS = 8192  # problems fitted at once: memory stays flat for any number of candidates
+
+
+@dataclass
+class LadderRows:
+    """A ladder as the results its runs give: the law's N and D of each row and the run it comes from."""
+    params: np.ndarray
+    tokens: np.ndarray
+    run: np.ndarray  # labels: the budgets of one WSD-S run share one; seeds are runs of their own
+    seed: np.ndarray  # the row's seed, which tells replicate rows apart
+
+    @classmethod
+    def of(cls, params, tokens, run=None, seed=None) -> "LadderRows":
+        params, tokens = np.asarray(params, dtype=float), np.asarray(tokens, dtype=float)
+        run = np.arange(len(params)).astype(str) if run is None else np.asarray(run).astype(str)
+        seed = np.zeros(len(params), dtype=int) if seed is None else np.asarray(seed, dtype=int)
+        return cls(params, tokens, run, seed)
+
+    def __len__(self) -> int:
+        return len(self.params)
+
+
+@dataclass
+class Outcome:
+    """One candidate's simulated forecasts at each of m targets."""
+    log_error: np.ndarray  # (sims, m) log forecast - log of what one run at the target measures; inf: fit failed
+    band_sd: np.ndarray  # (m,) robust sd of the fit's log forecast around the true law: parameter error
+    distance: np.ndarray  # (m,) e-folds beyond the ladder's largest N and D
+    n_folds: int  # rolling folds `ladder fit` would learn the extrapolation scale from
+
+    def abs_error(self) -> np.ndarray:
+        """(sims, m) relative |error| of the forecast."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            return np.where(np.isfinite(self.log_error), np.abs(np.expm1(self.log_error)), np.inf)
+
+    def score(self, prior: LawPrior, level: float, target: int = 0, seed: int = 0) -> dict:
+        """At one target: the `level` quantile of |error| (the goal's measure) with an upper bound, the median,
+        the width of the predictive interval users would get and how often it held the target run's value."""
+        errors = self.abs_error()[:, target]
+        n = len(errors)
+        ordered = np.sort(errors)
+        # one-sided 90% upper confidence bound on the quantile from n draws: an order statistic (binomial)
+        upper = ordered[min(n - 1, int(binom.ppf(0.9, n, level)))]
+        half = predictive_half_width(self.band_sd[target], prior, self.distance[target], self.n_folds, level, seed)
+        finite = np.isfinite(self.log_error[:, target])
+        return {"error": float(np.quantile(errors, level, method="higher")), "error_upper": float(upper),
+                "median_error": float(np.median(errors)), "width": float(2 * np.expm1(half)),
+                "coverage": float(np.mean(np.abs(self.log_error[:, target]) <= half)),
+                "band_sd": float(self.band_sd[target]), "distance_efolds": float(self.distance[target]),
+                "failed_fits": float(1 - finite.mean()), "n_folds": self.n_folds, "sims": n}
+
+
+def predictive_half_width(band_sd: float, prior: LawPrior, dist: float, n_folds: int, level: float,
+                          seed: int = 0, n: int = 20000) -> float:
+    """Half-width (log units) of the interval `ladder fit` would give: band, noise and a t-distributed extrapolation
+    error of the prior's scale with 2 + folds degrees of freedom (interval.prior_dof), as calibrate.py draws it."""
+    rng = np.random.default_rng(seed)
+    draws = (band_sd * rng.standard_normal(n) + prior.noise_sd * rng.standard_normal(n)
+             + prior.kappa * dist * rng.standard_t(2.0 + n_folds, n))
+    return float(np.quantile(np.abs(draws), level))
+
+
+def simulate(ladders: list[LadderRows], target_params, target_tokens, prior: LawPrior, n_sims: int = 200,
+             seed: int = 0, branch_correlation: float = 0.5, objective: str = "huber_log",
+             delta: float = 1e-3) -> list[Outcome]:
+    """Each ladder's Outcome at the targets, from `n_sims` simulations shared by all ladders."""
+    target_params = np.atleast_1d(np.asarray(target_params, dtype=float))
+    target_tokens = np.atleast_1d(np.asarray(target_tokens, dtype=float))
+    target_log_x = np.log(np.stack([target_params, target_tokens], axis=1))
+    truths = prior.draw(n_sims, seed)
+    rng = np.random.default_rng([seed, 1])
+    target_noise = rng.standard_normal((n_sims, len(target_params)))
+    misfit = rng.standard_normal(n_sims)
+    true_at_target = FORM.log_predict(truths, target_log_x)
+
+    problems = []  # (log N, log D, L, weight) per row of every (ladder, simulation)
+    width = max(len(rows) for rows in ladders)
+    for rows in ladders:
+        data = np.zeros((n_sims, width, 4))
+        data[:, :, 2] = 1.0  # padding: L = 1 at log X = 0 with weight 0
+        data[:, :len(rows), 0] = np.log(rows.params)[None]
+        data[:, :len(rows), 1] = np.log(rows.tokens)[None]
+        data[:, :len(rows), 2] = rung_losses(rows, truths, prior.noise_sd, seed, branch_correlation)
+        data[:, :len(rows), 3] = 1.0
+        problems.append(data)
+    data = np.concatenate(problems)
+    forecasts = np.concatenate([fit_forecast(data[i:i + MAX_PROBLEMS], prior.theta, target_log_x, objective, delta)
+                                for i in range(0, len(data), MAX_PROBLEMS)])
+
+    outcomes = []
+    for c, rows in enumerate(ladders):
+        forecast = forecasts[c * n_sims:(c + 1) * n_sims]
+        dist = distance(reach_of({"params": rows.params, "tokens": rows.tokens}, ("params", "tokens")),
+                        {"params": target_params, "tokens": target_tokens})
+        actual = true_at_target + prior.noise_sd * target_noise + prior.kappa * dist[None, :] * misfit[:, None]
+        off = forecast - true_at_target
+        band_sd = np.array([_robust_sd(off[:, j]) for j in range(off.shape[1])])
+        n_folds = len(rolling_folds(rows.params, FOLD_FRACTIONS, 3))
+        outcomes.append(Outcome(np.where(np.isfinite(forecast), forecast - actual, np.inf), band_sd, dist, n_folds))
+    return outcomes
+
+
+def rung_losses(rows: LadderRows, truths: np.ndarray, noise_sd: float, seed: int,
+                branch_correlation: float) -> np.ndarray:
+    """(sims, rows) losses each simulated ladder measures: its true law times one run's noise."""
+    shared = np.array([list(rows.run).count(r) > 1 for r in rows.run])
+    rho = np.where(shared, branch_correlation, 0.0)
+    n_sims = len(truths)
+    noise = noise_sd * (np.sqrt(1 - rho) * _draws(_row_keys(rows), n_sims, seed)
+                        + np.sqrt(rho) * _draws(_run_keys(rows), n_sims, seed))
+    return np.exp(FORM.log_predict(truths, np.log(np.stack([rows.params, rows.tokens], axis=1))) + noise)
+
+
+def fit_forecast(data, start, target_log_x, objective, delta) -> np.ndarray:
+    """(problems, m) log forecasts at the targets of each problem's fit; NaN where it failed."""
+    fun = FORM.objective(None, None, objective, delta, per_problem="points")
+    starts = np.repeat(start[None, :], len(data), axis=0)
+    # The bootstrap's relative stopping rule: scipy's absolute one would stop a ~1e-3 Huber objective at once.
+    batch = lbfgs_batch(fun, starts, data=data, max_iter=1000, ftol=1e-10, gtol=1e-9, f_floor=0.0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        forecast = FORM.log_predict(batch.x, target_log_x)
+    # An unconverged fit still gives the user a forecast (the iteration cap is generous); only a non-finite one fails.
+    forecast[~np.isfinite(batch.f)] = np.nan
+    return forecast
+
+
+def _robust_sd(values: np.ndarray) -> float:
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return float("inf")
+    return float(1.4826 * np.median(np.abs(values - np.median(values))))
+
+
+def _row_keys(rows: LadderRows) -> list[tuple]:
+    return [(round(float(np.log(n)), 6), round(float(np.log(d)), 6), int(s))
+            for n, d, s in zip(rows.params, rows.tokens, rows.seed)]
+
+
+def _run_keys(rows: LadderRows) -> list[tuple]:
+    return [(round(float(np.log(n)), 6), int(s), str(r)) for n, s, r in zip(rows.params, rows.seed, rows.run)]
+
+
+def _draws(keys: list[tuple], n_sims: int, seed: int) -> np.ndarray:
+    """(n_sims, len(keys)) standard normals, one column per key and the same for the same key in any ladder."""
+    return np.stack([np.random.default_rng([seed, 2, zlib.crc32(repr(key).encode())]).standard_normal(n_sims)
+                     for key in keys], axis=1)
