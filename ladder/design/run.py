@@ -10,7 +10,6 @@ from ladder.design.prior import load_prior
 from ladder.design.report import candidate_dict, candidate_row, format_design, ladder_yaml, write_report
 from ladder.design.search import DesignOptions, candidate_ladders, choose, frontier, score_candidates
 from ladder.design.simulate import simulate
-from ladder.errors import require
 from ladder.io import atomic_write_json, atomic_write_text
 from ladder.report import human
 
@@ -26,9 +25,7 @@ def run_design(cfgs: dict, options: DesignOptions, level: float, out: Path | Non
     chosen, affordable = choose(candidates, options)
     target = candidates[0].plan.target
     first = next(iter(cfgs.values()))
-    name = options.name or f"design-{target.name}".lower()
-    require(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name) is not None,
-            f"design.name={name!r}: a plain name (letters, digits, - _ .), no path separators")
+    name = options.name or re.sub(r"[^a-z0-9_.-]+", "-", f"design-{target.name}".lower())
     out = Path(out) if out else Path("designs") / name
     result = {
         "target": f"{target.name} ({human(target.counts.by_convention(options.params))} {options.params} params, "

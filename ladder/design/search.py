@@ -11,6 +11,7 @@ crossed with them.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -80,6 +81,8 @@ class DesignOptions:
         require(all(len(group) > 0 for group in out.budgets), "design.budgets: each entry is a non-empty list")
         require(0 <= out.branch_correlation < 1, f"design.branch_correlation={out.branch_correlation}: in [0, 1)")
         require(out.sims >= 20 and out.check_sims >= 20, "design.sims and design.check_sims: at least 20")
+        require(out.name is None or re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", str(out.name)) is not None,
+                f"design.name={out.name!r}: a plain name (letters, digits, - _ .), no path separators")
         return out
 
 
