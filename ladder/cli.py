@@ -67,11 +67,16 @@ def ladder_files(overrides: list[str]) -> list[str]:
             out.append(override)
             continue
         path = Path(value).expanduser().resolve()
+        if path.suffix != ".yaml":
+            raise LadderError(f"ladder={value}: Hydra reads .yaml files only; rename it {path.stem}.yaml")
         if not path.is_file():
             raise LadderError(f"ladder={value}: no such file")
         if path.parent.name != "ladder":
             raise LadderError(f"ladder={value}: a ladder file must sit in a directory named ladder/ (as conf/ladder/ "
                               f"and ladder design's out/ladder/); move it there")
+        if (CONF_DIR / "ladder" / path.name).exists():  # conf/ comes first on Hydra's search path
+            raise LadderError(f"ladder={value}: {path.stem} is also a built-in ladder (conf/ladder/{path.name}), "
+                              f"which would load instead; rename the file")
         out += [f"hydra.searchpath=[file://{path.parent.parent}]", f"ladder={path.stem}"]
     return out
 

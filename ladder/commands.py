@@ -264,24 +264,32 @@ def reproduce(cfg, overrides) -> int:
 
 
 def design(cfg, overrides) -> int:
-    from ladder.cli import compose_config
+    from ladder.cli import CONF_DIR, compose_config
     from ladder.design.prior import load_prior
+    from ladder.fit.calibrate import IntervalOptions
     from ladder.design.run import format_design, run_design
     from ladder.design.search import DesignOptions
 
     fmt = _format(cfg)
     options = DesignOptions.from_config(_plain(cfg.design))
+    require(options.name is None or not (CONF_DIR / "ladder" / f"{options.name}.yaml").exists(),
+            f"design.name={options.name}: a built-in ladder has that name; choose another")
     explicit = {o.lstrip("+").split("=")[0] for o in overrides}
     others = [o for o in overrides if o.split("=", 1)[0] != "recipe"]
     recipes = list(options.recipes) or [str(cfg.recipe.name)]
     cfgs = {name: (cfg if name == cfg.recipe.name else compose_config([*others, f"recipe={name}"])) for name in recipes}
     if "target.flops" in explicit and not explicit & {"target.params", "target.tokens", "target.preset"}:
         # compute alone: the target is the prior law's compute-optimal size at that compute
-        n_opt = _compute_optimal_params(load_prior(options.prior).readable(), float(cfg.target.flops))
+        require(options.params == "total", f"target.flops alone: the compute-optimal size is in the prior's N; "
+                                           f"with design.params={options.params} give target.params too")
+        flops = float(cfg.target.flops)
+        n_opt = _compute_optimal_params(load_prior(options.prior).readable(), flops)
         for c in cfgs.values():
             c.target.params, c.target.preset, c.target.tokens = float(f"{n_opt:.3g}"), None, None
+            c.target.name = f"optimal-{flops:.3g}F".replace("+", "")
     out = Path(cfg.out) if cfg.out else None
-    result = run_design(cfgs, options, float(cfg.ci_level), out)
+    result = run_design(cfgs, options, float(cfg.ci_level), out, IntervalOptions.from_config(_plain(cfg.interval)),
+                        " ".join(overrides))
     if fmt == "json":
         print_json({k: v for k, v in result.items() if k != "frontier_rows"})
     else:

@@ -129,7 +129,8 @@ def test_compute_alone_targets_the_priors_compute_optimal_size(run_cli, tmp_path
     law = epoch_prior().readable()
     a, b = law["alpha"], law["beta"]
     n_opt = (a * law["A"] / (b * law["B"])) ** (1 / (a + b)) * (1e23 / 6) ** (b / (a + b))
-    plan = json.loads(run_cli("plan", f"ladder={tmp_path / 'ladder' / 'design-7b.yaml'}", "format=json")[1])
+    plan = json.loads(run_cli("plan", f"ladder={tmp_path / 'ladder' / 'design-optimal-1e23f.yaml'}",
+                              "format=json")[1])
     assert plan["target"]["params"] == pytest.approx(n_opt, rel=0.03)
     assert plan["target"]["flops"] == pytest.approx(1e23, rel=0.01)
 
@@ -141,6 +142,9 @@ def test_compute_alone_targets_the_priors_compute_optimal_size(run_cli, tmp_path
     ("design.colour=red", "design.colour"),
     ("design.prior=nope.json", "design.prior"),
     ("design.name=../escape", "design.name"),
+    ("design.name=olmo", "design.name"),
+    ("design.budgets=[1xC,4xC]", "design.budgets"),
+    ("design.sims=2.5", "design.sims"),
 ])
 def test_bad_design_options_are_refused_in_one_line(run_cli, override, field, tmp_path):
     code, out, err = run_cli("design", *SMALL, override, f"out={tmp_path}")
@@ -183,3 +187,11 @@ def test_epoch_prior_is_what_ladder_fit_measures_on_epochs_data(chinchilla_csv):
     assert np.allclose(sd, EPOCH_THETA_SD, rtol=0.15)
     assert law.error_.noise_sd == pytest.approx(EPOCH_NOISE_SD, rel=0.05)
     assert law.error_.kappa == pytest.approx(EPOCH_KAPPA, rel=0.1)
+
+
+@pytest.mark.parametrize("name, message", [("mine.yml", "reads .yaml files only"), ("tiny.yaml", "built-in ladder")])
+def test_a_ladder_file_that_cannot_load_as_itself_is_refused(run_cli, tmp_path, name, message):
+    (tmp_path / "ladder").mkdir()
+    (tmp_path / "ladder" / name).write_text("# @package _global_\nladder: {name: other}\n")
+    code, _, err = run_cli("plan", f"ladder={tmp_path / 'ladder' / name}")
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1

@@ -76,8 +76,11 @@ def prior_from_fit(path: str | Path) -> LawPrior:
     require(path.is_file(), f"design.prior={path}: no such file; use epoch or a fit.json written by ladder fit")
     fit = read_json(path)
     theta = fit.get("theta") or {}
-    require(fit.get("law") == "chinchilla" and tuple(theta.get("names", ())) == THETA_NAMES,
-            f"design.prior={path}: needs a fit of law=chinchilla (untied exponents); this is law={fit.get('law')}")
+    require(fit.get("law") == "chinchilla", f"design.prior={path}: needs a fit of law=chinchilla; this is "
+                                            f"law={fit.get('law')}")
+    require(bool(theta), f"design.prior={path}: has no theta (written by an older ladder fit); fit it again")
+    require(tuple(theta.get("names", ())) == THETA_NAMES,
+            f"design.prior={path}: a fit with law.tie_exponents=true; a prior needs alpha and beta apart")
     require(theta.get("cov") is not None, f"design.prior={path}: the fit has no bootstrap; refit with bootstrap.n=1000")
     model = (fit.get("interval") or {}).get("error_model")
     require(model is not None, f"design.prior={path}: the fit has no error model; refit it with "

@@ -26,7 +26,8 @@ def candidate_dict(c: Candidate) -> dict:
             "largest_params": c.largest_params, **c.score}
 
 
-def ladder_yaml(chosen: Candidate, name: str, cfg, options: DesignOptions, prior: LawPrior, level: float) -> str:
+def ladder_yaml(chosen: Candidate, name: str, cfg, options: DesignOptions, prior: LawPrior, level: float,
+                command: str = "") -> str:
     """A conf/ladder file: `ladder plan ladder=PATH` and `ladder sweep ladder=PATH` take it as is."""
     lad = cfg.ladder
     body = {"ladder": {"name": name, "vocab_size": int(lad.vocab_size), "seq_len": int(lad.seq_len),
@@ -42,7 +43,11 @@ def ladder_yaml(chosen: Candidate, name: str, cfg, options: DesignOptions, prior
             f"# meets design.error={options.error:g}: expected {s['error']:.2%} (90% upper bound "
             f"{s['error_upper']:.2%}), median {s['median_error']:.2%}, interval width {s['width']:.1%};",
             f"# {chosen.gpu_hours:.3g} GPU-h, {chosen.cost_fraction:.3%} of the target's FLOPs. Prior: {prior.source}, "
-            f"noise {prior.noise_sd:.2%}, extrapolation {prior.kappa:.2%}/e-fold."]
+            f"noise {prior.noise_sd:.2%}, extrapolation {prior.kappa:.2%}/e-fold.",
+            f"# From: ladder design {command}".rstrip(),
+            f"# Costed with hardware.gpu={cfg.hardware.gpu} hardware.mfu={cfg.hardware.mfu} "
+            f"flops_convention={cfg.flops_convention}; those and any recipe.* overrides above are not part of a "
+            f"ladder file: give them to ladder plan and ladder sweep too."]
     return "\n".join(head) + "\n" + yaml.safe_dump(defaults, sort_keys=False) + yaml.safe_dump(body, sort_keys=False)
 
 

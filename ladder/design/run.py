@@ -9,18 +9,20 @@ from pathlib import Path
 from ladder.design.prior import load_prior
 from ladder.design.report import candidate_dict, candidate_row, format_design, ladder_yaml, write_report
 from ladder.design.search import DesignOptions, candidate_ladders, choose, frontier, score_candidates
-from ladder.design.simulate import simulate
+from ladder.fit.calibrate import IntervalOptions
 from ladder.io import atomic_write_json, atomic_write_text
 from ladder.report import human
 
 
-def run_design(cfgs: dict, options: DesignOptions, level: float, out: Path | None = None) -> dict:
+def run_design(cfgs: dict, options: DesignOptions, level: float, out: Path | None = None,
+               interval: IntervalOptions | None = None, command: str = "") -> dict:
     """design.json's content; writes it, report.md, frontier.png and (when the goal is met) ladder/NAME.yaml under
-    `out`. `cfgs` maps each recipe to compare to the config composed with it."""
+    `out`. `cfgs` maps each recipe to compare to the config composed with it; `interval` is the interval group
+    `ladder fit` would use; `command` is recorded in the YAML."""
     started = time.time()
     prior = load_prior(options.prior).with_errors(options.noise, options.kappa)
     candidates = candidate_ladders(cfgs, options)
-    score_candidates(candidates, prior, options, level)
+    score_candidates(candidates, prior, options, level, interval)
     front = frontier(candidates)
     chosen, affordable = choose(candidates, options)
     target = candidates[0].plan.target
@@ -39,24 +41,31 @@ def run_design(cfgs: dict, options: DesignOptions, level: float, out: Path | Non
         "frontier": [candidate_dict(c) for c in front], "frontier_rows": [candidate_row(c) for c in front]}
     if chosen is not None:
         # A fresh set of simulations, apart from the ones the choice was made on: does it still meet the goal?
-        outcome = simulate([chosen.rows], target.counts.by_convention(options.params), target.tokens, prior,
-                           options.check_sims, options.seed + 1, options.branch_correlation)[0]
         result["chosen"] = candidate_dict(chosen)
-        result["check"] = outcome.score(prior, level, seed=options.seed + 1)
+        result["check"] = score_candidates([chosen], prior, options, level, interval, seed=options.seed + 1,
+                                           sims=options.check_sims)[0]
         result["ladder_yaml"] = str(out / "ladder" / f"{name}.yaml")
         atomic_write_text(out / "ladder" / f"{name}.yaml",
-                          ladder_yaml(chosen, name, cfgs[chosen.recipe], options, prior, level))
+                          ladder_yaml(chosen, name, cfgs[chosen.recipe], options, prior, level, command))
+    elif not affordable:
+        cheapest = min(candidates, key=lambda c: c.gpu_hours)
+        result["infeasible"] = (f"design.max_gpu_hours={options.max_gpu_hours:g}: no candidate ladder costs so "
+                                f"little; the cheapest is {cheapest.name} at {cheapest.gpu_hours:.3g} GPU-h; raise "
+                                f"design.max_gpu_hours or lower design.largest")
+        result["best"] = candidate_dict(cheapest)
     else:
-        best = min(affordable or candidates, key=lambda c: c.score["error"])
+        best = min(affordable, key=lambda c: c.score["error_upper"])
         within = (f"within design.max_gpu_hours={options.max_gpu_hours:g}" if options.max_gpu_hours
                   else "among the candidates")
         result["infeasible"] = (f"design.error={options.error:g}: no ladder {within} reaches it; the best "
-                                f"achievable is {best.score['error']:.2%} ({best.name}, {best.gpu_hours:.3g} GPU-h); "
-                                f"relax design.error, raise design.max_gpu_hours or design.max_params, or give a "
-                                f"prior with less extrapolation error (design.prior=fit.json)")
+                                f"achievable is {best.score['error']:.2%} (90% upper bound "
+                                f"{best.score['error_upper']:.2%}: {best.name}, {best.gpu_hours:.3g} GPU-h); relax "
+                                f"design.error, raise design.max_gpu_hours or design.max_params, or give a prior with "
+                                f"less extrapolation error (design.prior=fit.json)")
         result["best"] = candidate_dict(best)
     result["seconds"] = time.time() - started
     result["files"] = [str(p) for p in write_report(out, result, candidates, front, chosen, options.error)]
+    result["files"].append(str(out / "design.json"))
     atomic_write_json(out / "design.json", result)
     return result
 

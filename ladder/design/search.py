@@ -19,6 +19,7 @@ from omegaconf import OmegaConf
 
 from ladder.design.prior import LawPrior
 from ladder.design.simulate import LadderRows, simulate
+from ladder.fit.calibrate import IntervalOptions
 from ladder.errors import require
 from ladder.model import PARAM_CONVENTIONS, count_params
 from ladder.plan import Plan, make_plan, plan_to_dict, resolve_spec
@@ -29,7 +30,7 @@ from ladder.report import human
 @dataclass
 class DesignOptions:
     """The `design` config group."""
-    error: float = 0.01
+    error: float = 0.05
     max_gpu_hours: float | None = None
     max_params: float | None = None
     params: str = "total"
@@ -59,15 +60,21 @@ class DesignOptions:
         for key in ("error", "max_gpu_hours", "max_params", "noise", "kappa", "size_ratio", "branch_correlation"):
             if key in options:
                 options[key] = to_number(options[key], f"design.{key}")
-        for key in ("largest", "n_sizes", "seeds", "recipes"):
+        for key in ("largest", "n_sizes", "seeds", "recipes", "budgets"):
             if key in options:
                 require(isinstance(options[key], (list, tuple)), f"design.{key}={options[key]!r}: give a list")
+        budgets = options.get("budgets", cls.budgets)
+        require(all(isinstance(group, (list, tuple)) for group in budgets),
+                f"design.budgets={budgets!r}: a list of budget lists, e.g. [[1xC,4xC],[1xC,2xC,5xC,10xC]]")
+        for key in ("sims", "check_sims", "seed"):
+            if key in options:
+                options[key] = _integer(options[key], f"design.{key}")
         out = cls(**{**options,
                      "largest": tuple(to_number(v, "design.largest") for v in options.get("largest", cls.largest)),
-                     "n_sizes": tuple(int(v) for v in options.get("n_sizes", cls.n_sizes)),
-                     "seeds": tuple(int(v) for v in options.get("seeds", cls.seeds)),
+                     "n_sizes": tuple(_integer(v, "design.n_sizes") for v in options.get("n_sizes", cls.n_sizes)),
+                     "seeds": tuple(_integer(v, "design.seeds") for v in options.get("seeds", cls.seeds)),
                      "recipes": tuple(str(v) for v in options.get("recipes", ())),
-                     "budgets": tuple(tuple(str(b) for b in group) for group in options.get("budgets", cls.budgets))})
+                     "budgets": tuple(tuple(str(b) for b in group) for group in budgets)})
         require(0 < out.error < 1, f"design.error={out.error}: a relative error in (0, 1), e.g. 0.02 for 2%")
         require(out.max_gpu_hours is None or out.max_gpu_hours > 0, "design.max_gpu_hours: must be positive")
         require(out.max_params is None or out.max_params > 0, "design.max_params: must be positive")
@@ -84,6 +91,12 @@ class DesignOptions:
         require(out.name is None or re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", str(out.name)) is not None,
                 f"design.name={out.name!r}: a plain name (letters, digits, - _ .), no path separators")
         return out
+
+
+def _integer(value, where: str) -> int:
+    number = to_number(value, where)
+    require(number == int(number), f"{where}={value!r}: must be a whole number")
+    return int(number)
 
 
 @dataclass
@@ -104,8 +117,9 @@ class Candidate:
 def candidate_ladders(cfgs: dict, options: DesignOptions) -> list[Candidate]:
     """Every candidate within design.max_params; `cfgs` maps a recipe name to the config composed with it."""
     first = next(iter(cfgs.values()))
-    target_params = make_plan(first).target.counts.by_convention(options.params)
-    largest = sorted({min(f * target_params, options.max_params or math.inf) for f in options.largest})
+    # sizes for the shape rule are total parameters; design.max_params bounds the law's N (design.params)
+    target_params = make_plan(first).target.counts.total
+    largest = sorted({f * target_params for f in options.largest})
     size_sets = [_ruled_sizes(first.ladder, top / options.size_ratio ** np.arange(k)[::-1])
                  for top in largest for k in options.n_sizes]
     if options.presets:
@@ -123,7 +137,9 @@ def candidate_ladders(cfgs: dict, options: DesignOptions) -> list[Candidate]:
                         continue
                     seen.add(key)
                     out.append(candidate)
-    require(out, f"design: no candidate ladder within design.max_params={options.max_params}; raise it")
+    require(out, f"design: no candidate ladder: design.max_params={options.max_params} leaves none, or the shape "
+                 f"rule cannot build 2+ of the sizes below design.largest={list(options.largest)} (the vocabulary's "
+                 f"embeddings outweigh them); raise design.largest or design.max_params")
     return out
 
 
@@ -166,14 +182,20 @@ def _size_name(params: float) -> str:
 
 
 def score_candidates(candidates: list[Candidate], prior: LawPrior, options: DesignOptions, level: float,
-                     seed: int | None = None, sims: int | None = None) -> None:
-    """Simulate every candidate at the target and attach its score."""
+                     interval: IntervalOptions | None = None, seed: int | None = None,
+                     sims: int | None = None) -> list[dict]:
+    """Simulate every candidate at the target (`sims` and `seed` default to design's); attach and return the
+    scores. `interval` is what `ladder fit` would calibrate with: its folds and the t's degrees of freedom."""
+    interval = interval or IntervalOptions()
     target = candidates[0].plan.target
     outcomes = simulate([c.rows for c in candidates], target.counts.by_convention(options.params), target.tokens,
                         prior, sims or options.sims, options.seed if seed is None else seed,
-                        options.branch_correlation)
-    for candidate, outcome in zip(candidates, outcomes):
-        candidate.score = outcome.score(prior, level)
+                        options.branch_correlation, folds=interval.folds, min_fold_sizes=interval.min_fold_sizes)
+    scores = [outcome.score(prior, level, prior_dof=interval.prior_dof) for outcome in outcomes]
+    if seed is None and sims is None:
+        for candidate, score in zip(candidates, scores):
+            candidate.score = score
+    return scores
 
 
 def frontier(candidates: list[Candidate]) -> list[Candidate]:
@@ -187,7 +209,8 @@ def frontier(candidates: list[Candidate]) -> list[Candidate]:
 
 
 def choose(candidates: list[Candidate], options: DesignOptions) -> tuple[Candidate | None, list[Candidate]]:
-    """(the cheapest candidate whose error meets the goal with 90% confidence, or None; the affordable ones)."""
+    """(the cheapest candidate whose error meets the goal with 90% confidence (its quantile's upper bound), or None;
+    the candidates within design.max_gpu_hours)."""
     affordable = [c for c in candidates if options.max_gpu_hours is None or c.gpu_hours <= options.max_gpu_hours]
     meeting = [c for c in affordable if c.score["error_upper"] <= options.error]
     return (min(meeting, key=lambda c: c.gpu_hours) if meeting else None), affordable
