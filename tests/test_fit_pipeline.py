@@ -175,3 +175,16 @@ def test_fit_cli_errors_are_one_line(run_cli, tmp_path):
     assert code == 2 and "no such file" in err and err.count("\n") == 1
     code, _, err = run_cli("fit", "runs=x.csv", "law=gompertz")
     assert code == 2 and "law=gompertz: no such law" in err
+
+
+def test_tied_exponents_from_the_cli(run_cli, tmp_path):
+    """Gadre et al.'s over-training law (alpha = beta) through the composed config, whose grid and bounds name beta."""
+    params = np.repeat(np.geomspace(2e7, 1e9, 5), 3)
+    tokens = params * 20 * np.tile([1, 4, 16], 5)
+    loss = 1.8 + 400 / params ** 0.33 + 1500 / tokens ** 0.33
+    Table({"params": params, "tokens": tokens, "loss": loss}).write_csv(tmp_path / "runs.csv")
+    code, _, err = run_cli("fit", f"runs={tmp_path / 'runs.csv'}", "law=chinchilla", "law.tie_exponents=true",
+                           "bootstrap.n=0", "plots=false", f"out={tmp_path / 'fit'}")
+    assert code == 0, err
+    fit = json.loads((tmp_path / "fit" / "fit.json").read_text())
+    assert fit["params"]["alpha"] == fit["params"]["beta"] == pytest.approx(0.33, abs=0.01)

@@ -22,8 +22,9 @@ class Chinchilla(PowerLawLaw):
 
     def __init__(self, tie_exponents: bool = False, **options):
         self.tie_exponents = bool(tie_exponents)
-        if self.tie_exponents:  # beta is alpha: its bound, if any, is alpha's
+        if self.tie_exponents:  # beta is alpha: its bound and its starts, if any (conf/law gives both), are alpha's
             options["bounds"] = {k: v for k, v in (options.get("bounds") or {}).items() if k != "beta"}
+            options["grid"] = {k: v for k, v in (options.get("grid") or {}).items() if k != "beta"}
             self.form = PowerLawForm(("a", "b"), ("alpha",), (0, 0))
             self.default_grid = {k: v for k, v in BESIROGLU_GRID.items() if k != "beta"}
         else:
