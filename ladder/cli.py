@@ -25,6 +25,7 @@ COMMANDS = {
     "status": ("ladder.commands:status", "a table of the ladder's rungs: state, tokens, loss, jobs"),
     "fit": ("ladder.commands:fit", "fit a scaling law to a CSV or a runs directory and forecast targets"),
     "eval": ("ladder.commands:evaluate", "score a finished rung's budgets on eval tasks and corpora (eval=[...])"),
+    "export": ("ladder.commands:export", "a finished rung's budget as a transformers model and tokenizer (out=DIR)"),
     "collect": ("ladder.commands:collect", "gather run directories (or a CSV, or W&B) into one tidy CSV"),
     "reproduce": ("ladder.commands:reproduce", "refit a published dataset (chinchilla) beside the published fits"),
     "design": ("ladder.commands:design", "the cheapest ladder that forecasts the target within design.error"),

@@ -84,6 +84,14 @@ def evaluate(cfg, overrides) -> int:
     return eval_rung(cfg)
 
 
+def export(cfg, overrides) -> int:
+    from ladder.evals.export import export_rung
+
+    out = export_rung(cfg)
+    print(f"wrote {out}: lm_eval --model hf --model_args pretrained={out},add_bos_token=True --tasks ...")
+    return 0
+
+
 def sweep(cfg, overrides) -> int:
     from ladder.sweep.run import run_sweep
 

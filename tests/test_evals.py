@@ -127,6 +127,7 @@ def test_choice_metrics_by_hand():
     # (-5/1 < -4/2). Item 1 (gold 1) is right by every rule.
     requests = Requests(units=[], n_cont=np.array([1, 2, 1, 1]),
                         cont_bytes=np.array([5, 2, 1, 1]), cont_chars=np.array([5, 2, 1, 1]),
+                        choice_chars=np.array([5, 2, 1, 1]),
                         item_of=np.array([0, 0, 1, 1]), gold=np.array([0, 1]), skipped=0)
     metrics = choice_metrics(requests, np.array([-5.0, -4.0, -3.0, -1.0]))
     assert (metrics["acc"], metrics["acc_norm"], metrics["acc_per_token"]) == (0.5, 1.0, 0.5)
@@ -135,11 +136,23 @@ def test_choice_metrics_by_hand():
     assert metrics["items"] == 2
 
 
+def test_acc_norm_is_the_harness_rule_and_acc_per_char_is_olmes():
+    """The harness divides by len(choice); OLMES by the scored continuation's length, its leading space included.
+    Choices "ab" and "abcd" (continuations " ab", " abcd"), gold 0, log-probabilities -3 and -5.5: per choice
+    character -1.5 < -1.375 picks "abcd"; per continuation character -1.0 > -1.1 picks "ab"."""
+    items = [Item(("Q:", "Q:"), (" ab", " abcd"), 0, ("ab", "abcd"))]
+    requests = encode_items(items, ByteTokenizer(), 32)
+    assert requests.choice_chars.tolist() == [2, 4] and requests.cont_chars.tolist() == [3, 5]
+    metrics = choice_metrics(requests, np.array([-3.0, -5.5]))
+    assert metrics["acc_norm"] == 0.0 and metrics["acc_per_char"] == 1.0 and metrics["acc"] == 1.0
+
+
 # -- task configs on local files -----------------------------------------------------------------------------
 RECORDS = {
-    "hellaswag": ({"activity_label": "Baking", "ctx": "A man [header] cracks eggs",
+    # the harness's query: ctx_b capitalised (the rest of it lowercased), bracket tags removed
+    "hellaswag": ({"activity_label": "Baking", "ctx_a": "A man [header] cracks eggs.", "ctx_b": "then He",
                    "endings": ["into a bowl.", "on [title] the roof.", "x.", "y."], "label": "0"},
-                  "Baking: A man cracks eggs", [" into a bowl.", " on. the roof.", " x.", " y."], 0),
+                  "Baking: A man cracks eggs. Then he", [" into a bowl.", " on. the roof.", " x.", " y."], 0),
     "arc_easy": ({"question": "What is 2+2?", "choices": {"text": ["3", "4"], "label": ["A", "B"]},
                   "answerKey": "B"}, "Question: What is 2+2?\nAnswer:", [" 3", " 4"], 1),
     "arc_challenge": ({"question": "Which?", "choices": {"text": ["p", "q", "r"], "label": ["1", "2", "3"]},
@@ -148,11 +161,12 @@ RECORDS = {
              "Question: Open a jar\nAnswer:", [" twist the lid", " eat the lid"], 0),
     "social_iqa": ({"context": "Ann won.", "question": "How does Ann feel?", "answerA": "sad", "answerB": "proud",
                     "answerC": "lost", "label": "2"},
-                   "Question: Ann won. How does Ann feel?\nAnswer:", [" sad", " proud", " lost"], 1),
-    "commonsense_qa": ({"question": "Where is ink?", "choices": {"label": list("ABCDE"),
-                                                                 "text": ["pen", "sky", "sea", "cat", "dog"]},
-                        "answerKey": "A"}, "Question: Where is ink?\nAnswer:",
-                       [" pen", " sky", " sea", " cat", " dog"], 0),
+                   "Q: Ann won. How does Ann feel?\nA:", [" sad", " proud", " lost"], 1),
+    "commonsense_qa": ({"question": " Where is ink? ", "choices": {"label": list("ABCDE"),
+                                                                   "text": ["pen", "sky", "sea", "cat", "dog"]},
+                        "answerKey": "B"},
+                       "Question: Where is ink?\nA. pen\nB. sky\nC. sea\nD. cat\nE. dog\nAnswer:",
+                       [" A", " B", " C", " D", " E"], 1),
     "openbookqa": ({"question_stem": "The sun is a", "choices": {"label": list("ABCD"),
                                                                  "text": ["star", "moon", "rock", "lake"]},
                     "answerKey": "A"}, "The sun is a", [" star", " moon", " rock", " lake"], 0),
@@ -192,24 +206,31 @@ def mmlu_records():
              "choices": [f"a{i}", f"b{i}", f"c{i}", f"d{i}"], "answer": i % 4} for i in range(30)]
 
 
-@pytest.mark.parametrize("group,kept", [("mmlu_stem", 20), ("mmlu_humanities", 10)])
-def test_mmlu_group_filters_subjects_and_prefixes_fixed_few_shots(group, kept, tmp_path):
-    path = write_jsonl(tmp_path / "mmlu.jsonl", mmlu_records())
+@pytest.mark.parametrize("group,kept,subject", [("mmlu_stem", 20, "abstract algebra"),
+                                               ("mmlu_humanities", 10, "philosophy")])
+def test_mmlu_as_the_harness_asks_it(group, kept, subject, tmp_path):
+    """The subject's description, the first 5 questions of the item's own subject (never the item), each with its
+    lettered answers and the right letter, then the item; the letter is scored."""
+    records = mmlu_records()
+    path = write_jsonl(tmp_path / "mmlu.jsonl", records)
     items = compose_task(group, path).items(None)
     assert len(items) == kept
     first = items[0]
-    shots = first.contexts[0].split("\n\n")
-    assert len(shots) == 6 and all(s.startswith("Question: q") for s in shots)  # 5 solved examples + the item
-    question = shots[-1].split("?")[0]
-    assert all(not s.startswith(question + "?") for s in shots[:-1])  # never the item itself
-    gold_shot = shots[0]  # a shot ends with its right answer
-    number = int(gold_shot.split("?")[0].removeprefix("Question: q"))
-    assert gold_shot.endswith(f"Answer: {'abcd'[number % 4]}{number}")
-    # a fixed seed: the same shots on every call, and an item keeps its shots when the limit changes
+    parts = first.contexts[0].split("\n\n")
+    assert parts[0] == f"The following are multiple choice questions (with answers) about {subject}."
+    same = [i for i, r in enumerate(records) if r["subject"].replace("_", " ") == subject]
+    shots = [records[i] for i in same[1:6]]  # first_n, the item itself (the first of its subject) left out
+    assert parts[1:6] == [f"{r['question']}\nA. {r['choices'][0]}\nB. {r['choices'][1]}\nC. {r['choices'][2]}\n"
+                          f"D. {r['choices'][3]}\nAnswer: {'ABCD'[r['answer']]}" for r in shots]
+    assert parts[6].startswith(records[same[0]]["question"]) and parts[6].endswith("Answer:")
+    assert first.continuations == (" A", " B", " C", " D") and first.choices == ("A", "B", "C", "D")
+    assert first.gold == records[same[0]]["answer"]
+    # the same shots on every call, and an item keeps its shots when the limit changes
     assert compose_task(group, path).items(None) == items
     limited = compose_task(group, path).items(5)
     assert all(item in items for item in limited) and len(limited) == 5
-    assert compose_task(group, path, f"eval.{group}.fewshot=0").items(None)[0].contexts[0] == shots[-1]
+    assert compose_task(group, path, f"eval.{group}.fewshot=0").items(None)[0].contexts[0] == "\n\n".join(
+        [parts[0], parts[6]])
 
 
 def test_every_task_config_names_its_hub_source():

@@ -34,7 +34,7 @@ def files(tmp_path_factory):
         right = " ".join(rng.choice(WORDS) for _ in range(4))
         endings = [garbage(rng, len(right)) for _ in range(3)]
         endings.insert(i % 4, right)
-        records.append({"activity_label": "Story", "ctx": sentence(rng)[:-1], "endings": endings,
+        records.append({"activity_label": "Story", "ctx_a": sentence(rng)[:-1], "ctx_b": "", "endings": endings,
                         "label": str(i % 4)})
     task = root / "task.jsonl"
     task.write_text("".join(json.dumps(r) + "\n" for r in records))

@@ -4,7 +4,10 @@ so that sharded (FSDP) models, whose forward passes are collectives, run the sam
 
 Metrics of a multiple-choice task, as the lm-evaluation-harness and OLMo define them:
   acc            argmax of the continuations' summed log-probabilities
-  acc_norm       argmax of log-probability per character of the continuation (the harness's acc_norm, OLMES' RC)
+  acc_norm       argmax of log-probability per character of the choice (the harness's acc_norm: the choice's own
+                 text, without the space before it; for Winogrande the filled-in context, as the harness counts it)
+  acc_per_char   argmax of log-probability per character of the scored continuation, its leading space included
+                 (OLMES's per-character normalisation)
   acc_per_token  argmax of log-probability per token (OLMo's len_norm)
   bpb            the correct continuation's loss in bits per UTF-8 byte: -log2 p / bytes, averaged over items
   loss_per_token the correct continuation's loss in nats per token, averaged over items
@@ -40,7 +43,8 @@ class Requests:
     units: list[Unit]
     n_cont: np.ndarray          # continuation tokens per request
     cont_bytes: np.ndarray      # UTF-8 bytes per continuation
-    cont_chars: np.ndarray      # characters per continuation
+    cont_chars: np.ndarray      # characters per continuation (as scored: its leading space included)
+    choice_chars: np.ndarray    # characters per choice as the harness counts them (acc_norm)
     item_of: np.ndarray         # the item each request belongs to
     gold: np.ndarray            # per item
     skipped: int                # items whose continuation alone does not fit in seq_len
@@ -74,7 +78,7 @@ def encode_items(items: list[Item], tokenizer, seq_len: int) -> Requests:
     pairs = [split_trailing_space(c, t) for item in items for c, t in zip(item.contexts, item.continuations)]
     contexts = tokenizer.encode_batch([c for c, _ in pairs])
     wholes = tokenizer.encode_batch([c + t for c, t in pairs])
-    units, n_cont, item_of, gold, kept = [], [], [], [], []
+    units, n_cont, item_of, gold, kept, choice_chars = [], [], [], [], [], []
     skipped, k = 0, 0
     eos = np.array([tokenizer.eos_id])
     for item in items:
@@ -92,11 +96,12 @@ def encode_items(items: list[Item], tokenizer, seq_len: int) -> Requests:
         n_cont += [len(c) for c in conts]
         item_of += [len(gold)] * n
         kept += [pairs[k + j][1] for j in range(n)]
+        choice_chars += [len(c) for c in item.choices] if item.choices else [len(pairs[k + j][1]) for j in range(n)]
         gold.append(item.gold)
         k += n
     return Requests(units, np.array(n_cont, dtype=np.int64),
                     np.array([len(t.encode("utf-8")) for t in kept], dtype=np.int64),
-                    np.array([len(t) for t in kept], dtype=np.int64),
+                    np.array([len(t) for t in kept], dtype=np.int64), np.array(choice_chars, dtype=np.int64),
                     np.array(item_of, dtype=np.int64), np.array(gold, dtype=np.int64), skipped)
 
 
@@ -148,24 +153,34 @@ def continuation_logprobs(module, requests: Requests, batch: int, device, autoca
     return np.array(distributed.all_reduce_sum(out.tolist(), info)) if info.enabled else out
 
 
-def choice_metrics(requests: Requests, logprobs: np.ndarray) -> dict[str, float]:
-    """acc, acc_norm, acc_per_token, bpb and loss_per_token over the task's items (see the module docstring)."""
-    n_items = len(requests.gold)
-    if n_items == 0:
-        return {"items": 0}
-    right = {"acc": 0, "acc_norm": 0, "acc_per_token": 0}
-    bpb, per_token = [], []
-    for item in range(n_items):
+ACCURACIES = ("acc", "acc_norm", "acc_per_char", "acc_per_token")
+
+
+def item_results(requests: Requests, logprobs: np.ndarray) -> list[dict[str, float]]:
+    """Per item: each accuracy (1 or 0, as the harness logs its samples) and the correct continuation's bpb and
+    loss per token."""
+    out = []
+    for item in range(len(requests.gold)):
         idx = np.flatnonzero(requests.item_of == item)
         lp = logprobs[idx]
         gold = int(requests.gold[item])
-        right["acc"] += int(np.argmax(lp) == gold)
-        right["acc_norm"] += int(np.argmax(lp / requests.cont_chars[idx]) == gold)
-        right["acc_per_token"] += int(np.argmax(lp / requests.n_cont[idx]) == gold)
-        bpb.append(-lp[gold] / (math.log(2) * requests.cont_bytes[idx[gold]]))
-        per_token.append(-lp[gold] / requests.n_cont[idx[gold]])
-    return {**{k: v / n_items for k, v in right.items()}, "bpb": float(np.mean(bpb)),
-            "loss_per_token": float(np.mean(per_token)), "items": n_items}
+        # np.argmax takes the first of equal scores, as the harness does
+        picks = {"acc": np.argmax(lp), "acc_norm": np.argmax(lp / requests.choice_chars[idx]),
+                 "acc_per_char": np.argmax(lp / requests.cont_chars[idx]),
+                 "acc_per_token": np.argmax(lp / requests.n_cont[idx])}
+        out.append({**{k: float(v == gold) for k, v in picks.items()},
+                    "bpb": float(-lp[gold] / (math.log(2) * requests.cont_bytes[idx[gold]])),
+                    "loss_per_token": float(-lp[gold] / requests.n_cont[idx[gold]])})
+    return out
+
+
+def choice_metrics(requests: Requests, logprobs: np.ndarray) -> dict[str, float]:
+    """The accuracies, bpb and loss_per_token averaged over the task's items (see the module docstring)."""
+    items = item_results(requests, logprobs)
+    if not items:
+        return {"items": 0}
+    return {**{k: float(np.mean([r[k] for r in items])) for k in (*ACCURACIES, "bpb", "loss_per_token")},
+            "items": len(items)}
 
 
 @torch.no_grad()

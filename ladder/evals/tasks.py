@@ -8,15 +8,21 @@ fields take the same `datasets` path. A task config says where the records are a
                  generated from the training corpus's held-out documents (see heldout.py)
   context        a template over the record's fields: "Question: {question}\\nAnswer:" ({a[b]} indexes a dict)
   choices        a field holding the list of answers ("endings", "choices.text"), or a list of fields
+  literal_choices  fixed answer texts instead ([A, B, C, D]: MMLU's and CommonsenseQA's letters, as the harness)
   answer         the field of the right answer: an index, a digit string, or a label looked up in `answer_labels`
   answer_offset  subtracted from a numeric answer (1 where the dataset counts from 1)
   continuation   a template over {choice}: " {choice}"
   format         cloze: every choice continues the same context; partial: each choice fills the blank (`_`) of the
                  context and the scored continuation is the text after it (Winogrande, as the harness scores it)
-  preprocess     null | hellaswag (the harness's cleanup of WikiHow bracket tags)
+  preprocess     null | hellaswag: the harness's query, activity_label + ": " + ctx_a + " " + ctx_b.capitalize(),
+                 and its cleanup of WikiHow bracket tags | mmlu: a `subject_name` field (subject, spaces for _)
+  strip          fields stripped of surrounding whitespace before rendering (the harness's {{question.strip()}})
+  description    a template put once before the shots and the item (MMLU's "The following are ...")
   filter         {field: [values]}: keep only those records (MMLU's subject groups)
   fewshot, fewshot_split, seed   k solved examples before each item, drawn with a fixed seed from fewshot_split
-                 (null: the evaluated split, never the item itself)
+                 (null: the evaluated split, never the item itself); a local task's shots come from fewshot_path
+  fewshot_sampler  random (seeded per item) | first_n (the pool's first k, as the harness's MMLU)
+  fewshot_by     a field: shots come only from records with the item's value of it (MMLU: the same subject)
   limit          items scored (a seeded subset, the same for every rung); null: eval_max_items from the train config
 """
 
@@ -33,7 +39,8 @@ from ladder.errors import LadderError, require
 from ladder.evals.heldout import GENERATORS, next_line_records
 
 FORMATS = ("cloze", "partial")
-PREPROCESSORS = ("hellaswag",)
+PREPROCESSORS = ("hellaswag", "mmlu")
+SAMPLERS = ("random", "first_n")
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,8 @@ class Item:
     contexts: tuple[str, ...]       # one per choice
     continuations: tuple[str, ...]  # one per choice; the scored text
     gold: int
+    choices: tuple[str, ...] = ()   # the harness's choice strings (its doc_to_choice): acc_norm divides by their length
+    group: str = ""                 # the record's value of `fewshot_by`
 
 
 def _lookup(record: dict, dotted: str, key: str):
@@ -72,8 +81,10 @@ class Task:
     def __init__(self, name: str, cfg: dict, heldout=None):
         """`heldout`: a callable returning the training corpus's held-out documents (for source=heldout)."""
         self.name, self.cfg, self.key, self.heldout = name, cfg, f"eval.{name}", heldout
-        for field in ("context", "choices", "answer"):
+        for field in ("context", "answer"):
             require(cfg.get(field) not in (None, ""), f"{self.key}.{field}: missing; see conf/eval/ for examples")
+        require(cfg.get("choices") not in (None, "") or cfg.get("literal_choices"),
+                f"{self.key}.choices: missing; name the field of the answers (or give literal_choices)")
         self.format = cfg.get("format") or "cloze"
         require(self.format in FORMATS, f"{self.key}.format={self.format!r}: use one of {', '.join(FORMATS)}")
         self.preprocess = cfg.get("preprocess")
@@ -81,6 +92,11 @@ class Task:
                 f"{self.key}.preprocess={self.preprocess!r}: use null or one of {', '.join(PREPROCESSORS)}")
         self.fewshot, self.seed = int(cfg.get("fewshot") or 0), int(cfg.get("seed") or 0)
         require(self.fewshot >= 0, f"{self.key}.fewshot={self.fewshot}: must be >= 0")
+        self.sampler = cfg.get("fewshot_sampler") or "random"
+        require(self.sampler in SAMPLERS, f"{self.key}.fewshot_sampler={self.sampler!r}: use one of "
+                                          f"{', '.join(SAMPLERS)}")
+        require(cfg.get("choices") in (None, "") or not cfg.get("literal_choices"),
+                f"{self.key}: give choices (fields) or literal_choices (fixed texts), not both")
         if cfg.get("source") == "heldout":
             require(cfg.get("generator") in GENERATORS and heldout is not None,
                     f"{self.key}.generator={cfg.get('generator')!r}: use one of {', '.join(GENERATORS)}")
@@ -91,11 +107,13 @@ class Task:
     def _clean(self, text: str) -> str:
         return preprocess_hellaswag(text) if self.preprocess == "hellaswag" else text
 
-    def _read(self, split: str | None = None) -> list[dict]:
+    def _read(self, split: str | None = None, path: str | None = None) -> list[dict]:
         if self.source is None:
             return next_line_records(self.heldout(), self.cfg, self.seed, self.key)
         source = self.source
-        if split is not None and source.kind == "hub":
+        if path is not None:
+            source = resolve_source({**self.cfg, "name": self.name, "path": path}, key=f"{self.key}.fewshot_path")
+        elif split is not None and source.kind == "hub":
             source = resolve_source({**self.cfg, "name": self.name, "split": split}, key=self.key)
         rows = list(records(source))
         for field, allowed in (self.cfg.get("filter") or {}).items():
@@ -104,9 +122,25 @@ class Task:
         require(rows, f"{self.key}: no records in {source.hub_path or source.files[0]} (after filter)")
         return rows
 
+    def _fields(self, record: dict) -> dict:
+        """The record as the templates see it: stripped fields, and the preprocessor's derived ones."""
+        record = dict(record)
+        for field in self.cfg.get("strip") or ():
+            if isinstance(record.get(field), str):
+                record[field] = record[field].strip()
+        if self.preprocess == "hellaswag" and "ctx_a" in record:
+            record["query"] = (f"{record.get('activity_label', '')}: {record['ctx_a']} "
+                               f"{str(record.get('ctx_b', '')).capitalize()}")
+        if self.preprocess == "mmlu":
+            record["subject_name"] = str(record.get("subject", "")).replace("_", " ")
+        return record
+
     def _parse(self, record: dict) -> Item:
-        choices_cfg = self.cfg["choices"]
-        if isinstance(choices_cfg, str):
+        record = self._fields(record)
+        choices_cfg = self.cfg.get("choices")
+        if self.cfg.get("literal_choices"):
+            choices = [str(c) for c in self.cfg["literal_choices"]]
+        elif isinstance(choices_cfg, str):
             choices = _lookup(record, choices_cfg, f"{self.key}.choices")
         else:
             choices = [_lookup(record, f, f"{self.key}.choices") for f in choices_cfg]
@@ -115,13 +149,17 @@ class Task:
         gold = self._gold(record, len(choices))
         context = self._clean(_render(self.cfg["context"], record, f"{self.key}.context"))
         continuation = str(self.cfg.get("continuation", " {choice}"))
+        group = str(_lookup(record, self.cfg["fewshot_by"], f"{self.key}.fewshot_by")) if self.cfg.get(
+            "fewshot_by") else ""
         if self.format == "partial":  # each choice fills the blank; the rest of the sentence is what gets scored
             require("_" in context, f"{self.key}: format=partial needs a '_' blank in the context: {context!r:.80}")
             blank = context.index("_")
             after = " " + context[blank + 1:].strip()
-            return Item(tuple(context[:blank] + c for c in choices), (after,) * len(choices), gold)
-        texts = tuple(continuation.format(choice=self._clean(c)) for c in choices)
-        return Item((context,) * len(choices), texts, gold)
+            filled = tuple(context[:blank] + c for c in choices)  # the harness's choices: the filled contexts
+            return Item(filled, (after,) * len(choices), gold, filled, group)
+        cleaned = tuple(self._clean(c) for c in choices)
+        texts = tuple(continuation.format(choice=c) for c in cleaned)
+        return Item((context,) * len(choices), texts, gold, cleaned, group)
 
     def _gold(self, record: dict, n_choices: int) -> int:
         answer = _lookup(record, str(self.cfg["answer"]), f"{self.key}.answer")
@@ -148,23 +186,40 @@ class Task:
         if limit is not None and len(rows) > limit:
             order = np.sort(np.random.default_rng([self.seed, 0]).choice(len(rows), size=limit, replace=False))
         items = [self._parse(rows[i]) for i in order]
-        if not self.fewshot:
+        description = self.cfg.get("description") or ""
+        if not self.fewshot and not description:
             return items
-        split = self.cfg.get("fewshot_split")
-        same = self.source is None or split in (None, "", self.source.split) or self.source.kind != "hub"
-        pool = rows if same else self._read(str(split))
-        require(len(pool) > self.fewshot, f"{self.key}.fewshot={self.fewshot}: the few-shot pool has only "
-                                          f"{len(pool)} records")
+        pool, same = self._fewshot_pool(rows)
+        by = self.cfg.get("fewshot_by")
+        groups = [str(_lookup(r, by, f"{self.key}.fewshot_by")) for r in pool] if by else None
         solved: dict[int, str] = {}
         out = []
-        for index, item in zip(order, items):
-            # seeded by the item's own index: the shots of an item do not depend on the limit or on other items
-            candidates = np.random.default_rng([self.seed, 1, int(index)]).permutation(len(pool))
-            picks = [int(j) for j in candidates if not (same and j == index)][:self.fewshot]
+        for index, item, record in zip(order, items, (rows[i] for i in order)):
+            prefix = _render(description, self._fields(record), f"{self.key}.description") if description else ""
+            if self.sampler == "random":  # seeded by the item's own index: independent of the limit and other items
+                candidates = np.random.default_rng([self.seed, 1, int(index)]).permutation(len(pool))
+            else:
+                candidates = np.arange(len(pool))
+            picks = [int(j) for j in candidates if not (same and j == index)
+                     and (groups is None or groups[j] == item.group)][:self.fewshot]
+            require(len(picks) == self.fewshot, f"{self.key}.fewshot={self.fewshot}: the few-shot pool has only "
+                                                f"{len(picks)} records{' for ' + item.group if item.group else ''}")
             for j in picks:
                 if j not in solved:
                     shot = self._parse(pool[j])
                     solved[j] = shot.contexts[shot.gold] + shot.continuations[shot.gold]
-            prefix = "".join(solved[j] + "\n\n" for j in picks)
-            out.append(Item(tuple(prefix + c for c in item.contexts), item.continuations, item.gold))
+            prefix += "".join(solved[j] + "\n\n" for j in picks)
+            out.append(Item(tuple(prefix + c for c in item.contexts), item.continuations, item.gold, item.choices,
+                            item.group))
         return out
+
+    def _fewshot_pool(self, rows: list[dict]) -> tuple[list[dict], bool]:
+        """(the records shots are drawn from, whether they are the evaluated records themselves)."""
+        if not self.fewshot:
+            return [], False
+        if self.source is not None and self.source.kind != "hub" and self.cfg.get("fewshot_path"):
+            return self._read(path=str(self.cfg["fewshot_path"])), False
+        split = self.cfg.get("fewshot_split")
+        if self.source is None or split in (None, "", self.source.split) or self.source.kind != "hub":
+            return rows, True
+        return self._read(str(split)), False
