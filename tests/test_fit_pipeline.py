@@ -188,3 +188,20 @@ def test_tied_exponents_from_the_cli(run_cli, tmp_path):
     assert code == 0, err
     fit = json.loads((tmp_path / "fit" / "fit.json").read_text())
     assert fit["params"]["alpha"] == fit["params"]["beta"] == pytest.approx(0.33, abs=0.01)
+
+
+def test_data_that_does_not_scale_is_refused_or_warned_about(run_cli, tmp_path):
+    """Loss rising with N: kaplan refuses in one line; chinchilla warns loudly and prints no compute-optimal NaNs."""
+    params = np.repeat(np.geomspace(2e7, 1e9, 5), 3)
+    tokens = 2e9 * np.tile([1, 4, 16], 5)
+    loss = 2.0 + 0.2 * np.log(params / 2e7) + 1500 / tokens ** 0.33  # worse with every size
+    Table({"params": params, "tokens": tokens, "loss": loss}).write_csv(tmp_path / "runs.csv")
+    code, _, err = run_cli("fit", f"runs={tmp_path / 'runs.csv'}", "law=kaplan", "bootstrap.n=0", "plots=false",
+                           f"out={tmp_path / 'k'}")
+    assert code == 2 and "loss rises with N" in err and len(err.strip().splitlines()) == 1
+    code, out, err = run_cli("fit", f"runs={tmp_path / 'runs.csv'}", "law=chinchilla", "bootstrap.n=0",
+                             "plots=false", f"out={tmp_path / 'c'}", "target.params=1e10", "target.tokens=2e11")
+    assert code == 0, err
+    assert "warning: DOES NOT SCALE: the loss does not fall with params" in out and "C^nan" not in out
+    assert "compute-optimal" not in out
+    assert "compute_optimal" not in json.loads((tmp_path / "c" / "fit.json").read_text())

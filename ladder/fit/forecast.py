@@ -95,8 +95,9 @@ def predictions_for(law: Law, targets: Table) -> list[dict]:
     compute_only = targets.take(np.flatnonzero(~point)) if len(targets) else targets
     if len(compute_only):
         optimal = law.compute_optimal(compute_only["flops"])
-        require(optimal is not None, f"law {law.name} has no compute-optimal frontier; give target.params and "
-                                     f"target.tokens, or use law=chinchilla, isoflop or envelope")
+        require(optimal is not None, f"law {law.name} gives no compute-optimal point (it has no frontier, or its fit "
+                                     f"does not scale: see its warnings); give target.params and target.tokens, or "
+                                     f"use law=chinchilla, isoflop or envelope")
         for i in range(len(compute_only)):
             entry = {"name": compute_only["name"][i], "params": optimal["params"][i],
                      "tokens": optimal["tokens"][i], "flops": compute_only["flops"][i]}

@@ -48,6 +48,13 @@ def percentile_interval(samples: np.ndarray, level: float, axis: int = 0) -> tup
     return lo, hi
 
 
+def spearman(x, y) -> float:
+    """Rank correlation (ties get their mean rank)."""
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(np.asarray(x, dtype=float), np.asarray(y, dtype=float)).statistic)
+
+
 def run_groups(table) -> np.ndarray:
     """Each row's run index: rows of one run (a WSD-S run's budgets, one curve's checkpoints) share it. Without a run
     column every row is its own run. Seeds are separate runs, so they count as replicates."""
@@ -166,6 +173,7 @@ class PowerLawLaw(Law):
         self.theta_: np.ndarray | None = None
         self.theta_samples_: np.ndarray | None = None
         self.reach_: dict[str, float] = {}  # the largest fitted value of each variable: distances start there
+        self.scales_: dict[str, bool] = {}  # whether the loss falls with each variable in the fitted data
 
     # -- what a subclass may refine ---------------------------------------------------------------------------
     def check(self, table: Table) -> None:
@@ -214,7 +222,7 @@ class PowerLawLaw(Law):
                            else None, "value": value, "n_starts": len(starts),
                            "n_converged": int(batch.converged.sum())}
         self.warnings_ = self._flat_valley_warnings([(f, x) for x, f, _ in polished], value)
-        self.warnings_ += self._bound_warnings(theta)
+        self.warnings_ += self._scaling_warnings(theta, table) or self._bound_warnings(theta)
         return self
 
     def bootstrap(self, table: Table, n: int, seed: int = 0) -> "PowerLawLaw":
@@ -314,6 +322,26 @@ class PowerLawLaw(Law):
             if len(values) > 1 and values.max() - values.min() > 0.02 * max(1.0, abs(self.params_[name])):
                 out.append(f"flat valley: optima within 0.1% of the best objective disagree on {name} "
                            f"({values.min():.3g} to {values.max():.3g}); the data do not pin it down")
+        return out
+
+    def _scaling_warnings(self, theta, table: Table) -> list[str]:
+        """Terms that do not scale: an exponent at 0 (the term is a constant), or a term that vanishes at every row
+        (under 1e-4 of the loss: the fit sent A to 0). Either way the loss does not fall with that variable in these
+        data, and nothing forecast from the fit means much. `scales_` records it for the frontier."""
+        _, exponents, _ = self.form.split(np.atleast_2d(theta))
+        log_x = self._log_x(table)
+        lse, probs = self.form._softmax(np.atleast_2d(theta), log_x)
+        out = []
+        self.scales_ = {}
+        for k, variable in enumerate(self.variables):
+            exponent = float(exponents[0, self.form.exponent_of_term[k]])
+            share = float(np.max(probs[k]))
+            self.scales_[variable] = exponent > 1e-6 and share > 1e-4
+            if not self.scales_[variable]:
+                why = (f"its exponent is {exponent:.3g}" if exponent <= 1e-6
+                       else "its term is under 1e-4 of the loss at every row")
+                out.append(f"DOES NOT SCALE: the loss does not fall with {variable} in these data ({why}); forecasts "
+                           f"from this fit mean nothing: check the loss column, the runs, or the range of {variable}")
         return out
 
     def _bound_warnings(self, theta) -> list[str]:

@@ -50,6 +50,8 @@ class Chinchilla(PowerLawLaw):
         """argmin over N of L(N, C / (k N)) with k = FLOPs per N*D of the fitted table (6 for chinchilla_6nd)."""
         flops = np.atleast_1d(np.asarray(flops, dtype=float))
         k = getattr(self, "flops_per_nd_", 6.0)
+        if not all(self.scales_.values()):
+            return None  # no interior optimum when the loss does not fall with N or D (fit warns: DOES NOT SCALE)
 
         def frontier(p):
             with np.errstate(all="ignore"):  # degenerate bootstrap draws give inf/NaN; percentiles skip them
