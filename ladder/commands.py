@@ -127,6 +127,8 @@ def fit(cfg, overrides) -> int:
     table = load_table(path, columns, law.required_columns, curves=bool(cfg.curves or law.reads_curves))
     explicit = {o.lstrip("+").split("=")[0] for o in overrides if o.lstrip("+").startswith("target.")}
     target = _plain(cfg.target)
+    if cfg.runs and "target.name" not in explicit:
+        target["name"] = None  # a CSV's forecast is not the default ladder's target
     if not explicit and not cfg.runs:
         target = _ladder_target(cfg, columns["params"])  # fitting the ladder's own runs: forecast its target
         explicit = {"target.params", "target.tokens"}
@@ -134,7 +136,7 @@ def fit(cfg, overrides) -> int:
     out = Path(cfg.out) if cfg.out else Path("fits") / law_options["name"]
     result = run_fit(table, law_options, targets, int(cfg.bootstrap.n), int(cfg.bootstrap.seed),
                      float(cfg.ci_level), cfg.backtest, out, bool(cfg.plots), source=str(path),
-                     interval=_plain(cfg.interval))
+                     interval=_plain(cfg.interval), run_column=str(columns.get("run") or "run"))
     if fmt == "json":
         print_json(result)
     else:
@@ -215,7 +217,8 @@ def format_backtest(bt: dict) -> str:
         lines.append(format_table(["fold", "fit on", "rows", "held out", "median |error|", "coverage"], body))
     else:
         header = ["held out", "params", "tokens", "actual", "forecast", "interval", "error", "covered"]
-        body = [[str(r.get("run", "")), human(r["params"]), human(r["tokens"]), f"{r['actual']:.4g}",
+        name = bt.get("run_column", "run")
+        body = [[str(r.get(name, "")), human(r["params"]), human(r["tokens"]), f"{r['actual']:.4g}",
                  f"{r['predicted']:.4g}", f"[{r['lo']:.4g}, {r['hi']:.4g}]", f"{r['rel_error']:+.2%}",
                  "yes" if r["covered"] else "no"] for r in bt["rows"]]
         lines.append(format_table(header, body))

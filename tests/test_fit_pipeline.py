@@ -205,3 +205,24 @@ def test_data_that_does_not_scale_is_refused_or_warned_about(run_cli, tmp_path):
     assert "warning: DOES NOT SCALE: the loss does not fall with params" in out and "C^nan" not in out
     assert "compute-optimal" not in out
     assert "compute_optimal" not in json.loads((tmp_path / "c" / "fit.json").read_text())
+
+
+def test_a_csv_fit_reads_a_bom_names_its_target_and_keeps_the_run_names(run_cli, tmp_path):
+    """Excel's UTF-8 CSV starts with a BOM; the forecast of a CSV is `target`, not the default ladder's; backtest
+    rows keep the input's own run column."""
+    table = chinchilla_table(sizes=(2e7, 5e7, 1e8, 2e8, 5e8, 1e9), multiples=(1, 4, 16))  # a rung per size
+    text = table.to_csv()
+    (tmp_path / "bom.csv").write_bytes(b"\xef\xbb\xbf" + text.encode())
+    code, out, err = run_cli("fit", f"runs={tmp_path / 'bom.csv'}", "bootstrap.n=50", "plots=false",
+                             f"out={tmp_path / 'fit'}", "target.params=7e9", "target.tokens=2e11",
+                             "backtest=largest")
+    assert code == 0, err
+    fit = json.loads((tmp_path / "fit" / "fit.json").read_text())
+    assert [p["name"] for p in fit["predictions"]] == ["target"]
+    assert {r["rung"] for r in fit["backtest"]["rows"]} == {"n1000m"} and "n1000m" in out
+
+
+def test_whole_numbers_are_written_as_integers():
+    text = Table({"seed": [0.0, 1.0], "params": [20088.0, 3e9], "loss": [2.5, 3.0]}).to_csv()
+    assert text.splitlines()[1:] == ["0,20088,2.5", "1,3000000000,3"]
+    assert Table({"x": [0.1 + 0.2]}).to_csv().splitlines()[1] == repr(0.1 + 0.2)

@@ -137,7 +137,7 @@ def backtest_folds(table: Table, spec, fractions=FOLD_FRACTIONS) -> list[tuple[s
 
 
 def backtest(law_options: dict, table: Table, spec, n_boot: int, seed: int, ci_level: float,
-             interval: dict | None = None) -> dict:
+             interval: dict | None = None, run_column: str = "run") -> dict:
     """Fit on the smaller rungs (or below a compute cutoff), forecast the held-out rows with the same intervals a
     user gets, and score them: error, coverage, interval score. `rolling` does so for every fold."""
     options = IntervalOptions.from_config(interval)
@@ -166,7 +166,7 @@ def backtest(law_options: dict, table: Table, spec, n_boot: int, seed: int, ci_l
                    "interval_score": float(score[i]),
                    "distance_efolds": float(prediction.distance[i]) if prediction.distance is not None else np.nan}
             if "run" in test:
-                row["run"] = test["run"][i]
+                row[run_column] = test["run"][i]  # under the input's own name (columns.run: rung by default)
             fold_rows.append(row)
         rows += fold_rows
         folds.append({"fold": k, "rule": rule, "n_train": len(train), "n_test": len(test),
@@ -176,7 +176,7 @@ def backtest(law_options: dict, table: Table, spec, n_boot: int, seed: int, ci_l
     single = len(folds) == 1
     return {"rule": folds[0]["rule"] if single else f"rolling: {len(folds)} folds", "level": ci_level,
             **({"n_train": folds[0]["n_train"]} if single else {}), "n_test": len(rows), "metric": law.metric,
-            "rows": rows, "folds": folds, **_scores(rows)}
+            "rows": rows, "run_column": run_column, "folds": folds, **_scores(rows)}
 
 
 def _scores(rows: list[dict]) -> dict:
@@ -191,17 +191,19 @@ def _scores(rows: list[dict]) -> dict:
 
 def run_fit(table: Table, law_options: dict, targets: Table, n_boot: int, seed: int, ci_level: float,
             backtest_spec=None, out: str | Path | None = None, plots: bool = True, source: str = "",
-            interval: dict | None = None) -> dict:
+            interval: dict | None = None, run_column: str = "run") -> dict:
     law, result = fit_and_forecast(table, law_options, targets, n_boot, seed, ci_level, backtest_spec, source,
-                                   interval)
+                                   interval, run_column)
     if out is not None:
         write_outputs(law, table, result, Path(out), plots)
     return result
 
 
 def fit_and_forecast(table: Table, law_options: dict, targets: Table, n_boot: int, seed: int, ci_level: float,
-                     backtest_spec=None, source: str = "", interval: dict | None = None) -> tuple[Law, dict]:
-    """The fitted law and fit.json's content, nothing written. `interval` is the interval config group."""
+                     backtest_spec=None, source: str = "", interval: dict | None = None,
+                     run_column: str = "run") -> tuple[Law, dict]:
+    """The fitted law and fit.json's content, nothing written. `interval` is the interval config group;
+    `run_column` names the runs in the backtest's rows as the input named them."""
     options = IntervalOptions.from_config(interval)
     law = make_law(law_options, ci_level)
     law.fit(table).bootstrap(table, n_boot, seed)
@@ -214,7 +216,8 @@ def fit_and_forecast(table: Table, law_options: dict, targets: Table, n_boot: in
     if optimal is not None:
         result["compute_optimal"] = optimal
     if backtest_spec is not None:
-        result["backtest"] = backtest(law_options, table, backtest_spec, n_boot, seed, ci_level, interval)
+        result["backtest"] = backtest(law_options, table, backtest_spec, n_boot, seed, ci_level, interval,
+                                      run_column)
     result["warnings"] = law.warnings_
     return law, result
 

@@ -43,7 +43,7 @@ class Table:
         path = Path(path)
         require(path.exists(), f"runs={path}: no such file or directory")
         try:
-            with open(path, newline="") as f:
+            with open(path, newline="", encoding="utf-8-sig") as f:  # a BOM (Excel's UTF-8 CSV) is not a name
                 rows = list(csv.DictReader(f))
         except (UnicodeDecodeError, csv.Error) as error:
             raise LadderError(f"{path}: not a readable CSV ({error})") from None
@@ -76,7 +76,10 @@ def _as_array(values) -> np.ndarray:
 
 def _cell(value):
     if isinstance(value, (float, np.floating)):
-        return "" if np.isnan(value) else repr(float(value))
+        if np.isnan(value):
+            return ""
+        # whole numbers (seeds, parameter counts, tokens) as integers; repr round-trips every other float
+        return str(int(value)) if float(value).is_integer() and abs(value) < 2 ** 53 else repr(float(value))
     return str(value)
 
 
