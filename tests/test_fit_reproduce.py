@@ -72,3 +72,60 @@ def test_reproduce_offline_is_one_line(run_cli, tmp_path, monkeypatch):
     monkeypatch.setattr(urllib.request, "urlopen", offline)
     code, out, err = run_cli("reproduce", "chinchilla")
     assert code == 2 and err.count("\n") == 1 and "pass path=" in err
+
+
+GADRE_FIT = [("d=96_l=8_h=4", 20), ("d=512_l=8_h=4", 20), ("d=576_l=24_h=8", 20), ("d=1024_l=24_h=8", 20),
+             ("d=96_l=8_h=4", 320)]  # their default five runs (RedPajama)
+GADRE_TARGETS = [("open_lm_1b", 640), ("open_lm_7b", 20)]
+
+
+@pytest.fixture
+def gadre_csv():
+    from conftest import SHARED
+
+    path = SHARED / "refdata" / "gadre" / "runs_flat.csv"
+    if not path.exists():
+        pytest.skip(f"reference data not found at {path} (../shared is absent outside this workplace)")
+    return path
+
+
+def test_gadre_over_training_and_error_laws_from_the_cli(run_cli, gadre_csv, tmp_path):
+    """Gadre et al. 2024's published relative errors: the over-training law (alpha = beta, least squares on the
+    loss) on five runs, 0.7103% (1.4B at M=640) and 0.7320% (6.9B at M=20); their error law on those runs and
+    open_lm_1b at M=20, chained on the forecast loss, 3.6365% and 0.0464% of the 17-task average top-1 error."""
+    import json
+
+    import numpy as np
+
+    from ladder.fit.table import Table
+
+    raw = Table.read_csv(gadre_csv)
+
+    def rows(runs):
+        return [int(np.flatnonzero((raw["train_dataset"] == "rpj") & (raw["model_name"] == name)
+                                   & np.isclose(raw["tokens_per_param_M"], m))[0]) for name, m in runs]
+
+    def write(name, picked, loss=None):
+        table = Table({"name": [raw["name"][i] for i in picked], "params": raw["N_params"][picked],
+                       "tokens": raw["D_tokens"][picked], "loss": raw["loss_c4_val"][picked] if loss is None else loss,
+                       "err_avg17": raw["err_avg17"][picked]})
+        table.write_csv(tmp_path / name)
+        return tmp_path / name
+
+    targets = rows(GADRE_TARGETS)
+    code, _, err = run_cli("fit", f"runs={write('five.csv', rows(GADRE_FIT))}", "law=chinchilla",
+                           "law.tie_exponents=true", "law.objective=mse", "bootstrap.n=0", "plots=false",
+                           f"targets={write('targets.csv', targets)}", f"out={tmp_path / 'loss'}")
+    assert code == 0, err
+    loss = [p["value"] for p in json.loads((tmp_path / "loss" / "fit.json").read_text())["predictions"]]
+    relative = np.abs(np.array(loss) / raw["loss_c4_val"][targets] - 1)
+    np.testing.assert_allclose(100 * relative, [0.7103, 0.7320], atol=5e-4)
+
+    chained = write("chained.csv", targets, loss=np.array(loss))
+    code, _, err = run_cli("fit", f"runs={write('six.csv', rows(GADRE_FIT + [('open_lm_1b', 20)]))}",
+                           "law=exp_error", "law.error=err_avg17", "bootstrap.n=0", "plots=false",
+                           f"targets={chained}", f"out={tmp_path / 'error'}")
+    assert code == 0, err
+    error = [p["value"] for p in json.loads((tmp_path / "error" / "fit.json").read_text())["predictions"]]
+    relative = np.abs(np.array(error) / raw["err_avg17"][targets] - 1)
+    np.testing.assert_allclose(100 * relative, [3.6365, 0.0464], atol=5e-4)

@@ -49,7 +49,9 @@ def resolve_targets(target: dict, explicit: set[str], targets_file: str | None, 
             params, tokens = float(file["params"][i]), float(file["tokens"][i])
             require(params > 0 and tokens > 0, f"targets={targets_file}: row {i} needs positive params and tokens")
             name = str(file["name"][i]) if "name" in file else f"target{i}"
-            rows.append((name, params, tokens, flops_per_nd * params * tokens))
+            # a loss column travels along: laws that forecast from a loss (exp_error) read it
+            loss = float(file["loss"][i]) if "loss" in file else np.nan
+            rows.append((name, params, tokens, flops_per_nd * params * tokens, loss))
     if explicit:
         name = str(target.get("name") or "target")
         params = to_number(target["params"], "target.params") if target.get("params") is not None else None
@@ -64,12 +66,15 @@ def resolve_targets(target: dict, explicit: set[str], targets_file: str | None, 
             if tokens is None:
                 require(flops is not None, "target: give target.tokens or target.flops with target.params")
                 tokens = flops / (flops_per_nd * params)
-            rows.append((name, params, tokens, flops_per_nd * params * tokens))
+            rows.append((name, params, tokens, flops_per_nd * params * tokens, np.nan))
         else:
             require(flops is not None, "target: give target.params and target.tokens, or target.flops alone")
-            rows.append((name, np.nan, np.nan, flops))
-    names, params, tokens, flops = zip(*rows) if rows else ((), (), (), ())
-    return Table({"name": list(names), "params": list(params), "tokens": list(tokens), "flops": list(flops)})
+            rows.append((name, np.nan, np.nan, flops, np.nan))
+    names, params, tokens, flops, loss = zip(*rows) if rows else ((), (), (), (), ())
+    out = {"name": list(names), "params": list(params), "tokens": list(tokens), "flops": list(flops)}
+    if np.isfinite(np.asarray(loss, dtype=float)).any():
+        out["loss"] = list(loss)
+    return Table(out)
 
 
 def predictions_for(law: Law, targets: Table) -> list[dict]:

@@ -7,12 +7,13 @@ import inspect
 from ladder.errors import require
 from ladder.fit.laws.base import Law, Prediction
 from ladder.fit.laws.chinchilla import Chinchilla
+from ladder.fit.laws.exp_error import ExpError
 from ladder.fit.laws.isoflop import Envelope, IsoFLOP
 from ladder.fit.laws.kaplan import Kaplan
 from ladder.fit.laws.two_step import TwoStep
 
 LAWS: dict[str, type[Law]] = {"chinchilla": Chinchilla, "kaplan": Kaplan, "isoflop": IsoFLOP,
-                              "envelope": Envelope, "two_step": TwoStep}
+                              "envelope": Envelope, "two_step": TwoStep, "exp_error": ExpError}
 
 
 def make_law(options: dict, ci_level: float = 0.95) -> Law:
