@@ -226,3 +226,15 @@ def test_whole_numbers_are_written_as_integers():
     text = Table({"seed": [0.0, 1.0], "params": [20088.0, 3e9], "loss": [2.5, 3.0]}).to_csv()
     assert text.splitlines()[1:] == ["0,20088,2.5", "1,3000000000,3"]
     assert Table({"x": [0.1 + 0.2]}).to_csv().splitlines()[1] == repr(0.1 + 0.2)
+
+
+def test_bootstrap_histogram_of_draws_piled_on_a_bound(tmp_path):
+    """Draws that differ by rounding only (a parameter on its bound) once crashed the plot: 'Too many bins'."""
+    from types import SimpleNamespace
+
+    from ladder.fit.plots import bootstrap_exponents
+
+    draws = np.array([1.0, 1 - 1.1e-16] * 50)
+    law = SimpleNamespace(samples_={"step2.b": draws, "step2.a": np.linspace(-0.8, -0.7, 100)},
+                          params_={"step2.b": 1.0, "step2.a": -0.75})
+    assert bootstrap_exponents(law, tmp_path / "b.png").stat().st_size > 0

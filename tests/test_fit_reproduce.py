@@ -129,3 +129,35 @@ def test_gadre_over_training_and_error_laws_from_the_cli(run_cli, gadre_csv, tmp
     error = [p["value"] for p in json.loads((tmp_path / "error" / "fit.json").read_text())["predictions"]]
     relative = np.abs(np.array(error) / raw["err_avg17"][targets] - 1)
     np.testing.assert_allclose(100 * relative, [3.6365, 0.0464], atol=5e-4)
+
+
+@pytest.fixture
+def olmo_dir():
+    from conftest import SHARED
+
+    path = SHARED / "refdata" / "olmo-ladder"
+    if not path.exists():
+        pytest.skip(f"reference data not found at {path} (../shared is absent outside this workplace)")
+    return path
+
+
+def test_olmo_ladder_two_step_predictions(olmo_dir):
+    """The OLMo ladder's published two-step forecasts of its 13B-5T run (chained_main.csv, 8 tasks) and of 7B-4T
+    (MMLU 0.4838, HellaSwag 0.8252), from its 16 runs, with two_step's default rules and each task's chance."""
+    from ladder.fit.reproduce import OLMO_TARGETS, OLMO_TASKS, load_olmo_task
+    from ladder.fit.table import Table
+
+    published = Table.read_csv(olmo_dir / "chained_main.csv")
+    for task, expected in zip(published["Task"], published["Pred"]):
+        law = make_law({"name": "two_step", "step2": {"minimum": OLMO_TASKS[str(task)][1]}})
+        law.fit(load_olmo_task(olmo_dir / "ladder-runs", str(task)))
+        params, tokens = OLMO_TARGETS["13B-5T"]
+        task_loss, accuracy = law.predict_all(Table({"params": [params], "tokens": [tokens]}))
+        assert accuracy.value[0] == pytest.approx(expected, abs=1e-5), task
+        if task == "mmlu_avg_test_5shot":
+            assert task_loss.value[0] == pytest.approx(0.75016, abs=1e-4)
+    for task, expected in (("mmlu_avg_test_5shot", 0.4838), ("hellaswag_val_5shot", 0.8252)):
+        law = make_law({"name": "two_step"}).fit(load_olmo_task(olmo_dir / "ladder-runs", task))
+        params, tokens = OLMO_TARGETS["7B-4T"]
+        assert law.predict(Table({"params": [params], "tokens": [tokens]})).value[0] == pytest.approx(
+            expected, abs=1e-4)

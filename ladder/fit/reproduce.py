@@ -80,6 +80,40 @@ def load_gadre(path: str | Path, dataset: str, loss_column: str = "loss_c4_val")
                   "loss": raw[loss_column][rows]})
 
 
+# The OLMo ladder's task forecasts (allenai/OLMo-ladder, src/scaling/utils.py, the paper's v2 tasks): the bits per
+# byte and accuracy columns of each task, MMLU's four groups averaged with their weights, and the task's chance
+# accuracy (the start of the sigmoid's fit).
+_MMLU_WEIGHTS = {"stem": 0.215, "humanities": 0.335, "social_sciences": 0.219, "other": 0.231}
+OLMO_TASKS = {
+    "mmlu_avg_test_5shot": ({f"mmlu_{g}_test": w for g, w in _MMLU_WEIGHTS.items()}, 0.25),
+    **{f"{name}_5shot": ({name: 1.0}, chance) for name, chance in (
+        ("hellaswag_val", 0.25), ("arc_challenge_test", 0.25), ("arc_easy_test", 0.25), ("piqa_val", 0.5),
+        ("csqa_val", 0.2), ("socialiqa_val", 1 / 3), ("openbookqa_test", 0.25))},
+}
+OLMO_TARGETS = {"13B-5T": (13202396160, 5000088518656), "7B-4T": (6887575552, 3945065873408)}
+
+
+def load_olmo_task(directory: str | Path, task: str) -> Table:
+    """Every evaluation of the OLMo ladder's 16 runs for one task: run, params, tokens, task_loss (bits per byte),
+    accuracy (length-normalised), as two_step reads them."""
+    require(task in OLMO_TASKS, f"task={task!r}: use one of {', '.join(OLMO_TASKS)}")
+    weights, _ = OLMO_TASKS[task]
+    w = np.array(list(weights.values()))
+    run, params, tokens, task_loss, accuracy = [], [], [], [], []
+    for size, n in OLMO_SIZES.items():
+        for multiple in (1, 2, 5, 10):
+            name = f"{size}-{multiple}xC"
+            rows = Table.read_csv(Path(directory) / f"{name}.csv")
+            bpb = np.stack([rows[f"eval/downstream_bpb/{k}_rc_5shot_bpb"] for k in weights], axis=1)
+            acc = np.stack([rows[f"eval/downstream/{k}_rc_5shot_len_norm"] for k in weights], axis=1)
+            run += [name] * len(rows)
+            params += [n] * len(rows)
+            tokens += list(rows["throughput/total_tokens"])
+            task_loss += list(bpb @ w / w.sum())
+            accuracy += list(acc @ w / w.sum())
+    return Table({"run": run, "params": params, "tokens": tokens, "task_loss": task_loss, "accuracy": accuracy})
+
+
 def load_olmo_ladder(directory: str | Path, loss_column: str = "eval/c4_en-validation/CrossEntropyLoss") -> Table:
     """The OLMo ladder's 16 runs (Bhagia et al. 2024), one row each: its last evaluation, at its final tokens."""
     runs = []

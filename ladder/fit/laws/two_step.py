@@ -3,8 +3,10 @@
 Step 1 fits the chinchilla form to the task loss, one point per run: the mean of its last `step1.window` rows, at
 the run's final tokens; where the table marks finished results (`final` = 1, as `ladder collect` does for every
 budget, each the end of its own cooldown), each such row is a point of its own. Step 2 fits accuracy = a / (1 + exp(-k (L - L0))) + b to the task loss over all rows (each
-run's first `step2.skip_frac` dropped, a trailing moving average of `step2.window` rows), plus the anchor point
-(L = 0, accuracy = 1). The chained prediction carries both steps' bootstrap uncertainty and, once calibrated, step
+run's first `step2.skip_frac` dropped (rounded up), a trailing moving average of `step2.window` rows), plus the
+anchor point (L = 0, accuracy = `step2.maximum`), from OLMo's start (a = `step2.minimum` - 1, k = 3, L0 = 0.9,
+b = `step2.maximum`; the minimum is the task's chance accuracy). These are the OLMo ladder's rules
+(allenai/OLMo-ladder, src/scripts/step2.py): its published predictions are reproduced (tests/test_fit_reproduce.py). The chained prediction carries both steps' bootstrap uncertainty and, once calibrated, step
 1's noise and extrapolation error (learned by step 1's own rolling backtests) and step 2's scatter around the sigmoid.
 """
 
@@ -49,9 +51,15 @@ class TwoStep(Law):
         super().__init__(ci_level)
         self.task, self.accuracy = task, accuracy
         step1 = {"window": 5, "objective": "huber_log", "delta": 1e-3, **(step1 or {})}
-        step2 = {"skip_frac": 0.1, "window": 5, **(step2 or {})}
+        step2 = {"skip_frac": 0.1, "window": 5, "minimum": 0.25, "maximum": 1.0, **(step2 or {})}
+        unknown = sorted(set(step2) - {"skip_frac", "window", "minimum", "maximum"})
+        require(not unknown, f"law.step2.{unknown[0] if unknown else ''}: not an option; use skip_frac, window, "
+                             f"minimum, maximum")
         self.step1_window = int(step1.pop("window"))
         self.skip_frac, self.step2_window = float(step2["skip_frac"]), int(step2["window"])
+        self.minimum, self.maximum = float(step2["minimum"]), float(step2["maximum"])
+        require(0 <= self.minimum < self.maximum <= 1, f"law.step2.minimum={self.minimum}, maximum={self.maximum}: "
+                                                       f"accuracies with 0 <= minimum < maximum <= 1")
         require(self.step1_window >= 1 and self.step2_window >= 1, "law.step1.window and law.step2.window: >= 1")
         require(0 <= self.skip_frac < 1, f"law.step2.skip_frac={self.skip_frac}: must be in [0, 1)")
         self.step1 = Chinchilla(target_column="task_loss", ci_level=ci_level, **step1)
@@ -79,18 +87,17 @@ class TwoStep(Law):
 
     def step2_points(self, table: Table, window: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         window = self.step2_window if window is None else window
-        xs, ys = [np.array([0.0])], [np.array([1.0])]  # the anchor: a perfect model is always right
+        xs, ys = [np.array([0.0])], [np.array([self.maximum])]  # the anchor: a perfect model is (nearly) always right
         for run in dict.fromkeys(table["run"].tolist()):
             idx = np.flatnonzero(table["run"] == run)
             idx = idx[np.argsort(table["tokens"][idx])]
-            idx = idx[int(np.floor(self.skip_frac * len(idx))):]
+            idx = idx[int(np.ceil(self.skip_frac * len(idx))):]
             xs.append(trailing_mean(table["task_loss"][idx], window))
             ys.append(trailing_mean(table["accuracy"][idx], window))
         return np.concatenate(xs), np.concatenate(ys)
 
-    @staticmethod
-    def fit_sigmoid(x: np.ndarray, y: np.ndarray, p0=None) -> np.ndarray:
-        p0 = [-0.5, 1.0, float(np.median(x[1:])) if len(x) > 1 else 1.0, 0.5] if p0 is None else p0
+    def fit_sigmoid(self, x: np.ndarray, y: np.ndarray, p0=None) -> np.ndarray:
+        p0 = [self.minimum - 1.0, 3.0, 0.9, self.maximum] if p0 is None else p0  # OLMo's start (a, k, L0, b)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", OptimizeWarning)
             lower, upper = np.array(SIGMOID_BOUNDS[0]) + 1e-9, np.array(SIGMOID_BOUNDS[1]) - 1e-9
