@@ -27,7 +27,7 @@ COMMANDS = {
     "eval": ("ladder.commands:evaluate", "score a finished rung's budgets on eval tasks and corpora (eval=[...])"),
     "export": ("ladder.commands:export", "a finished rung's budget as a transformers model and tokenizer (out=DIR)"),
     "collect": ("ladder.commands:collect", "gather run directories (or a CSV, or W&B) into one tidy CSV"),
-    "reproduce": ("ladder.commands:reproduce", "refit a published dataset (chinchilla) beside the published fits"),
+    "reproduce": ("ladder.commands:reproduce", "refit published data (chinchilla, olmo, gadre) beside the published fits"),
     "design": ("ladder.commands:design", "the cheapest ladder that forecasts the target within design.error"),
 }
 

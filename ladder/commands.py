@@ -245,11 +245,16 @@ def collect(cfg, overrides) -> int:
 
 
 def reproduce(cfg, overrides) -> int:
+    datasets = {"chinchilla": _reproduce_chinchilla, "olmo": _reproduce_olmo, "gadre": _reproduce_gadre}
+    require(cfg.dataset in datasets, f"dataset={cfg.dataset}: use one of {', '.join(datasets)}")
+    return datasets[str(cfg.dataset)](cfg)
+
+
+def _reproduce_chinchilla(cfg) -> int:
     from ladder.fit.forecast import run_fit
     from ladder.fit.reproduce import EPOCH_CI, PUBLISHED, chinchilla_csv, load_chinchilla
     from ladder.fit.table import Table
 
-    require(cfg.dataset == "chinchilla", f"dataset={cfg.dataset}: the published dataset here is chinchilla")
     table = load_chinchilla(chinchilla_csv(cfg.path))
     law_options = {**_plain(cfg.law), "name": "chinchilla"} if cfg.law.name == "chinchilla" else {"name": "chinchilla"}
     out = Path(cfg.out) if cfg.out else None
@@ -271,6 +276,64 @@ def reproduce(cfg, overrides) -> int:
           f"{result['objective']['delta']}, {result['objective']['n_starts']} starts, "
           f"{result['bootstrap']['n']} bootstrap resamples\n")
     print(format_table(header, rows))
+    return 0
+
+
+def _reproduce_olmo(cfg) -> int:
+    """The OLMo ladder's two-step forecasts of 13B-5T from its 16 runs, beside the paper's (chained_main.csv)."""
+    from ladder.fit.laws import make_law
+    from ladder.fit.reproduce import (OLMO_PUBLISHED_13B, OLMO_TARGETS, OLMO_TASKS, load_olmo_task,
+                                      olmo_runs_dir)
+    from ladder.fit.table import Table
+
+    directory = olmo_runs_dir(cfg.path)
+    params, tokens = OLMO_TARGETS["13B-5T"]
+    rows = []
+    for task, (_, chance) in OLMO_TASKS.items():
+        law = make_law({"name": "two_step", "step2": {"minimum": chance}}).fit(load_olmo_task(directory, task))
+        task_loss, accuracy = law.predict_all(Table({"params": [params], "tokens": [tokens]}))
+        rows.append({"task": task, "task_loss": float(task_loss.value[0]), "accuracy": float(accuracy.value[0]),
+                     "published": OLMO_PUBLISHED_13B[task]})
+    if _format(cfg) == "json":
+        print_json({"target": "13B-5T", "rows": rows})
+        return 0
+    print(f"OLMo ladder (Bhagia et al. 2024): two-step forecasts of 13B at 5T tokens from the 16 runs in {directory}\n")
+    print(format_table(["task", "task loss", "accuracy", "published", "difference"],
+                       [[r["task"], f"{r['task_loss']:.5f}", f"{r['accuracy']:.5f}", f"{r['published']:.5f}",
+                         f"{r['accuracy'] - r['published']:+.1e}"] for r in rows]))
+    return 0
+
+
+def _reproduce_gadre(cfg) -> int:
+    """Gadre et al. 2024's over-training law and error law on their five default runs, beside their errors."""
+    from ladder.fit.laws import make_law
+    from ladder.fit.reproduce import GADRE_ERROR_RUNS, GADRE_PUBLISHED, GADRE_RUNS, GADRE_TARGETS, gadre_rows
+    from ladder.fit.table import Table
+
+    require(cfg.path, "dataset=gadre: pass path=runs_flat.csv (one row per run: train_dataset, model_name, "
+                      "N_params, D_tokens, tokens_per_param_M, loss_c4_val, err_avg17), as ../shared/refdata/gadre/ "
+                      "holds it; no pinned download of that table exists")
+    path = Path(cfg.path)
+    raw = Table.read_csv(path / "runs_flat.csv" if path.is_dir() else path)
+
+    def table(rows, loss=None):
+        return Table({"params": raw["N_params"][rows], "tokens": raw["D_tokens"][rows],
+                      "loss": raw["loss_c4_val"][rows] if loss is None else loss, "err_avg17": raw["err_avg17"][rows]})
+
+    targets = gadre_rows(raw, GADRE_TARGETS)
+    loss_law = make_law({"name": "chinchilla", "tie_exponents": True, "objective": "mse"})
+    loss = loss_law.fit(table(gadre_rows(raw, GADRE_RUNS))).predict(table(targets)).value
+    error_law = make_law({"name": "exp_error", "error": "err_avg17"}).fit(table(gadre_rows(raw, GADRE_ERROR_RUNS)))
+    error = error_law.predict(table(targets, loss=loss)).value
+    ours = {"loss": np.abs(loss / raw["loss_c4_val"][targets] - 1),
+            "err_avg17": np.abs(error / raw["err_avg17"][targets] - 1)}
+    if _format(cfg) == "json":
+        print_json({"ours": {k: v.tolist() for k, v in ours.items()}, "published": GADRE_PUBLISHED})
+        return 0
+    print("Gadre et al. 2024 (RedPajama, C4 eval loss): relative errors at the targets\n")
+    body = [[f"{name} M={m}", quantity, f"{GADRE_PUBLISHED[quantity][i]:.4%}", f"{ours[quantity][i]:.4%}"]
+            for quantity in ("loss", "err_avg17") for i, (name, m) in enumerate(GADRE_TARGETS)]
+    print(format_table(["target", "quantity", "published", "ours"], body))
     return 0
 
 

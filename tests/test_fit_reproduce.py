@@ -63,20 +63,21 @@ def test_reproduce_command(run_cli, chinchilla_csv, tmp_path):
     assert (tmp_path / "fit.json").exists()
 
 
-def test_reproduce_offline_is_one_line(run_cli, tmp_path, monkeypatch):
+@pytest.mark.parametrize("dataset", ["chinchilla", "olmo"])
+def test_reproduce_offline_is_one_line(run_cli, tmp_path, monkeypatch, dataset):
     import urllib.request
     monkeypatch.setenv("LADDER_CACHE", str(tmp_path))
 
     def offline(*args, **kwargs):
         raise OSError("network unreachable")
     monkeypatch.setattr(urllib.request, "urlopen", offline)
-    code, out, err = run_cli("reproduce", "chinchilla")
+    code, out, err = run_cli("reproduce", dataset)
     assert code == 2 and err.count("\n") == 1 and "pass path=" in err
 
 
-GADRE_FIT = [("d=96_l=8_h=4", 20), ("d=512_l=8_h=4", 20), ("d=576_l=24_h=8", 20), ("d=1024_l=24_h=8", 20),
-             ("d=96_l=8_h=4", 320)]  # their default five runs (RedPajama)
-GADRE_TARGETS = [("open_lm_1b", 640), ("open_lm_7b", 20)]
+def test_reproduce_gadre_needs_its_table(run_cli):
+    code, _, err = run_cli("reproduce", "gadre")
+    assert code == 2 and "pass path=runs_flat.csv" in err and err.count("\n") == 1
 
 
 @pytest.fixture
@@ -99,11 +100,12 @@ def test_gadre_over_training_and_error_laws_from_the_cli(run_cli, gadre_csv, tmp
 
     from ladder.fit.table import Table
 
+    from ladder.fit.reproduce import GADRE_ERROR_RUNS, GADRE_RUNS, GADRE_TARGETS, gadre_rows
+
     raw = Table.read_csv(gadre_csv)
 
     def rows(runs):
-        return [int(np.flatnonzero((raw["train_dataset"] == "rpj") & (raw["model_name"] == name)
-                                   & np.isclose(raw["tokens_per_param_M"], m))[0]) for name, m in runs]
+        return gadre_rows(raw, runs)
 
     def write(name, picked, loss=None):
         table = Table({"name": [raw["name"][i] for i in picked], "params": raw["N_params"][picked],
@@ -113,7 +115,7 @@ def test_gadre_over_training_and_error_laws_from_the_cli(run_cli, gadre_csv, tmp
         return tmp_path / name
 
     targets = rows(GADRE_TARGETS)
-    code, _, err = run_cli("fit", f"runs={write('five.csv', rows(GADRE_FIT))}", "law=chinchilla",
+    code, _, err = run_cli("fit", f"runs={write('five.csv', rows(GADRE_RUNS))}", "law=chinchilla",
                            "law.tie_exponents=true", "law.objective=mse", "bootstrap.n=0", "plots=false",
                            f"targets={write('targets.csv', targets)}", f"out={tmp_path / 'loss'}")
     assert code == 0, err
@@ -122,7 +124,7 @@ def test_gadre_over_training_and_error_laws_from_the_cli(run_cli, gadre_csv, tmp
     np.testing.assert_allclose(100 * relative, [0.7103, 0.7320], atol=5e-4)
 
     chained = write("chained.csv", targets, loss=np.array(loss))
-    code, _, err = run_cli("fit", f"runs={write('six.csv', rows(GADRE_FIT + [('open_lm_1b', 20)]))}",
+    code, _, err = run_cli("fit", f"runs={write('six.csv', rows(GADRE_ERROR_RUNS))}",
                            "law=exp_error", "law.error=err_avg17", "bootstrap.n=0", "plots=false",
                            f"targets={chained}", f"out={tmp_path / 'error'}")
     assert code == 0, err
@@ -161,3 +163,19 @@ def test_olmo_ladder_two_step_predictions(olmo_dir):
         params, tokens = OLMO_TARGETS["7B-4T"]
         assert law.predict(Table({"params": [params], "tokens": [tokens]})).value[0] == pytest.approx(
             expected, abs=1e-4)
+
+
+def test_reproduce_olmo_and_gadre_commands(run_cli, olmo_dir, gadre_csv):
+    import json
+
+    from ladder.fit.reproduce import GADRE_PUBLISHED
+
+    code, out, err = run_cli("reproduce", "olmo", f"path={olmo_dir}", "format=json")
+    assert code == 0, err
+    rows = json.loads(out)["rows"]
+    assert len(rows) == 8 and all(abs(r["accuracy"] - r["published"]) < 1e-5 for r in rows)
+    code, out, err = run_cli("reproduce", "gadre", f"path={gadre_csv.parent}", "format=json")
+    assert code == 0, err
+    ours = json.loads(out)["ours"]
+    for quantity, published in GADRE_PUBLISHED.items():
+        assert ours[quantity] == pytest.approx(list(published), abs=5e-6)

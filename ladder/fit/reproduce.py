@@ -1,4 +1,6 @@
-"""Published data to refit: Chinchilla's 245 points as Epoch AI extracted them (Besiroglu et al. 2024)."""
+"""Published data to refit, and the published numbers to check against: Chinchilla's 245 points as Epoch AI
+extracted them (Besiroglu et al. 2024), the OLMo ladder's 16 runs (Bhagia et al. 2024) and Gadre et al. 2024's runs.
+Downloads are pinned by sha256 and cached under $LADDER_CACHE; `path=` reads a local copy instead."""
 
 from __future__ import annotations
 
@@ -32,25 +34,32 @@ def cache_dir() -> Path:
     return Path(os.environ.get("LADDER_CACHE", Path.home() / ".cache" / "ladder"))
 
 
+def cached_download(url: str, sha256_prefix: str, name: str, local_hint: str) -> Path:
+    """The cached copy of `url` under $LADDER_CACHE/refdata/NAME, downloaded (needs the network) and checked
+    against its pinned sha256 the first time."""
+    cached = cache_dir() / "refdata" / name
+    if not cached.exists():
+        try:
+            with urllib.request.urlopen(url, timeout=15) as response:
+                data = response.read()
+        except OSError as error:
+            raise LadderError(f"could not download {url} ({error}); connect to the network or pass "
+                              f"path={local_hint}") from None
+        digest = hashlib.sha256(data).hexdigest()
+        require(digest.startswith(sha256_prefix), f"downloaded {url} has sha256 {digest[:12]}..., not "
+                                                  f"{sha256_prefix}...; the file changed upstream: pass path=... to "
+                                                  f"a known copy")
+        atomic_write_bytes(cached, data)
+    return cached
+
+
 def chinchilla_csv(path: str | None = None) -> Path:
     """The CSV: `path` if given, else the cached download, else download it (needs the network)."""
     if path:
         require(Path(path).exists(), f"path={path}: no such file")
         return Path(path)
-    cached = cache_dir() / "refdata" / "chinchilla_svg_extracted_data.csv"
-    if not cached.exists():
-        try:
-            with urllib.request.urlopen(CHINCHILLA_URL, timeout=15) as response:
-                data = response.read()
-        except OSError as error:
-            raise LadderError(f"could not download {CHINCHILLA_URL} ({error}); connect to the network or pass "
-                              f"path=svg_extracted_data.csv") from None
-        digest = hashlib.sha256(data).hexdigest()
-        require(digest.startswith(CHINCHILLA_SHA256_PREFIX),
-                f"downloaded {CHINCHILLA_URL} has sha256 {digest[:12]}..., not {CHINCHILLA_SHA256_PREFIX}...; "
-                f"the file changed upstream: pass path=... to a known copy")
-        atomic_write_bytes(cached, data)
-    return cached
+    return cached_download(CHINCHILLA_URL, CHINCHILLA_SHA256_PREFIX, "chinchilla_svg_extracted_data.csv",
+                           "svg_extracted_data.csv")
 
 
 def load_chinchilla(path: str | Path, drop_highest: int = 5) -> Table:
@@ -91,6 +100,55 @@ OLMO_TASKS = {
         ("csqa_val", 0.2), ("socialiqa_val", 1 / 3), ("openbookqa_test", 0.25))},
 }
 OLMO_TARGETS = {"13B-5T": (13202396160, 5000088518656), "7B-4T": (6887575552, 3945065873408)}
+# The paper's two-step forecasts of the 13B-5T run (src/scripts/paper/figures/chained_main.csv, `Pred`)
+OLMO_PUBLISHED_13B = {
+    "mmlu_avg_test_5shot": 0.5126799915287485, "hellaswag_val_5shot": 0.8530359563499285,
+    "arc_challenge_test_5shot": 0.5267099358093748, "arc_easy_test_5shot": 0.7724156000459201,
+    "piqa_val_5shot": 0.820804177694882, "csqa_val_5shot": 0.7760887505172276,
+    "socialiqa_val_5shot": 0.5994822062474122, "openbookqa_test_5shot": 0.4486477676972386}
+OLMO_COMMIT = "67a3f440f787d020da35e3ca8eeae475fae754f5"
+OLMO_URL = f"https://raw.githubusercontent.com/allenai/OLMo-ladder/{OLMO_COMMIT}/src/scripts/paper/data/ladder-runs/"
+OLMO_SHA256_PREFIXES = {
+    "190M-1xC": "8ac0066547d5edec", "190M-2xC": "db90c75f8d031d07", "190M-5xC": "aefe54fa03bd158d",
+    "190M-10xC": "192b115c3f02b650", "370M-1xC": "3597a61872596aff", "370M-2xC": "73c686e580ad0600",
+    "370M-5xC": "199905d322b0332b", "370M-10xC": "3f25b4ec4035caeb", "760M-1xC": "a830185275c91cc0",
+    "760M-2xC": "8c1ad2bf7da390b9", "760M-5xC": "9c08b58d2625f427", "760M-10xC": "e256c9df6d3b7af6",
+    "1B-1xC": "7fe91f0552829238", "1B-2xC": "34ba12a08a52e10e", "1B-5xC": "d195153f05b846f6",
+    "1B-10xC": "ec7e7487c67a774d"}
+
+
+def olmo_runs_dir(path: str | None = None) -> Path:
+    """The directory of the 16 ladder-run CSVs: `path` (the directory, or one holding ladder-runs/), else the cached
+    downloads from allenai/OLMo-ladder at a pinned commit."""
+    if path:
+        directory = Path(path)
+        directory = directory / "ladder-runs" if (directory / "ladder-runs").is_dir() else directory
+        missing = [run for run in OLMO_SHA256_PREFIXES if not (directory / f"{run}.csv").exists()]
+        require(not missing, f"path={path}: no {missing[0] if missing else ''}.csv; give the OLMo ladder's "
+                             f"ladder-runs directory (its 16 SIZE-MxC.csv files)")
+        return directory
+    for run, digest in OLMO_SHA256_PREFIXES.items():
+        cached_download(OLMO_URL + f"{run}.csv", digest, f"olmo-ladder/{run}.csv", "DIR/ladder-runs")
+    return cache_dir() / "refdata" / "olmo-ladder"
+
+
+GADRE_RUNS = [("d=96_l=8_h=4", 20), ("d=512_l=8_h=4", 20), ("d=576_l=24_h=8", 20), ("d=1024_l=24_h=8", 20),
+              ("d=96_l=8_h=4", 320)]  # their default five runs (RedPajama)
+GADRE_ERROR_RUNS = GADRE_RUNS + [("open_lm_1b", 20)]
+GADRE_TARGETS = [("open_lm_1b", 640), ("open_lm_7b", 20)]
+# relative errors at the targets: the loss (over-training law), the 17-task average top-1 error (error law)
+GADRE_PUBLISHED = {"loss": (0.007103, 0.007320), "err_avg17": (0.036365, 0.000464)}
+
+
+def gadre_rows(raw: Table, runs, dataset: str = "rpj") -> np.ndarray:
+    """Row indices of (model_name, tokens per parameter M) runs trained on `dataset`."""
+    out = []
+    for name, multiple in runs:
+        rows = np.flatnonzero((raw["train_dataset"] == dataset) & (raw["model_name"] == name)
+                              & np.isclose(raw["tokens_per_param_M"], multiple))
+        require(len(rows) == 1, f"no run {name} at M={multiple} on {dataset} in the Gadre table")
+        out.append(int(rows[0]))
+    return np.array(out)
 
 
 def load_olmo_task(directory: str | Path, task: str) -> Table:
