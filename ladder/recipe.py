@@ -70,6 +70,12 @@ def parse_budget(value, n_params: int, flops_per_token: int, tokens_per_param: f
     return int(round(tokens))
 
 
+def is_flops_budget(label) -> bool:
+    """Whether a budget is written in FLOPs (`1e18F`), the only budgets that make isoFLOP curves."""
+    match = _BUDGET.match(str(label))
+    return bool(match) and match.group(2) in ("F", "flops", "FLOPs")
+
+
 def budget_label(value) -> str:
     """`2xC` and `1e18F` as written; a plain token count as a short number (20000.0 -> 20k)."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):

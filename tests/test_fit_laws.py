@@ -151,3 +151,51 @@ def test_unknown_law_option_is_refused():
         make_law({"name": "chinchilla", "gamma": 1})
     with pytest.raises(LadderError, match="law.grid.gamma"):
         make_law({"name": "chinchilla", "grid": {"gamma": [1]}})
+
+
+def wide_sweep(seed, law, grid=np.geomspace(1e7, 1e11, 25), budgets=np.geomspace(1e18, 1e21, 6)):
+    """A fixed grid of sizes at every budget, tokens per parameter from 0.05 to 2e5: each curve spans ~3 decades
+    and its minimum sits off the middle, as in published isoFLOP sweeps."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for c in budgets:
+        n = grid[(c / (6 * grid) / grid >= 0.05) & (c / (6 * grid) / grid <= 2e5)]
+        loss = chinchilla_loss(n, c / (6 * n), law) * np.exp(rng.normal(0, 0.003, len(n)))
+        rows += [(f"{c:.4g}F", size, c / (6 * size), value) for size, value in zip(n, loss)]
+    budget, params, tokens, loss = zip(*rows)
+    params, tokens = np.array(params), np.array(tokens)
+    return Table({"budget": list(budget), "params": params, "tokens": tokens, "flops": 6 * params * tokens,
+                  "loss": loss})
+
+
+def test_isoflop_minimum_from_a_local_parabola_is_unbiased_on_wide_sweeps():
+    """Known a: Hoffmann et al.'s law (alpha 0.34, beta 0.28; its isoFLOP curves are lopsided). A parabola through
+    every size of a 3-decade curve moves a by several standard errors; the local one (7 nearest) does not, and its
+    95% intervals hold the true a."""
+    law = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
+    a_true = law["beta"] / (law["alpha"] + law["beta"])
+    local, every, covered = [], [], []
+    for seed in range(20):
+        table = wide_sweep(seed, law)
+        fit = fitted({"name": "isoflop"}, table, n_boot=100)
+        local.append(fit.params_["a"])
+        lo, hi = fit.ci()["a"]
+        covered.append(lo <= a_true <= hi)
+        every.append(fitted({"name": "isoflop", "fit_points": 0}, table).params_["a"])
+    assert abs(np.median(every) - a_true) > 3 * np.std(every)  # the bias the all-sizes parabola has
+    assert abs(np.median(local) - a_true) < 0.5 * np.std(local)
+    assert np.mean(covered) >= 0.85
+
+
+def test_isoflop_on_a_collected_ladder(tmp_path):
+    """`ladder collect` labels budgets as written: FLOPs budgets are isoFLOP curves; multiples of C are not, and the
+    fit says so in one line instead of finding "0 usable budgets"."""
+    from ladder.errors import LadderError
+
+    law = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
+    flops_labels = wide_sweep(0, law)
+    assert fitted({"name": "isoflop"}, flops_labels).objective_["n_optima"] >= 5
+    multiples = chinchilla_table()  # rows of 0.5..20 x C per size: compute grows with N
+    multiples = Table({**multiples.columns, "budget": [f"{m}xC" for m in [0.5, 1, 2, 5, 10, 20] * 7]})
+    with pytest.raises(LadderError, match="no isoFLOP curve"):
+        make_law({"name": "isoflop"}).fit(multiples)

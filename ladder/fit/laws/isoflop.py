@@ -1,15 +1,24 @@
 """Compute-optimal frontiers: Chinchilla's Approach 2 (isoFLOP parabolas) and Approach 1 (the loss envelope).
 
 Both find (C, N_opt, D_opt) points and fit N_opt = k * C^a and D_opt = k' * C^b by least squares in log space.
+An isoFLOP curve's minimum comes from a parabola through the sizes nearest its lowest loss (`fit_points`, 7), not
+through all of them: L(log N) at fixed compute is a sum of exponentials, not a parabola, and a parabola through
+sizes spread over three decades puts the minimum off by a bias that grows with the spread and is the same sign at
+every budget, so it moves the exponent a by several of its standard errors (tests/test_fit_laws.py, simulated).
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 
 from ladder.errors import require
 from ladder.fit.laws.base import Law, Prediction, percentile_interval
 from ladder.fit.table import Table, flops_per_nd
+from ladder.recipe import is_flops_budget
+
+SAME_COMPUTE = 0.01  # rows within 1% of compute belong to one isoFLOP curve (token counts round to batches)
 
 
 def _power_fit(flops, values) -> tuple[float, float]:
@@ -90,45 +99,58 @@ class IsoFLOP(FrontierLaw):
 
     name = "isoflop"
 
-    def __init__(self, fit_points: int = 0, ci_level: float = 0.95):
+    def __init__(self, fit_points: int = 7, ci_level: float = 0.95):
         super().__init__(ci_level)
-        self.fit_points = int(fit_points)  # 0: all points of the budget; k: the k nearest the lowest loss
+        self.fit_points = int(fit_points)  # k: the k sizes nearest the lowest loss; 0: every size of the budget
+        require(self.fit_points == 0 or self.fit_points >= 3, f"law.fit_points={fit_points}: 0 (every size) or "
+                                                              f"at least 3 (a parabola needs three)")
+
+    def fit(self, table: Table) -> "IsoFLOP":
+        curves = [rows for rows in self.groups(table) if len(np.unique(table["params"][rows])) >= 3]
+        require(curves, "isoflop: no isoFLOP curve (3+ sizes at one compute) in these rows: a ladder of budgets in "
+                        "multiples of C has none (its compute grows with N); train FLOPs budgets "
+                        "(ladder.budgets=[1e18F,3e18F,...]) for an isoFLOP sweep, or fit law=chinchilla")
+        return super().fit(table)
 
     def groups(self, table: Table) -> list[np.ndarray]:
-        if "budget" in table:
+        """The isoFLOP curves: rows of one FLOPs budget label (`1e18F`, as `ladder collect` writes them), else rows
+        of equal compute. Labels like `2xC` are not isoFLOP curves (their compute grows with N): compute decides."""
+        if "budget" in table and all(is_flops_budget(label) for label in table["budget"]):
             keys = table["budget"]
             return [np.flatnonzero(keys == key) for key in dict.fromkeys(keys.tolist())]
         flops = table["flops"]
         order = np.argsort(flops)
-        breaks = np.flatnonzero(np.diff(np.log(flops[order])) > 1e-6) + 1
+        breaks = np.flatnonzero(np.diff(np.log(flops[order])) > SAME_COMPUTE) + 1
         return [np.sort(chunk) for chunk in np.split(order, breaks)]
 
     def optima(self, table: Table):
-        flops_out, n_out, warnings = [], [], []
+        flops_out, n_out, dropped = [], [], []
         for rows in self.groups(table):
             log_n, loss = np.log(table["params"][rows]), table["loss"][rows]
             budget = float(np.median(table["flops"][rows]))
             if len(np.unique(log_n)) < 3:
-                warnings.append(f"budget C={budget:.3g}: fewer than 3 sizes, dropped")
+                dropped.append(f"budget C={budget:.3g}: fewer than 3 sizes, dropped")
                 continue
             lowest = int(np.argmin(loss))
             if log_n[lowest] in (log_n.min(), log_n.max()):
-                warnings.append(f"budget C={budget:.3g}: lowest loss at the edge of the sampled sizes "
+                dropped.append(f"budget C={budget:.3g}: lowest loss at the edge of the sampled sizes "
                                 f"(N={np.exp(log_n[lowest]):.3g}), dropped")
                 continue
             if self.fit_points:
                 near = np.argsort(np.abs(log_n - log_n[lowest]))[:self.fit_points]
                 log_n, loss = log_n[near], loss[near]
-            curvature, slope, _ = np.polyfit(log_n, loss, 2)
+            with warnings.catch_warnings():  # a bootstrap resample repeats sizes: polyfit calls it ill-conditioned
+                warnings.simplefilter("ignore", np.exceptions.RankWarning)
+                curvature, slope, _ = np.polyfit(log_n, loss, 2)
             vertex = -slope / (2 * curvature) if curvature > 0 else np.nan
             if not (curvature > 0 and log_n.min() < vertex < log_n.max()):
-                warnings.append(f"budget C={budget:.3g}: parabola has no minimum inside the sampled sizes, dropped")
+                dropped.append(f"budget C={budget:.3g}: parabola has no minimum inside the sampled sizes, dropped")
                 continue
             flops_out.append(budget)
             n_out.append(np.exp(vertex))
         flops_arr, n_arr = np.array(flops_out), np.array(n_out)
         k = flops_per_nd(table)
-        return flops_arr, n_arr, flops_arr / (k * n_arr) if len(n_arr) else n_arr, warnings
+        return flops_arr, n_arr, flops_arr / (k * n_arr) if len(n_arr) else n_arr, dropped
 
     def _resample(self, table, rng):
         # Resample within each budget, so every isoFLOP curve keeps its budget.
