@@ -124,6 +124,7 @@ def fit(cfg, overrides) -> int:
         columns.update(task_loss=f"eval/{law_options['task']}/bpb",
                        accuracy=f"eval/{law_options['task']}/{law_options.get('accuracy') or 'acc'}")
     path = Path(cfg.runs) if cfg.runs else Path(cfg.runs_dir) / cfg.ladder.name
+    columns["params"], params_used = _params_column(cfg, path, columns, overrides)
     table = load_table(path, columns, law.required_columns, curves=bool(cfg.curves or law.reads_curves))
     explicit = {o.lstrip("+").split("=")[0] for o in overrides if o.lstrip("+").startswith("target.")}
     target = _plain(cfg.target)
@@ -136,7 +137,8 @@ def fit(cfg, overrides) -> int:
     out = Path(cfg.out) if cfg.out else Path("fits") / law_options["name"]
     result = run_fit(table, law_options, targets, int(cfg.bootstrap.n), int(cfg.bootstrap.seed),
                      float(cfg.ci_level), cfg.backtest, out, bool(cfg.plots), source=str(path),
-                     interval=_plain(cfg.interval), run_column=str(columns.get("run") or "run"))
+                     interval=_plain(cfg.interval), run_column=str(columns.get("run") or "run"),
+                     params_used=params_used)
     if fmt == "json":
         print_json(result)
     else:
@@ -145,14 +147,32 @@ def fit(cfg, overrides) -> int:
     return 0
 
 
+def _params_column(cfg, path: Path, columns: dict, overrides) -> tuple[str, str]:
+    """(the table's column that is N, what the output says it is). A runs directory, or a CSV that `ladder
+    collect` wrote (it has every count), gives the ladder's own convention (ladder.params_convention); a CSV of
+    other origin gives the column columns.params names, as the user's count; columns.params=NAME always wins."""
+    from ladder.fit.collect import COUNT_COLUMN, COUNT_COLUMNS
+    from ladder.fit.table import Table
+
+    convention = str(cfg.ladder.get("params_convention"))
+    if any(o.startswith("columns.params=") for o in overrides):
+        return columns["params"], f"column {columns['params']!r} (columns.params)"
+    collected = path.is_dir() or (path.exists() and all(c in Table.read_csv(path) for c in COUNT_COLUMNS))
+    if collected:
+        require(convention in COUNT_COLUMN, f"ladder.params_convention={convention!r}: use one of "
+                                            f"{', '.join(COUNT_COLUMN)}")
+        return COUNT_COLUMN[convention], f"{convention} parameters (ladder.params_convention; column " \
+                                         f"{COUNT_COLUMN[convention]!r})"
+    return columns["params"], f"column {columns['params']!r} of {path.name}, the count as given"
+
+
 def _ladder_target(cfg, params_column: str) -> dict:
     from ladder.plan import resolve_target
 
     recipe = cfg.recipe
     resolved = resolve_target(cfg.target, cfg.ladder, cfg.flops_convention, recipe.params_for,
                               float(recipe.tokens_per_param))
-    counts = resolved.counts.to_dict()
-    return {"name": resolved.name, "params": counts.get(params_column, resolved.counts.total),
+    return {"name": resolved.name, "params": resolved.counts.by_convention(str(cfg.ladder.params_convention)),
             "tokens": resolved.tokens, "flops": None}
 
 
@@ -164,6 +184,8 @@ def format_fit(result: dict) -> str:
     lines = [f"law {result['law']} on {result['n_points']} points from {result['source']} "
              f"(FLOPs: {result['flops_convention']}; {result['ci_level']:.0%} bootstrap intervals on parameters, "
              f"n={result['bootstrap']['n']})"]
+    if result.get("params_used"):
+        lines.append(f"N: {result['params_used']}")
     if "value" in objective:
         lines.append(f"objective {objective['kind']}: {objective['value']:.8g} "
                      f"({objective.get('n_converged', '?')}/{objective.get('n_starts', '?')} starts converged)")
@@ -307,14 +329,11 @@ def _reproduce_olmo(cfg) -> int:
 def _reproduce_gadre(cfg) -> int:
     """Gadre et al. 2024's over-training law and error law on their five default runs, beside their errors."""
     from ladder.fit.laws import make_law
-    from ladder.fit.reproduce import GADRE_ERROR_RUNS, GADRE_PUBLISHED, GADRE_RUNS, GADRE_TARGETS, gadre_rows
+    from ladder.fit.reproduce import (GADRE_ERROR_RUNS, GADRE_PUBLISHED, GADRE_RUNS, GADRE_TARGETS, gadre_rows,
+                                      gadre_table)
     from ladder.fit.table import Table
 
-    require(cfg.path, "dataset=gadre: pass path=runs_flat.csv (one row per run: train_dataset, model_name, "
-                      "N_params, D_tokens, tokens_per_param_M, loss_c4_val, err_avg17), as ../shared/refdata/gadre/ "
-                      "holds it; no pinned download of that table exists")
-    path = Path(cfg.path)
-    raw = Table.read_csv(path / "runs_flat.csv" if path.is_dir() else path)
+    raw = gadre_table(cfg.path)
 
     def table(rows, loss=None):
         return Table({"params": raw["N_params"][rows], "tokens": raw["D_tokens"][rows],

@@ -16,7 +16,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ladder.errors import require
-from ladder.fit.collect import collect_runs
+from ladder.fit.collect import COUNT_COLUMN, collect_runs
 from ladder.fit.forecast import fit_and_forecast, write_outputs
 from ladder.fit.laws.two_step import TwoStep
 from ladder.fit.plots import loss_vs_compute
@@ -66,7 +66,8 @@ def run_demo(cfg: DictConfig) -> int:
     evaluations = collect_runs(root, curves=True)  # every evaluation: the budgets for the loss fit, all for the task
     evaluations = evaluations.take(np.flatnonzero([name in names for name in evaluations["rung"]]))  # this plan's
     table = evaluations.take(np.flatnonzero(evaluations["final"] == 1))
-    params_column = str(cfg.demo.params)
+    convention = str(cfg.ladder.params_convention)  # validated by make_plan
+    params_column = COUNT_COLUMN[convention]
     columns = {**dict(cfg.columns), "params": params_column}
     table = standard_table(table, columns, str(root))
 
@@ -74,15 +75,17 @@ def run_demo(cfg: DictConfig) -> int:
     held_plan = make_plan(held_cfg)
     held_rung = held_plan.rungs[0]
     label, tokens = next(iter(held_rung.budgets.items()))
-    n_target = held_rung.counts.to_dict()[params_column]
+    n_target = held_rung.counts.by_convention(convention)
     targets = Table({"name": [held_rung.name], "params": [n_target], "tokens": [tokens],
                      "flops": [flops_per_nd(table) * n_target * tokens]})
-    print(f"\nfitting {cfg.law.name} to {len(table)} points (N = {params_column}) and forecasting "
+    print(f"\nfitting {cfg.law.name} to {len(table)} points (N: {convention} parameters, "
+          f"ladder.params_convention) and forecasting "
           f"{held_rung.name} at {label} ({human(tokens)} tokens)", flush=True)
     interval = OmegaConf.to_container(cfg.interval, resolve=True)
     law, result = fit_and_forecast(table, OmegaConf.to_container(cfg.law, resolve=True), targets,
                                    int(cfg.bootstrap.n), int(cfg.bootstrap.seed), float(cfg.ci_level),
                                    backtest_spec="rolling", source=str(root), interval=interval)
+    result["params_used"] = f"{convention} parameters (ladder.params_convention; column {params_column!r})"
     write_outputs(law, table, result, report_dir / "fit")
     forecast = result["predictions"][0]
     bt = result["backtest"]

@@ -13,7 +13,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from ladder.errors import LadderError, require
 from ladder.hardware import peak_flops
-from ladder.model import FLOPS_CONVENTIONS, ModelSpec, ParamCounts, count_params, flops_per_token, preset_shape
+from ladder.model import (FLOPS_CONVENTIONS, PARAM_CONVENTIONS, ModelSpec, ParamCounts, count_params,
+                          flops_per_token, preset_shape)
 from ladder.model import shape_for_params
 from ladder.recipe import Recipe, budget_label, parse_budget, resolve_recipe, to_number
 
@@ -80,6 +81,7 @@ class Plan:
     target: Target
     gpu: str
     mfu: float
+    params_convention: str = "total"  # N in every fit of this ladder (ladder.params_convention)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -117,6 +119,10 @@ def make_plan(cfg: DictConfig) -> Plan:
     require(len(sizes) > 0, "ladder.sizes: empty; give at least one size (see conf/ladder/tiny.yaml)")
     budgets = list(lad.budgets or [])
     require(len(budgets) > 0, "ladder.budgets: empty; give at least one budget, e.g. [1xC, 2xC]")
+    params_convention = lad.get("params_convention")
+    require(params_convention in PARAM_CONVENTIONS,
+            f"ladder.params_convention={params_convention!r}: name the N every fit of this ladder uses, one of "
+            f"{', '.join(PARAM_CONVENTIONS)} (e.g. ladder.params_convention=total)")
     seeds = list(lad.get("seeds") or [0])
     for i, seed in enumerate(seeds):
         require(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0,
@@ -149,7 +155,8 @@ def make_plan(cfg: DictConfig) -> Plan:
     require(duplicate is None, f"ladder: two rungs are named {duplicate!r}; give sizes or budgets distinct names")
 
     target = resolve_target(cfg.target, lad, convention, params_for, tokens_per_param)
-    return Plan(ladder=str(lad.name), flops_convention=convention, rungs=rungs, target=target, gpu=gpu, mfu=mfu)
+    return Plan(ladder=str(lad.name), flops_convention=convention, rungs=rungs, target=target, gpu=gpu, mfu=mfu,
+                params_convention=params_convention)
 
 
 def _plain(node):
@@ -214,7 +221,7 @@ def plan_to_dict(plan: Plan) -> dict:
             "trained_tokens": rung.trained_tokens, "gpu_hours": plan.gpu_hours(rung.spec, rung.trained_tokens)})
     target = plan.target
     return {
-        "ladder": plan.ladder, "flops_convention": plan.flops_convention,
+        "ladder": plan.ladder, "flops_convention": plan.flops_convention, "params_convention": plan.params_convention,
         "hardware": {"gpu": plan.gpu, "mfu": plan.mfu, "gpu_hours_from": EXECUTED_FLOPS_CONVENTION},
         "rungs": rungs,
         "target": {"name": target.name, "shape": target.spec.to_dict(), "shape_from": target.shape_from,
@@ -237,7 +244,8 @@ def format_plan(plan: Plan) -> str:
     rows.append(["total", "", "", "", "", human(sum(r["tokens"] for r in data["rungs"])), f"{data['ladder_flops']:.2e}",
                  "", "", str(sum(r["steps"] for r in data["rungs"])), f"{data['ladder_gpu_hours']:.3g}"])
     t = data["target"]
-    lines = [f"ladder {data['ladder']}: {len(rows) - 1} rungs; FLOPs as {data['flops_convention']}; GPU-hours on "
+    lines = [f"ladder {data['ladder']}: {len(rows) - 1} rungs; FLOPs as {data['flops_convention']}; N in fits: "
+             f"{data['params_convention']} parameters; GPU-hours on "
              f"{plan.gpu} at {plan.mfu:.0%} MFU (executed FLOPs incl. attention)", "", format_table(header, rows), "",
              f"target {t['name']}: {_shape(t['shape'])} ({t['shape_from']}), {human(t['params'])} params, "
              f"{human(t['tokens'])} tokens, {t['flops']:.2e} FLOPs, {t['gpu_hours']:.3g} GPU-h",

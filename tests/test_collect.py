@@ -79,5 +79,7 @@ def test_fit_on_runs_dir_forecasts_the_ladders_target(run_cli, tmp_path):
     assert code == 0, err
     saved = json.loads((tmp_path / "fit" / "fit.json").read_text())
     (prediction,) = saved["predictions"]
-    assert prediction["name"] == "tiny-665k" and prediction["params"] == 689376  # the target's total params
+    # the tiny ladder's N is non-embedding (ladder.params_convention), the target's 664800 of its 689376
+    assert prediction["name"] == "tiny-665k" and prediction["params"] == 664800
+    assert saved["params_used"].startswith("non_embedding parameters")
     assert prediction["tokens"] >= 20 * 664800  # 1xC in the recipe's `olmo` count

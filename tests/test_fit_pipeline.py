@@ -238,3 +238,34 @@ def test_bootstrap_histogram_of_draws_piled_on_a_bound(tmp_path):
     law = SimpleNamespace(samples_={"step2.b": draws, "step2.a": np.linspace(-0.8, -0.7, 100)},
                           params_={"step2.b": 1.0, "step2.a": -0.75})
     assert bootstrap_exponents(law, tmp_path / "b.png").stat().st_size > 0
+
+
+def test_the_fits_n_is_one_named_choice(run_cli, tmp_path):
+    """A collected table has every count: the fit takes ladder.params_convention's column and says so; columns.params
+    wins when given; a CSV of other origin is fitted on its own column, stated as given. fit.json records it."""
+    table = chinchilla_table(sizes=(2e7, 5e7, 1e8, 2e8, 5e8, 1e9), multiples=(1, 4, 16))
+    collected = Table({**table.columns, "non_embedding_params": table["params"] * 0.8,
+                       "olmo_params": table["params"] * 0.9})
+    collected.write_csv(tmp_path / "collected.csv")
+    common = ["bootstrap.n=0", "plots=false", "target.params=7e9", "target.tokens=2e11"]
+    cases = [(["ladder=olmo"], "olmo parameters (ladder.params_convention; column 'olmo_params')", 0.9),
+             (["ladder=olmo", "ladder.params_convention=total"], "total parameters", 1.0),
+             (["ladder=olmo", "columns.params=non_embedding_params"], "column 'non_embedding_params'", 0.8)]
+    fits = {}
+    for extra, said, scale in cases:
+        out = tmp_path / f"fit{len(fits)}"
+        code, text, err = run_cli("fit", f"runs={tmp_path / 'collected.csv'}", *common, *extra, f"out={out}")
+        assert code == 0, err
+        fit = json.loads((out / "fit.json").read_text())
+        assert said in fit["params_used"] and f"N: {fit['params_used']}" in text
+        fits[scale] = fit["params"]["A"]
+    assert len({round(a, 6) for a in fits.values()}) == 3  # three different N, three different fits
+    table.write_csv(tmp_path / "plain.csv")
+    code, text, err = run_cli("fit", f"runs={tmp_path / 'plain.csv'}", *common, f"out={tmp_path / 'plain'}")
+    assert code == 0, err
+    assert "N: column 'params' of plain.csv, the count as given" in text
+
+
+def test_a_ladder_must_name_its_params_convention(run_cli):
+    code, _, err = run_cli("plan", "~ladder.params_convention")
+    assert code == 2 and "ladder.params_convention" in err and len(err.strip().splitlines()) == 1

@@ -63,7 +63,7 @@ def test_reproduce_command(run_cli, chinchilla_csv, tmp_path):
     assert (tmp_path / "fit.json").exists()
 
 
-@pytest.mark.parametrize("dataset", ["chinchilla", "olmo"])
+@pytest.mark.parametrize("dataset", ["chinchilla", "olmo", "gadre"])
 def test_reproduce_offline_is_one_line(run_cli, tmp_path, monkeypatch, dataset):
     import urllib.request
     monkeypatch.setenv("LADDER_CACHE", str(tmp_path))
@@ -75,9 +75,36 @@ def test_reproduce_offline_is_one_line(run_cli, tmp_path, monkeypatch, dataset):
     assert code == 2 and err.count("\n") == 1 and "pass path=" in err
 
 
-def test_reproduce_gadre_needs_its_table(run_cli):
+def test_reproduce_downloads_are_pinned(run_cli, tmp_path, monkeypatch, gadre_csv):
+    """`ladder reproduce gadre` with no path= downloads their raw files (served here from ../shared's copies),
+    checks each against its pinned sha256, parses them as their code does and gives the published errors; a file
+    changed upstream is refused in one line."""
+    import io
+    import json
+    import urllib.request
+
+    from ladder.fit.reproduce import GADRE_PUBLISHED, GADRE_URL
+
+    raw = gadre_csv.parent / "raw"
+    served = {}
+
+    def serve(url, timeout=None):
+        assert url.startswith(GADRE_URL)
+        served[url] = True
+        return io.BytesIO(served.get("tamper", b"") + (raw / url[len(GADRE_URL):]).read_bytes())
+
+    monkeypatch.setattr(urllib.request, "urlopen", serve)
+    monkeypatch.setenv("LADDER_CACHE", str(tmp_path / "cache"))
+    code, out, err = run_cli("reproduce", "gadre", "format=json")
+    assert code == 0, err
+    assert len(served) == 16  # a model file and an eval file for each of the 8 runs
+    ours = json.loads(out)["ours"]
+    for quantity, published in GADRE_PUBLISHED.items():
+        assert ours[quantity] == pytest.approx(list(published), abs=5e-6)
+    served["tamper"] = b" "
+    monkeypatch.setenv("LADDER_CACHE", str(tmp_path / "fresh"))
     code, _, err = run_cli("reproduce", "gadre")
-    assert code == 2 and "pass path=runs_flat.csv" in err and err.count("\n") == 1
+    assert code == 2 and "changed upstream" in err and err.count("\n") == 1
 
 
 @pytest.fixture
@@ -114,23 +141,19 @@ def test_gadre_over_training_and_error_laws_from_the_cli(run_cli, gadre_csv, tmp
         table.write_csv(tmp_path / name)
         return tmp_path / name
 
-    targets = rows(GADRE_TARGETS)
-    code, _, err = run_cli("fit", f"runs={write('five.csv', rows(GADRE_RUNS))}", "law=chinchilla",
-                           "law.tie_exponents=true", "law.objective=mse", "bootstrap.n=0", "plots=false",
-                           f"targets={write('targets.csv', targets)}", f"out={tmp_path / 'loss'}")
-    assert code == 0, err
-    loss = [p["value"] for p in json.loads((tmp_path / "loss" / "fit.json").read_text())["predictions"]]
-    relative = np.abs(np.array(loss) / raw["loss_c4_val"][targets] - 1)
-    np.testing.assert_allclose(100 * relative, [0.7103, 0.7320], atol=5e-4)
+    def forecasts(name, runs, targets_csv, *law):
+        code, _, err = run_cli("fit", f"runs={runs}", *law, "bootstrap.n=0", "plots=false",
+                               f"targets={targets_csv}", f"out={tmp_path / name}")
+        assert code == 0, err
+        return np.array([p["value"] for p in json.loads((tmp_path / name / "fit.json").read_text())["predictions"]])
 
-    chained = write("chained.csv", targets, loss=np.array(loss))
-    code, _, err = run_cli("fit", f"runs={write('six.csv', rows(GADRE_ERROR_RUNS))}",
-                           "law=exp_error", "law.error=err_avg17", "bootstrap.n=0", "plots=false",
-                           f"targets={chained}", f"out={tmp_path / 'error'}")
-    assert code == 0, err
-    error = [p["value"] for p in json.loads((tmp_path / "error" / "fit.json").read_text())["predictions"]]
-    relative = np.abs(np.array(error) / raw["err_avg17"][targets] - 1)
-    np.testing.assert_allclose(100 * relative, [3.6365, 0.0464], atol=5e-4)
+    targets = rows(GADRE_TARGETS)
+    loss = forecasts("loss", write("five.csv", rows(GADRE_RUNS)), write("targets.csv", targets), "law=chinchilla",
+                     "law.tie_exponents=true", "law.objective=mse")
+    np.testing.assert_allclose(100 * np.abs(loss / raw["loss_c4_val"][targets] - 1), [0.7103, 0.7320], atol=5e-4)
+    error = forecasts("error", write("six.csv", rows(GADRE_ERROR_RUNS)), write("chained.csv", targets, loss=loss),
+                      "law=exp_error", "law.error=err_avg17")
+    np.testing.assert_allclose(100 * np.abs(error / raw["err_avg17"][targets] - 1), [3.6365, 0.0464], atol=5e-4)
 
 
 @pytest.fixture

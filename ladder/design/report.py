@@ -32,6 +32,7 @@ def ladder_yaml(chosen: Candidate, name: str, cfg, options: DesignOptions, prior
     lad = cfg.ladder
     body = {"ladder": {"name": name, "vocab_size": int(lad.vocab_size), "seq_len": int(lad.seq_len),
                        "tie_embeddings": bool(lad.tie_embeddings), "sizes": chosen.sizes,
+                       "params_convention": str(lad.params_convention),
                        "budgets": list(chosen.budgets), "seeds": list(chosen.seeds),
                        "shape_rule": dict(lad.get("shape_rule") or {})},
             "target": _target(cfg.target)}

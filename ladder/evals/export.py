@@ -18,10 +18,8 @@ from omegaconf import OmegaConf
 from ladder.data import TokenData, prepare
 from ladder.data.tokenizers import EOS_TEXT, load_saved
 from ladder.errors import require
-from ladder.evals.standalone import budget_weights
+from ladder.evals.standalone import budget_weights, finished_rung
 from ladder.model.build import build_model
-from ladder.plan import make_plan
-from ladder.train.rundir import RunDir
 
 
 def hf_tokenizer(tokenizer):
@@ -41,13 +39,7 @@ def hf_tokenizer(tokenizer):
 
 
 def export_rung(cfg) -> Path:
-    plan = make_plan(cfg)
-    require(cfg.rung, f"rung: missing; name one of {', '.join(r.name for r in plan.rungs)} (rung=NAME)")
-    rung = plan.rung(str(cfg.rung))
-    run = RunDir(Path(cfg.runs_dir) / plan.ladder / rung.name)
-    summary = run.summary()
-    require(summary is not None, f"{run.path}: no summary.json; train the rung first (ladder train rung={rung.name})")
-    finished = [label for label, r in summary["budgets"].items() if r.get("loss") is not None]
+    plan, rung, run, summary, finished = finished_rung(cfg)
     label = str(cfg.budget) if cfg.get("budget") else (finished[-1] if finished else None)
     require(label in finished, f"budget={label}: not a finished budget of {rung.name}; use one of "
                                f"{', '.join(finished) or '(none yet)'}")

@@ -35,7 +35,9 @@ def budget_weights(run: RunDir, label: str, result: dict) -> dict:
                       f"or before ladder kept them); retrain the rung to evaluate it")
 
 
-def eval_rung(cfg) -> int:
+def finished_rung(cfg):
+    """(plan, rung, run directory, summary, finished budget labels) of `rung=NAME`, refused in one line when it has
+    not been trained."""
     plan = make_plan(cfg)
     require(cfg.rung, f"rung: missing; name one of {', '.join(r.name for r in plan.rungs)} (rung=NAME)")
     rung = plan.rung(str(cfg.rung))
@@ -43,6 +45,11 @@ def eval_rung(cfg) -> int:
     summary = run.summary()
     require(summary is not None, f"{run.path}: no summary.json; train the rung first (ladder train rung={rung.name})")
     finished = [label for label, r in summary["budgets"].items() if r.get("loss") is not None]
+    return plan, rung, run, summary, finished
+
+
+def eval_rung(cfg) -> int:
+    plan, rung, run, summary, finished = finished_rung(cfg)
     labels = [str(cfg.budget)] if cfg.get("budget") else finished
     for label in labels:
         require(label in finished, f"budget={label}: not a finished budget of {rung.name}; use one of "

@@ -19,6 +19,8 @@ from ladder.fit.table import Table
 from ladder.io import read_json, read_metrics
 
 COUNT_COLUMNS = ("params", "non_embedding_params", "olmo_params")
+# ladder.params_convention -> the collected table's column of that count
+COUNT_COLUMN = {"total": "params", "non_embedding": "non_embedding_params", "olmo": "olmo_params"}
 
 
 def rows_from_summary(summary: dict, source: str) -> list[dict]:

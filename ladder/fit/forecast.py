@@ -196,9 +196,13 @@ def _scores(rows: list[dict]) -> dict:
 
 def run_fit(table: Table, law_options: dict, targets: Table, n_boot: int, seed: int, ci_level: float,
             backtest_spec=None, out: str | Path | None = None, plots: bool = True, source: str = "",
-            interval: dict | None = None, run_column: str = "run") -> dict:
+            interval: dict | None = None, run_column: str = "run", params_used: str | None = None) -> dict:
+    """fit.json's content, written under `out`; `params_used` says what N is (recorded as fit.json's
+    params_used)."""
     law, result = fit_and_forecast(table, law_options, targets, n_boot, seed, ci_level, backtest_spec, source,
                                    interval, run_column)
+    if params_used:
+        result["params_used"] = params_used
     if out is not None:
         write_outputs(law, table, result, Path(out), plots)
     return result

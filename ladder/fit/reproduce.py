@@ -140,6 +140,65 @@ GADRE_TARGETS = [("open_lm_1b", 640), ("open_lm_7b", 20)]
 GADRE_PUBLISHED = {"loss": (0.007103, 0.007320), "err_avg17": (0.036365, 0.000464)}
 
 
+# Their raw files (mlfoundations/scaling, exp_data/ at a pinned commit): each run's model JSON (N, D, eval losses)
+# and its heavy-eval JSON (46 downstream accuracies), sha256 prefixes of (model, evals).
+GADRE_COMMIT = "a003c4913793ac2ae7ef87b28ecb562955d026d5"
+GADRE_URL = f"https://raw.githubusercontent.com/mlfoundations/scaling/{GADRE_COMMIT}/exp_data/"
+GADRE_SHA256_PREFIXES = {
+    "d=96_l=8_h=4-1.0": ("26a57687eeca30c6", "913f558fa989bc7b"),
+    "d=512_l=8_h=4-1.0": ("ce2d8bb874a2bea9", "4626735ceef8744c"),
+    "d=576_l=24_h=8-1.0": ("ae44bcbd76ff41b9", "ff1f6b29041669ec"),
+    "d=1024_l=24_h=8-1.0": ("36fd4755d70b7bc8", "d457e978adc3b9c2"),
+    "d=96_l=8_h=4-16.0": ("8b10ab3caf7bafef", "a900f9f040a1844c"),
+    "open_lm_1b-1.0": ("c3703ae56c0f00ef", "1e93269d6e4b4886"),
+    "open_lm_1b-32.0": ("fe055b9c29dd3ad5", "f195ffc908505011"),
+    "open_lm_7b-1.0": ("62f938a0be520657", "98fcd35964314b46")}
+# their 17-task split (scaling/constants.py SUBSET): err_avg17 is the mean top-1 error over these
+GADRE_SUBSET = ("bigbench_operators", "pubmed_qa_labeled", "hellaswag_zeroshot", "boolq", "arc_easy", "coqa",
+                "bigbench_dyck_languages", "lambada_openai", "bigbench_novel_concepts", "winograd",
+                "bigbench_cs_algorithms", "commonsense_qa", "bigbench_qa_wikidata", "hellaswag", "copa", "squad",
+                "piqa")
+
+
+def gadre_table(path: str | Path | None = None, dataset: str = "rpj") -> Table:
+    """One row per run (train_dataset, model_name, N_params, D_tokens, tokens_per_param_M, loss_c4_val, err_avg17):
+    from `path` (a runs_flat.csv, a directory holding one, or their exp_data/ with models/ and evals/), else from
+    their raw files for the runs the reproduction needs, downloaded (pinned) and parsed as their code parses them."""
+    if path is not None:
+        path = Path(path)
+        flat = path / "runs_flat.csv" if path.is_dir() else path
+        if flat.is_file():
+            return Table.read_csv(flat)
+        raw = path / "raw" if (path / "raw" / "models").is_dir() else path
+        require((raw / "models").is_dir(), f"path={path}: neither a runs_flat.csv nor their exp_data/ (models/, "
+                                           f"evals/)")
+        files = {run: (raw / "models" / f"{dataset}-{run}.json", raw / "evals" / f"evaluation_{dataset}-{run}_heavy.json")
+                 for run in GADRE_SHA256_PREFIXES}
+    else:
+        files = {run: tuple(cached_download(GADRE_URL + sub, digest, f"gadre/{sub}", "runs_flat.csv")
+                            for sub, digest in ((f"models/{dataset}-{run}.json", pins[0]),
+                                                (f"evals/evaluation_{dataset}-{run}_heavy.json", pins[1])))
+                 for run, pins in GADRE_SHA256_PREFIXES.items()}
+    rows = [_gadre_row(*pair) for pair in files.values()]
+    return Table({key: [row[key] for row in rows] for key in rows[0]})
+
+
+def _gadre_row(model_json: Path, eval_json: Path) -> dict:
+    """A run's row, as their scaling/shared.py parse_model_json makes it."""
+    from ladder.io import read_json
+
+    model, evals = read_json(model_json), read_json(eval_json)
+    hyper = model["hyperparameters"]
+    losses = {result["val_data"][0].split("/")[-2]: result["loss"] for result in model["results"]}
+    require("c4_val" in losses, f"{model_json}: no C4 eval loss")
+    accuracy = evals["eval_metrics"]["icl"]
+    return {"name": model["name"], "train_dataset": model["dataset_name"],
+            "model_name": hyper["model"].split("/")[-1].split(".")[0], "N_params": float(hyper["params"]),
+            "D_tokens": float(hyper["tokens"]), "tokens_per_param_M": 20.0 * hyper["chinchilla_multiplier"],
+            "loss_c4_val": float(losses["c4_val"]),
+            "err_avg17": float(np.mean([1.0 - accuracy[k] for k in GADRE_SUBSET]))}
+
+
 def gadre_rows(raw: Table, runs, dataset: str = "rpj") -> np.ndarray:
     """Row indices of (model_name, tokens per parameter M) runs trained on `dataset`."""
     out = []
