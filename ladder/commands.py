@@ -155,9 +155,9 @@ def _params_column(cfg, path: Path, columns: dict, overrides) -> tuple[str, str]
     from ladder.fit.table import Table
 
     convention = str(cfg.ladder.get("params_convention"))
-    if any(o.startswith("columns.params=") for o in overrides):
+    if any(o.lstrip("+").startswith("columns.params=") for o in overrides):
         return columns["params"], f"column {columns['params']!r} (columns.params)"
-    collected = path.is_dir() or (path.exists() and all(c in Table.read_csv(path) for c in COUNT_COLUMNS))
+    collected = path.is_dir() or (path.exists() and set(COUNT_COLUMNS) <= set(Table.read_csv(path).columns))
     if collected:
         require(convention in COUNT_COLUMN, f"ladder.params_convention={convention!r}: use one of "
                                             f"{', '.join(COUNT_COLUMN)}")
@@ -172,7 +172,12 @@ def _ladder_target(cfg, params_column: str) -> dict:
     recipe = cfg.recipe
     resolved = resolve_target(cfg.target, cfg.ladder, cfg.flops_convention, recipe.params_for,
                               float(recipe.tokens_per_param))
-    return {"name": resolved.name, "params": resolved.counts.by_convention(str(cfg.ladder.params_convention)),
+    from ladder.fit.collect import COUNT_COLUMN
+
+    convention = {column: name for name, column in COUNT_COLUMN.items()}.get(params_column)
+    require(convention is not None, f"columns.params={params_column}: forecasting the ladder's target needs N as one "
+                                    f"of the counts {', '.join(COUNT_COLUMN.values())}")
+    return {"name": resolved.name, "params": resolved.counts.by_convention(convention),
             "tokens": resolved.tokens, "flops": None}
 
 

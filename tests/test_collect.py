@@ -82,4 +82,10 @@ def test_fit_on_runs_dir_forecasts_the_ladders_target(run_cli, tmp_path):
     # the tiny ladder's N is non-embedding (ladder.params_convention), the target's 664800 of its 689376
     assert prediction["name"] == "tiny-665k" and prediction["params"] == 664800
     assert saved["params_used"].startswith("non_embedding parameters")
+    # columns.params names another count: the target is forecast at that count too
+    code, out, err = run_cli("fit", "ladder=tiny", f"runs_dir={tmp_path / 'runs'}", "bootstrap.n=0", "plots=false",
+                             f"out={tmp_path / 'total'}", "++columns.params=params", "law.grid.a=[0,5,10]",
+                             "law.grid.b=[0,5,10]")
+    assert code == 0, err
+    assert json.loads((tmp_path / "total" / "fit.json").read_text())["predictions"][0]["params"] == 689376
     assert prediction["tokens"] >= 20 * 664800  # 1xC in the recipe's `olmo` count

@@ -194,6 +194,10 @@ def test_isoflop_on_a_collected_ladder(tmp_path):
 
     law = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
     flops_labels = wide_sweep(0, law)
+    # token counts round to batches: a budget's compute varies a little (here 3%), its label does not
+    jitter = 1 + np.random.default_rng(1).uniform(-0.03, 0.03, len(flops_labels))
+    flops_labels = Table({**flops_labels.columns, "tokens": flops_labels["tokens"] * jitter,
+                          "flops": flops_labels["flops"] * jitter})
     assert fitted({"name": "isoflop"}, flops_labels).objective_["n_optima"] >= 5
     multiples = chinchilla_table()  # rows of 0.5..20 x C per size: compute grows with N
     multiples = Table({**multiples.columns, "budget": [f"{m}xC" for m in [0.5, 1, 2, 5, 10, 20] * 7]})

@@ -47,6 +47,9 @@ def export_rung(cfg) -> Path:
     require(data.fingerprint == summary.get("data_fingerprint"),
             f"data: differs from the data {rung.name} was trained on; pass the same data.* overrides as its training")
     out = Path(cfg.out) if cfg.out else run.path / "hf" / label
+    require(not out.exists() or (out / "config.json").is_file(),
+            f"out={out}: exists and is not an earlier export (no config.json); name a new directory, nothing was "
+            f"written")
     model = build_model(rung.spec, seed=rung.seed)
     model.load_state_dict(budget_weights(run, label, summary["budgets"][label]))
     model.config.bos_token_id = model.config.eos_token_id = int(data.manifest["tokenizer"]["eos_id"])

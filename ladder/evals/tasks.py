@@ -150,7 +150,7 @@ class Task:
         context = self._clean(_render(self.cfg["context"], record, f"{self.key}.context"))
         continuation = str(self.cfg.get("continuation", " {choice}"))
         group = str(_lookup(record, self.cfg["fewshot_by"], f"{self.key}.fewshot_by")) if self.cfg.get(
-            "fewshot_by") else ""
+            "fewshot_by") else ""  # `record` already holds the derived fields, as the pool's do
         if self.format == "partial":  # each choice fills the blank; the rest of the sentence is what gets scored
             require("_" in context, f"{self.key}: format=partial needs a '_' blank in the context: {context!r:.80}")
             blank = context.index("_")
@@ -191,7 +191,7 @@ class Task:
             return items
         pool, same = self._fewshot_pool(rows)
         by = self.cfg.get("fewshot_by")
-        groups = [str(_lookup(r, by, f"{self.key}.fewshot_by")) for r in pool] if by else None
+        groups = [str(_lookup(self._fields(r), by, f"{self.key}.fewshot_by")) for r in pool] if by else None
         solved: dict[int, str] = {}
         out = []
         for index, item, record in zip(order, items, (rows[i] for i in order)):
@@ -217,7 +217,9 @@ class Task:
         """(the records shots are drawn from, whether they are the evaluated records themselves)."""
         if not self.fewshot:
             return [], False
-        if self.source is not None and self.source.kind != "hub" and self.cfg.get("fewshot_path"):
+        if self.cfg.get("fewshot_path"):
+            require(self.source is not None and self.source.kind != "hub",
+                    f"{self.key}.fewshot_path: for local tasks; a hub task's shots come from fewshot_split")
             return self._read(path=str(self.cfg["fewshot_path"])), False
         split = self.cfg.get("fewshot_split")
         if self.source is None or split in (None, "", self.source.split) or self.source.kind != "hub":

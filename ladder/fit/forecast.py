@@ -160,7 +160,7 @@ def backtest(law_options: dict, table: Table, spec, n_boot: int, seed: int, ci_l
             continue
         require(law.predicts_loss, f"backtest needs a law that predicts loss at (N, D); {law.name} does not")
         prediction = law.predict_all(test)[-1]
-        actual = test[law.metric] if law.metric in test else test["loss"]
+        actual = test[law.observed_column] if law.observed_column in test else test["loss"]
         score = interval_score(prediction.lo, prediction.hi, actual, ci_level)
         fold_rows = []
         for i in range(len(test)):

@@ -93,6 +93,11 @@ class Law:
         self.error_: ErrorModel | None = None  # noise and extrapolation error, once calibrated
         self.resampling_: str | None = None  # how the bootstrap resampled, once run
 
+    @property
+    def observed_column(self) -> str:
+        """The table's column of what the law forecasts (backtests score against it)."""
+        return self.metric
+
     def calibrate(self, table: Table, options: IntervalOptions, seed: int = 0) -> "Law":
         """Learn the forecast error beyond parameter uncertainty; laws that cannot keep their bootstrap band."""
         return self
@@ -222,6 +227,7 @@ class PowerLawLaw(Law):
                            else None, "value": value, "n_starts": len(starts),
                            "n_converged": int(batch.converged.sum())}
         self.warnings_ = self._flat_valley_warnings([(f, x) for x, f, _ in polished], value)
+        # a term that does not scale usually also sits on a bound: the louder warning says it, the bound's would repeat
         self.warnings_ += self._scaling_warnings(theta, table) or self._bound_warnings(theta)
         return self
 

@@ -37,6 +37,10 @@ class ExpError(Law):
         self.theta_: np.ndarray | None = None
         self.theta_samples_: np.ndarray | None = None
 
+    @property
+    def observed_column(self) -> str:
+        return self.error_column
+
     def _xy(self, table: Table) -> tuple[np.ndarray, np.ndarray]:
         for column in ("loss", self.error_column):
             require(column in table, f"{self.name}: needs a {column!r} column (law.error=NAME names the error's)")

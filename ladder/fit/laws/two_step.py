@@ -5,7 +5,8 @@ the run's final tokens; where the table marks finished results (`final` = 1, as 
 budget, each the end of its own cooldown), each such row is a point of its own. Step 2 fits accuracy = a / (1 + exp(-k (L - L0))) + b to the task loss over all rows (each
 run's first `step2.skip_frac` dropped (rounded up), a trailing moving average of `step2.window` rows), plus the
 anchor point (L = 0, accuracy = `step2.maximum`), from OLMo's start (a = `step2.minimum` - 1, k = 3, L0 = 0.9,
-b = `step2.maximum`; the minimum is the task's chance accuracy). These are the OLMo ladder's rules
+b = `step2.maximum`; the minimum is the task's chance accuracy). Neither is a bound: the bounds stay a in [-1, 0],
+b in [0, 1]. These are the OLMo ladder's rules
 (allenai/OLMo-ladder, src/scripts/step2.py): its published predictions are reproduced (tests/test_fit_reproduce.py). The chained prediction carries both steps' bootstrap uncertainty and, once calibrated, step
 1's noise and extrapolation error (learned by step 1's own rolling backtests) and step 2's scatter around the sigmoid.
 """
