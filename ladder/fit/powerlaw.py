@@ -133,7 +133,8 @@ class PowerLawForm:
     def readable(self, theta: np.ndarray) -> dict[str, float]:
         """{A, B, ..., alpha, beta, ..., E}: coefficients exponentiated."""
         coefs, exponents, e = self.split(np.atleast_2d(theta))
-        out = {name.upper(): float(np.exp(coefs[0, k])) for k, name in enumerate(self.coef_names)}
+        with np.errstate(over="ignore"):  # a term sent to +inf by a wild fit reads as inf, with its warning elsewhere
+            out = {name.upper(): float(np.exp(coefs[0, k])) for k, name in enumerate(self.coef_names)}
         out.update({name: float(exponents[0, j]) for j, name in enumerate(self.exponent_names)})
         if self.irreducible:
             out["E"] = float(np.exp(e[0]))
