@@ -126,7 +126,7 @@ def ladder_items(setup, task: str):
     from ladder.data.tokenizers import load_saved
     from ladder.evals.scoring import continuation_logprobs, encode_items, item_results
     from ladder.evals.tasks import Task
-    from ladder.model.build import build_model
+    from ladder.train.distributed import Dist
     from transformers import LlamaForCausalLM
 
     cfg = compose_config([*setup["train"], f"eval=[{task}]"])
@@ -138,7 +138,7 @@ def ladder_items(setup, task: str):
     tokenizer = load_saved(data.manifest["tokenizer"], data.directory)
     requests = encode_items(Task(task, entry).items(None), tokenizer, int(cfg.ladder.seq_len))
     model = LlamaForCausalLM.from_pretrained(setup["exported"]).eval()
-    logprobs = continuation_logprobs(model, requests, 4, torch.device("cpu"), nullcontext(), _single())
+    logprobs = continuation_logprobs(model, requests, 4, torch.device("cpu"), nullcontext(), Dist())
     return (item_results(requests, logprobs), [logprobs[requests.item_of == i] for i in range(len(requests.gold))],
             requests.gold)
 
@@ -150,11 +150,6 @@ def harness_acc_norm(sample, gold: int, multiple_input: bool) -> float:
                sample["arguments"]]
     lls = np.array([float(r[0]) for r in sample["filtered_resps"]])
     return float(np.argmax(lls / np.array(lengths)) == gold)
-
-
-def _single():
-    from ladder.train.distributed import Dist
-    return Dist()
 
 
 def harness_samples(setup, tasks: list[str], num_fewshot: int | None = None) -> dict:

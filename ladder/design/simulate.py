@@ -24,7 +24,7 @@ import numpy as np
 from scipy.stats import binom
 
 from ladder.design.prior import LawPrior
-from ladder.fit.calibrate import FOLD_FRACTIONS, distance, reach_of, rolling_folds
+from ladder.fit.calibrate import FOLD_FRACTIONS, distance, noise_sd, reach_of, rolling_folds
 from ladder.fit.optimize import lbfgs_batch
 from ladder.fit.powerlaw import PowerLawForm
 
@@ -135,15 +135,15 @@ def simulate(ladders: list[LadderRows], target_params, target_tokens, prior: Law
     return outcomes
 
 
-def rung_losses(rows: LadderRows, truths: np.ndarray, noise_sd: float, seed: int,
+def rung_losses(rows: LadderRows, truths: np.ndarray, noise: float, seed: int,
                 branch_correlation: float) -> np.ndarray:
     """(sims, rows) losses each simulated ladder measures: its true law times one run's noise."""
     shared = np.array([list(rows.run).count(r) > 1 for r in rows.run])
     rho = np.where(shared, branch_correlation, 0.0)
     n_sims = len(truths)
-    noise = noise_sd * (np.sqrt(1 - rho) * _draws(_row_keys(rows), n_sims, seed)
-                        + np.sqrt(rho) * _draws(_run_keys(rows), n_sims, seed))
-    return np.exp(FORM.log_predict(truths, np.log(np.stack([rows.params, rows.tokens], axis=1))) + noise)
+    log_noise = noise * (np.sqrt(1 - rho) * _draws(_row_keys(rows), n_sims, seed)
+                         + np.sqrt(rho) * _draws(_run_keys(rows), n_sims, seed))
+    return np.exp(FORM.log_predict(truths, np.log(np.stack([rows.params, rows.tokens], axis=1))) + log_noise)
 
 
 def fit_forecast(data, start, target_log_x, objective, delta) -> np.ndarray:
@@ -160,10 +160,9 @@ def fit_forecast(data, start, target_log_x, objective, delta) -> np.ndarray:
 
 
 def _robust_sd(values: np.ndarray) -> float:
+    """calibrate.noise_sd's robust scale (no parameters to inflate for) over the fits that did not fail."""
     values = values[np.isfinite(values)]
-    if values.size == 0:
-        return float("inf")
-    return float(1.4826 * np.median(np.abs(values - np.median(values))))
+    return noise_sd(values, 0) if values.size else float("inf")
 
 
 def _row_keys(rows: LadderRows) -> list[tuple]:
