@@ -28,6 +28,7 @@ COMMANDS = {
     "export": ("ladder.commands:export", "a finished rung's budget as a transformers model and tokenizer (out=DIR)"),
     "collect": ("ladder.commands:collect", "gather run directories (or a CSV, or W&B) into one tidy CSV"),
     "reproduce": ("ladder.commands:reproduce", "refit published data (chinchilla, olmo, gadre) beside the published fits"),
+    "tune": ("ladder.commands:tune", "sweep the learning rate at small sizes and fit a rule: a tuned recipe YAML"),
     "design": ("ladder.commands:design", "the cheapest ladder that forecasts the target within design.error"),
 }
 
@@ -46,8 +47,8 @@ def compose_config(overrides: list[str]):
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    search = [Path(o.split("file://", 1)[1].rstrip("]")) for o in overrides if o.startswith("hydra.searchpath=")
-              and "file://" in o]
+    search = [Path(p.strip().removeprefix("file://").rstrip("]")) for o in overrides
+              if o.startswith("hydra.searchpath=") for p in o.split("=", 1)[1].lstrip("[").split(",") if "file://" in p]
     for override in overrides:
         _check_group_choice(override, search)
     try:
@@ -58,27 +59,34 @@ def compose_config(overrides: list[str]):
         raise LadderError(message) from None
 
 
+FILE_GROUPS = ("ladder", "recipe")  # groups that also take a file: ladder=DIR/ladder/NAME.yaml, recipe=DIR/recipe/...
+
+
 def ladder_files(overrides: list[str]) -> list[str]:
     """`ladder=DIR/ladder/NAME.yaml` (a ladder file outside conf/, as `ladder design` writes it) becomes
-    `hydra.searchpath=[file://DIR]` and `ladder=NAME`, so every command, and the jobs a sweep launches, compose it."""
-    out = []
+    `hydra.searchpath=[file://DIR]` and `ladder=NAME`, so every command, and the jobs a sweep launches, compose it;
+    `recipe=DIR/recipe/NAME.yaml` (as `ladder tune` writes it) likewise."""
+    out, search = [], []
     for override in overrides:
         key, _, value = override.partition("=")
-        if key != "ladder" or not value.endswith((".yaml", ".yml")):
+        if key not in FILE_GROUPS or not value.endswith((".yaml", ".yml")):
             out.append(override)
             continue
         path = Path(value).expanduser().resolve()
         if path.suffix != ".yaml":
-            raise LadderError(f"ladder={value}: Hydra reads .yaml files only; rename it {path.stem}.yaml")
+            raise LadderError(f"{key}={value}: Hydra reads .yaml files only; rename it {path.stem}.yaml")
         if not path.is_file():
-            raise LadderError(f"ladder={value}: no such file")
-        if path.parent.name != "ladder":
-            raise LadderError(f"ladder={value}: a ladder file must sit in a directory named ladder/ (as conf/ladder/ "
-                              f"and ladder design's out/ladder/); move it there")
-        if (CONF_DIR / "ladder" / path.name).exists():  # conf/ comes first on Hydra's search path
-            raise LadderError(f"ladder={value}: {path.stem} is also a built-in ladder (conf/ladder/{path.name}), "
+            raise LadderError(f"{key}={value}: no such file")
+        if path.parent.name != key:
+            raise LadderError(f"{key}={value}: a {key} file must sit in a directory named {key}/ (as conf/{key}/ "
+                              f"does); move it there")
+        if (CONF_DIR / key / path.name).exists():  # conf/ comes first on Hydra's search path
+            raise LadderError(f"{key}={value}: {path.stem} is also a built-in {key} (conf/{key}/{path.name}), "
                               f"which would load instead; rename the file")
-        out += [f"hydra.searchpath=[file://{path.parent.parent}]", f"ladder={path.stem}"]
+        search.append(f"file://{path.parent.parent}")
+        out.append(f"{key}={path.stem}")
+    if search:
+        out.insert(0, f"hydra.searchpath=[{','.join(dict.fromkeys(search))}]")
     return out
 
 
@@ -124,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_json(data) -> None:
-    print(json.dumps(data, indent=2, default=float))
+    from ladder.io import _json_safe
+    print(json.dumps(_json_safe(data), indent=2, default=float))  # NaN as null: valid JSON
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 
 from ladder.cli import print_json
 from ladder.errors import require
+from ladder.io import atomic_write_text
 from ladder.report import format_table, human
 
 
@@ -111,6 +112,7 @@ def status(cfg, overrides) -> int:
 
 
 def fit(cfg, overrides) -> int:
+    from ladder.fit.checks import exclude_runs
     from ladder.fit.forecast import load_table, resolve_targets, run_fit
     from ladder.fit.laws import LAWS
     from ladder.fit.table import flops_per_nd
@@ -126,6 +128,7 @@ def fit(cfg, overrides) -> int:
     path = Path(cfg.runs) if cfg.runs else Path(cfg.runs_dir) / cfg.ladder.name
     columns["params"], params_used = _params_column(cfg, path, columns, overrides)
     table = load_table(path, columns, law.required_columns, curves=bool(cfg.curves or law.reads_curves))
+    table, excluded = exclude_runs(table, list(cfg.fit.exclude or []), str(path))
     explicit = {o.lstrip("+").split("=")[0] for o in overrides if o.lstrip("+").startswith("target.")}
     target = _plain(cfg.target)
     if cfg.runs and "target.name" not in explicit:
@@ -138,7 +141,8 @@ def fit(cfg, overrides) -> int:
     result = run_fit(table, law_options, targets, int(cfg.bootstrap.n), int(cfg.bootstrap.seed),
                      float(cfg.ci_level), cfg.backtest, out, bool(cfg.plots), source=str(path),
                      interval=_plain(cfg.interval), run_column=str(columns.get("run") or "run"),
-                     params_used=params_used)
+                     params_used=params_used,
+                     checks={**_plain(cfg.fit), "excluded": excluded, "params_column": columns["params"]})
     if fmt == "json":
         print_json(result)
     else:
@@ -186,7 +190,10 @@ def format_fit(result: dict) -> str:
     rows = [[name, f"{value:.6g}", "" if name not in ci else f"[{ci[name][0]:.4g}, {ci[name][1]:.4g}]"]
             for name, value in result["params"].items()]
     objective = result["objective"]
-    lines = [f"law {result['law']} on {result['n_points']} points from {result['source']} "
+    from ladder.fit.checks import format_checks
+
+    lines = [*format_checks(result)]
+    lines += [f"law {result['law']} on {result['n_points']} points from {result['source']} "
              f"(FLOPs: {result['flops_convention']}; {result['ci_level']:.0%} bootstrap intervals on parameters, "
              f"n={result['bootstrap']['n']})"]
     if result.get("params_used"):
@@ -394,6 +401,39 @@ def design(cfg, overrides) -> int:
         print(format_design(result))
         print(f"wrote {', '.join(result['files'])}")
     return 0 if "chosen" in result else 1
+
+
+def tune(cfg, overrides) -> int:
+    import logging
+
+    from ladder.cli import CONF_DIR, compose_config
+    from ladder.io import atomic_write_json
+    from ladder.tune.grid import TuneOptions
+    from ladder.tune.report import format_tune, recipe_yaml, write_report
+    from ladder.tune.run import run_tune
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    options = TuneOptions.from_config(_plain(cfg.tune))
+    name = options.name or f"{cfg.recipe.name}-tuned"
+    require(not (CONF_DIR / "recipe" / f"{name}.yaml").exists(),
+            f"tune.name={name}: a built-in recipe has that name; choose another")
+    out = Path(cfg.out) if cfg.out else Path("tunes") / str(cfg.ladder.name)
+    result = run_tune(cfg, overrides, options, out, compose_config)
+    if "submitted" in result:
+        print(f"submitted {result['submitted']} runs; follow with ladder status ladder={result['ladder_file']} "
+              f"runs_dir={out / 'runs'}, and when they are done run the same ladder tune command again")
+        return 0
+    result["recipe_yaml"] = str(out / "recipe" / f"{name}.yaml")
+    atomic_write_text(Path(result["recipe_yaml"]), recipe_yaml(result, _plain(cfg.recipe), name, " ".join(overrides)))
+    result["files"] = [result["recipe_yaml"], *write_report(result, out)]
+    atomic_write_json(out / "tune.json", result)
+    if _format(cfg) == "json":
+        print_json(result)
+    else:
+        print(format_tune(result))
+        print(f"\nwrote {out / 'tune.json'}, {', '.join(result['files'])}\n"
+              f"use it: ladder plan ladder={cfg.ladder.name} recipe={result['recipe_yaml']}")
+    return 0
 
 
 def _compute_optimal_params(law: dict, flops: float) -> float:

@@ -16,6 +16,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ladder.errors import require
+from ladder.fit.checks import exclude_runs, format_checks
 from ladder.fit.collect import COUNT_COLUMN, collect_runs
 from ladder.fit.forecast import fit_and_forecast, write_outputs
 from ladder.fit.laws.two_step import TwoStep
@@ -70,6 +71,9 @@ def run_demo(cfg: DictConfig) -> int:
     params_column = COUNT_COLUMN[convention]
     columns = {**dict(cfg.columns), "params": params_column}
     table = standard_table(table, columns, str(root))
+    checks = OmegaConf.to_container(cfg.fit, resolve=True)
+    table, checks["excluded"] = exclude_runs(table, checks.get("exclude"), str(root))
+    checks["params_column"] = params_column
 
     held_cfg = heldout_config(cfg, plan)
     held_plan = make_plan(held_cfg)
@@ -84,11 +88,17 @@ def run_demo(cfg: DictConfig) -> int:
     interval = OmegaConf.to_container(cfg.interval, resolve=True)
     law, result = fit_and_forecast(table, OmegaConf.to_container(cfg.law, resolve=True), targets,
                                    int(cfg.bootstrap.n), int(cfg.bootstrap.seed), float(cfg.ci_level),
-                                   backtest_spec="rolling", source=str(root), interval=interval)
+                                   backtest_spec="rolling", source=str(root), interval=interval, checks=checks)
+    for line in format_checks(result):
+        print(line, flush=True)
     result["params_used"] = f"{convention} parameters (ladder.params_convention; column {params_column!r})"
     write_outputs(law, table, result, report_dir / "fit")
     forecast = result["predictions"][0]
     bt = result["backtest"]
+    off = table["loss"] / law.predict(table).value - 1  # each point against the law fitted to all of them
+    worst = int(np.argmax(np.abs(off)))
+    print(f"points against the fitted law: {np.sum(np.abs(off) <= 0.03)} of {len(off)} within 3%, the farthest "
+          f"{table['run'][worst]} at {table['budget'][worst]} ({off[worst]:+.2%})", flush=True)
     print(f"forecast for {held_rung.name}: loss {forecast['loss']:.4f}, {result['ci_level']:.0%} predictive interval "
           f"[{forecast['lo']:.4f}, {forecast['hi']:.4f}] (the mean law's band [{forecast['band_lo']:.4f}, "
           f"{forecast['band_hi']:.4f}]; written to {report_dir / 'fit' / 'fit.json'} before the rung trains)\n"
@@ -112,7 +122,8 @@ def run_demo(cfg: DictConfig) -> int:
                   "rel_error": (forecast["loss"] - actual) / actual,
                   "covered": bool(forecast["lo"] <= actual <= forecast["hi"]),
                   "ladder_compute_fraction": spent / held_spent,
-                  "rolling_coverage": bt["coverage"], "rolling_rows": bt["n_test"]}
+                  "rolling_coverage": bt["coverage"], "rolling_rows": bt["n_test"],
+                  "max_abs_residual": float(np.abs(off).max()), "flagged": [f["run"] for f in result["flags"]]}
     atomic_write_json(report_dir / "comparison.json", comparison)
     loss_vs_compute(law, table, {**result, "actuals": [{"name": held_rung.name, "flops": float(targets["flops"][0]),
                                                         "loss": actual}]},

@@ -82,6 +82,7 @@ class Plan:
     gpu: str
     mfu: float
     params_convention: str = "total"  # N in every fit of this ladder (ladder.params_convention)
+    params_for: str = "olmo"  # N in the recipe's rules (recipe.params_for)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -131,11 +132,13 @@ def make_plan(cfg: DictConfig) -> Plan:
     rungs = []
     for size, entry in sizes.items():
         where = f"ladder.sizes.{size}"
+        entry, size_recipe = split_recipe(entry, recipe_cfg, where)
         spec = resolve_spec(entry, lad, where)
         counts = count_params(spec)
         n = counts.by_convention(params_for)
         require(n > 0, f"{where}: has no parameters in the '{params_for}' convention; set recipe.params_for=total")
-        recipe = resolve_recipe(recipe_cfg, n, spec.seq_len)
+        recipe = resolve_recipe(size_recipe, n, spec.seq_len, f"{where}.recipe" if size_recipe is not recipe_cfg
+                                else "recipe")
         fpt = flops_per_token(spec, convention)
         resolved = {}
         for i, value in enumerate(budgets):
@@ -156,7 +159,25 @@ def make_plan(cfg: DictConfig) -> Plan:
 
     target = resolve_target(cfg.target, lad, convention, params_for, tokens_per_param)
     return Plan(ladder=str(lad.name), flops_convention=convention, rungs=rungs, target=target, gpu=gpu, mfu=mfu,
-                params_convention=params_convention)
+                params_convention=params_convention, params_for=params_for)
+
+
+def split_recipe(entry, recipe_cfg: dict, where: str) -> tuple:
+    """A size entry's own `recipe:` overrides (as `ladder tune` writes them, or a hand-fixed rung), merged over the
+    ladder's recipe for that size only."""
+    if not isinstance(entry, dict) or "recipe" not in entry:
+        return entry, recipe_cfg
+    entry = dict(entry)
+    overrides = entry.pop("recipe")
+    require(isinstance(overrides, dict), f"{where}.recipe: must be a mapping of recipe keys, e.g. {{lr: {{base: 0.001}}}}")
+    merged = dict(recipe_cfg)
+    for key, value in overrides.items():
+        require(key in recipe_cfg and key not in ("name", "params_for", "tokens_per_param"),
+                f"{where}.recipe.{key}: not a per-size recipe key; use one of "
+                f"{', '.join(k for k in recipe_cfg if k not in ('name', 'params_for', 'tokens_per_param'))}")
+        merged[key] = {**recipe_cfg[key], **value} if isinstance(value, dict) and isinstance(recipe_cfg[key], dict) \
+            else value
+    return entry, merged
 
 
 def _plain(node):
@@ -208,6 +229,24 @@ def resolve_target(tcfg, lad, convention: str, params_for: str, tokens_per_param
         raise LadderError("target: give target.tokens (e.g. target.tokens=4e12) or target.flops")
     return Target(name=str(tcfg.get("name") or "target"), spec=spec, counts=counts, tokens=tokens,
                   flops_per_token=fpt, shape_from=shape_from)
+
+
+def target_entry(target) -> dict:
+    """The `target:` mapping of a ladder file as given (what a written ladder file carries): the shape from params
+    when both params and a preset are set (params wins in the plan), tokens over flops likewise."""
+    out = {"name": str(target.name), "preset": target.get("preset"), "params": target.get("params"),
+           "tokens": target.get("tokens"), "flops": target.get("flops")}
+    if out["params"] is not None:
+        out["preset"] = None
+    if out["tokens"] is not None:
+        out["flops"] = None
+
+    def number(value):  # YAML reads 4e12 as a string; 1xC stays a budget
+        try:
+            return float(str(value).replace("_", ""))
+        except ValueError:
+            return str(value)
+    return {k: number(v) if k in ("params", "tokens", "flops") and v is not None else v for k, v in out.items()}
 
 
 def plan_to_dict(plan: Plan) -> dict:

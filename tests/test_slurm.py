@@ -131,3 +131,16 @@ def test_crashing_rung_is_reported_failed_and_the_sweep_ends(cluster, tmp_path):
     assert states["tiny-14k"]["state"] == "done"
     assert states["tiny-40k"]["state"] == "failed" and "every checkpoint is corrupt" in states["tiny-40k"]["reason"]
     assert states["tiny-40k"]["slurm_job_id"]  # submitit pickles the exception: Slurm itself says COMPLETED
+
+
+def test_tune_runs_its_sweep_on_slurm(cluster, tmp_path):
+    out = tmp_path / "tune"
+    result = ladder(cluster, "tune", "tune.sizes=[tiny-14k,tiny-40k]", "tune.lr_multipliers=[0.01,0.1,1,10,100]",
+                    "tune.extend=0", "ladder.budgets=[1e4,2e4]", "hydra/launcher=slurm", f"out={out}", *TINY)
+    assert result.returncode == 0, result.stderr[-3000:]
+    tune = json.loads((out / "tune.json").read_text())
+    assert {c["size"] for c in tune["curves"]} == {"tiny-14k", "tiny-40k"}
+    runs = {r["run"] for r in tune["runs"]}
+    assert len(runs) == 10
+    for run in runs:  # every run was a Slurm job
+        assert summary(out / "runs", run, "tiny-tune")["slurm_job_id"], run

@@ -9,6 +9,7 @@ import yaml
 from ladder.design.prior import LawPrior
 from ladder.design.search import Candidate, DesignOptions
 from ladder.io import atomic_write_text
+from ladder.plan import target_entry
 from ladder.report import format_table, human
 
 HEADER = ["ladder", "rungs", "GPU-h", "% target FLOPs", "error (q)", "median |err|", "interval width", "e-folds out"]
@@ -35,7 +36,7 @@ def ladder_yaml(chosen: Candidate, name: str, cfg, options: DesignOptions, prior
                        "params_convention": str(lad.params_convention),
                        "budgets": list(chosen.budgets), "seeds": list(chosen.seeds),
                        "shape_rule": dict(lad.get("shape_rule") or {})},
-            "target": _target(cfg.target)}
+            "target": target_entry(cfg.target)}
     defaults = {"defaults": [{"override /recipe": chosen.recipe}]}
     s = chosen.score
     head = [f"# @package _global_",
@@ -50,17 +51,6 @@ def ladder_yaml(chosen: Candidate, name: str, cfg, options: DesignOptions, prior
             f"flops_convention={cfg.flops_convention}; those and any recipe.* overrides above are not part of a "
             f"ladder file: give them to ladder plan and ladder sweep too."]
     return "\n".join(head) + "\n" + yaml.safe_dump(defaults, sort_keys=False) + yaml.safe_dump(body, sort_keys=False)
-
-
-def _target(target) -> dict:
-    """The target as given, the shape from params when both params and a preset are set (params wins in the plan)."""
-    out = {"name": str(target.name), "preset": target.get("preset"), "params": target.get("params"),
-           "tokens": target.get("tokens"), "flops": target.get("flops")}
-    if out["params"] is not None:
-        out["preset"] = None
-    if out["tokens"] is not None:
-        out["flops"] = None
-    return {k: (float(v) if k in ("params", "tokens", "flops") and v is not None else v) for k, v in out.items()}
 
 
 def format_design(result: dict) -> str:

@@ -1,7 +1,8 @@
 """Collect: one tidy table (a row per rung and budget) from run directories, a W&B project, or a CSV.
 
 A run directory's `summary.json` is the contract (written by `ladder train`):
-  {"status", "ladder", "rung", "seed", "params", "non_embedding_params", "olmo_params", "flops_convention",
+  {"status", "ladder", "rung", "seed", "params", "non_embedding_params", "olmo_params", "lr", "batch_tokens",
+   "flops_convention",
    "budgets": {label: {"tokens", "flops", "loss", "eval": {name: value}}}, "wandb_id"}
 Each budget's evals become columns `eval/<entry>/<metric>`; `final` is 1 for a budget's finished result. With
 curves=True the table also holds every intermediate evaluation of the main run from metrics.jsonl (final = 0), the
@@ -33,7 +34,7 @@ def rows_from_summary(summary: dict, source: str) -> list[dict]:
             continue
         row = {"ladder": summary["ladder"], "rung": summary["rung"], "size": summary.get("size", summary["rung"]),
                "seed": summary.get("seed", 0), "budget": label,
-               **{c: summary.get(c, np.nan) for c in COUNT_COLUMNS},
+               **{c: summary.get(c, np.nan) for c in (*COUNT_COLUMNS, "lr", "batch_tokens")},
                "tokens": result["tokens"], "flops": result["flops"],
                "flops_convention": summary.get("flops_convention", ""), "loss": result["loss"],
                "status": summary.get("status", ""), "final": 1}

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ladder.errors import LadderError, require
+from ladder.fit.checks import flag_runs
 from ladder.fit.calibrate import FOLD_FRACTIONS, IntervalOptions, interval_score, rolling_folds
 from ladder.fit.collect import collect_runs
 from ladder.fit.laws import Law, make_law
@@ -196,11 +197,12 @@ def _scores(rows: list[dict]) -> dict:
 
 def run_fit(table: Table, law_options: dict, targets: Table, n_boot: int, seed: int, ci_level: float,
             backtest_spec=None, out: str | Path | None = None, plots: bool = True, source: str = "",
-            interval: dict | None = None, run_column: str = "run", params_used: str | None = None) -> dict:
+            interval: dict | None = None, run_column: str = "run", params_used: str | None = None,
+            checks: dict | None = None) -> dict:
     """fit.json's content, written under `out`; `params_used` says what N is (recorded as fit.json's
-    params_used)."""
+    params_used); `checks` is the `fit` config group (flags before the fit) with the runs `excluded`."""
     law, result = fit_and_forecast(table, law_options, targets, n_boot, seed, ci_level, backtest_spec, source,
-                                   interval, run_column)
+                                   interval, run_column, checks)
     if params_used:
         result["params_used"] = params_used
     if out is not None:
@@ -210,9 +212,11 @@ def run_fit(table: Table, law_options: dict, targets: Table, n_boot: int, seed: 
 
 def fit_and_forecast(table: Table, law_options: dict, targets: Table, n_boot: int, seed: int, ci_level: float,
                      backtest_spec=None, source: str = "", interval: dict | None = None,
-                     run_column: str = "run") -> tuple[Law, dict]:
+                     run_column: str = "run", checks: dict | None = None) -> tuple[Law, dict]:
     """The fitted law and fit.json's content, nothing written. `interval` is the interval config group;
-    `run_column` names the runs in the backtest's rows as the input named them."""
+    `run_column` names the runs in the backtest's rows as the input named them; `checks` the `fit` group (the runs
+    flagged before the fit; None: no checks), with `excluded` and `params_column` (the input's column of N)."""
+    flags, notes = flag_runs(law_options, table, checks, ci_level) if checks else ([], [])
     options = IntervalOptions.from_config(interval)
     law = make_law(law_options, ci_level)
     law.fit(table).bootstrap(table, n_boot, seed)
@@ -228,6 +232,7 @@ def fit_and_forecast(table: Table, law_options: dict, targets: Table, n_boot: in
         result["backtest"] = backtest(law_options, table, backtest_spec, n_boot, seed, ci_level, interval,
                                       run_column)
     result["warnings"] = law.warnings_
+    result.update(flags=flags, checks_skipped=notes, excluded=list((checks or {}).get("excluded") or []))
     return law, result
 
 

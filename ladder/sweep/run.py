@@ -103,9 +103,11 @@ def run_sweep(cfg, overrides: list[str]) -> int:
     groups: dict[tuple, list[Rung]] = {}
     for rung in todo:
         groups.setdefault(tuple(sorted(resources(rung, plan, cfg, launcher).items())), []).append(rung)
+    if launcher in ("local", "submitit_local") and not submit_only:
+        groups = _waves(groups, int(cfg.sweep.parallel))
     if launcher in ("slurm", "submitit_slurm"):
         for key in groups:
-            check_slurm(cfg, overrides, dict(key))
+            check_slurm(cfg, overrides, {k: v for k, v in key if k != "wave"})
 
     runs_dir = str(Path(cfg.runs_dir).resolve())
     passthrough = [o for o in overrides if not o.split("=", 1)[0].lstrip("+~") in ("submit_only", "rungs",
@@ -113,7 +115,7 @@ def run_sweep(cfg, overrides: list[str]) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     failed = False
     for i, (key, rungs) in enumerate(groups.items()):
-        res = dict(key)
+        res = {k: v for k, v in key if k != "wave"}
         extra = []
         if launcher in SUBMITIT:
             extra = [f"hydra.launcher.{k}={v}" for k, v in res.items()
@@ -134,6 +136,17 @@ def run_sweep(cfg, overrides: list[str]) -> int:
     else:
         print(format_status(rung_status(plan, cfg.runs_dir)))
     return 1 if failed else 0
+
+
+def _waves(groups: dict[tuple, list[Rung]], parallel: int) -> dict[tuple, list[Rung]]:
+    """submitit's local executor starts every job of a multirun at once; `sweep.parallel` at a time means one
+    multirun per wave of that many rungs, the longest first so a wave's rungs end together."""
+    waves = {}
+    for key, rungs in groups.items():
+        ordered = sorted(rungs, key=lambda r: r.flops, reverse=True)
+        for i in range(0, len(ordered), max(1, parallel)):
+            waves[(*key, ("wave", i))] = ordered[i:i + max(1, parallel)]
+    return waves
 
 
 def _hydra_multirun(argv: list[str]) -> bool:

@@ -108,7 +108,8 @@ class Trainer:
         counts = self.rung.counts
         return {
             "status": status, "reason": reason, "ladder": self.ladder, "rung": self.rung.name, "size": self.rung.size,
-            "seed": self.rung.seed, **counts.to_dict(), "flops_convention": self.cfg.flops_convention,
+            "seed": self.rung.seed, **counts.to_dict(), "lr": self.rung.recipe.lr,
+            "batch_tokens": self.rung.recipe.batch_tokens, "flops_convention": self.cfg.flops_convention,
             "flops_per_token": all_flops_per_token(self.rung.spec), "budgets": {
                 label: progress["results"].get(label, {"tokens": tokens, "flops": float(tokens) *
                                                        self.flops_per_token, "loss": None})
@@ -254,8 +255,8 @@ class Trainer:
             progress["wall_s"] += time.time() - self.started
             if self.dist.is_main:
                 self.metrics.write({"step": progress["step"], "failed": str(why)})
-                self.run.write_summary(self.summary("failed", progress, reason=f"{why}; the last good checkpoint "
-                                                                               f"is kept"))
+                summary = self.summary("failed", progress, reason=f"{why}; the last good checkpoint is kept")
+                self.run.write_summary({**summary, "diverged": True})  # ladder tune: this LR is too high
                 print(f"{self.rung.name}: failed: {why}", flush=True)
             return EXIT_FAILED
         finally:
