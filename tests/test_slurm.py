@@ -139,7 +139,7 @@ def test_tune_runs_its_sweep_on_slurm(cluster, tmp_path):
                     "tune.extend=0", "ladder.budgets=[1e4,2e4]", "hydra/launcher=slurm", f"out={out}", *TINY)
     assert result.returncode == 0, result.stderr[-3000:]
     tune = json.loads((out / "tune.json").read_text())
-    assert {c["size"] for c in tune["curves"]} == {"tiny-14k", "tiny-40k"}
+    assert {c["size"] for c in tune["curves"]} == {"tiny-14k", "tiny-40k"} and tune["rule"]["dof"] >= 1
     runs = {r["run"] for r in tune["runs"]}
     assert len(runs) == 10
     for run in runs:  # every run was a Slurm job

@@ -106,6 +106,9 @@ def test_a_rule_from_one_budget_drops_the_budget_term_and_refuses_too_few_optima
     assert np.all(np.isfinite(rule.cov))
     with pytest.raises(LadderError, match="cannot fit LR_opt"):
         fit_rule([1e4, 3e4], [20, 20], np.log([0.01, 0.008]), [0.05] * 2)
+    # two budgets but 3 optima: too few for N and D, the size rule alone, saying so
+    rule = fit_rule([1e4, 3e4, 3e4], [10, 10, 20], np.log([0.01, 0.008, 0.007]), [0.05] * 3)
+    assert rule.form == "N" and "too few for LR_opt(N, D)" in rule.note
 
 
 def test_widening_adds_one_step_per_side_and_stops_at_extend():

@@ -115,6 +115,7 @@ class LRRule:
     dof: int
     scale: float  # sqrt of the reduced chi-square the covariance was inflated by (>= 1)
     level: float
+    note: str = ""  # why the form is not the one asked for
 
     @property
     def exponent(self) -> float:
@@ -151,7 +152,7 @@ class LRRule:
     def to_dict(self) -> dict:
         return {"form": self.form, "coef": self.coef.tolist(), "cov": self.cov.tolist(), "n_ref": self.n_ref,
                 "m_ref": self.m_ref, "dof": self.dof, "scale": self.scale, "level": self.level,
-                "intervals": self.coef_interval()}
+                "intervals": self.coef_interval(), "note": self.note}
 
     @classmethod
     def from_dict(cls, d: dict) -> "LRRule":
@@ -172,15 +173,20 @@ def fit_rule(n, tokens_per_param, log_lr, log_lr_se, form: str = "N,D", level: f
     sizes = len(np.unique(np.round(np.log(n), 3)))
     require(sizes >= 2, f"tune: the learning-rate rule needs interior optima at 2 sizes or more; it has {sizes} "
                         f"(widen tune.lr_multipliers or add tune.sizes)")
-    if np.ptp(np.log(m)) < 0.1:  # budgets within 10% of each other (rounding to whole batches) say nothing of D
-        form = "N"
+    note = ""
+    if form == "N,D" and np.ptp(np.log(m)) < 0.1:  # budgets within 10% (rounding to whole batches) say nothing of D
+        form, note = "N", "the budgets are within 10% of each other: fitted LR_opt(N)"
     rule = LRRule(coef=np.zeros(3), cov=np.zeros((3, 3)), n_ref=float(np.exp(np.mean(np.log(n)))),
-                  m_ref=float(np.exp(np.mean(np.log(m)))), form=form, dof=0, scale=1.0, level=level)
+                  m_ref=float(np.exp(np.mean(np.log(m)))), form=form, dof=0, scale=1.0, level=level, note=note)
+    full = rule._design(n, m)
+    if form == "N,D" and not (len(y) > 3 and np.linalg.matrix_rank(full) == 3):
+        form = rule.form = "N"  # too few optima to tell D's effect from N's: the size rule alone
+        rule.note = f"{len(y)} interior optima are too few for LR_opt(N, D): fitted LR_opt(N)"
     p = 3 if form == "N,D" else 2
-    design = rule._design(n, m)[:, :p]
+    design = full[:, :p]
     require(len(y) > p and np.linalg.matrix_rank(design) == p,
-            f"tune: {len(y)} interior optima cannot fit LR_opt({form.replace(',', ', ')}) with an error; "
-            f"add sizes or budgets, or use tune.rule=N")
+            f"tune: {len(y)} interior optima cannot fit LR_opt(N) with an error; add sizes (tune.sizes) or widen "
+            f"tune.lr_multipliers")
     runs = np.arange(len(y)) if runs is None else np.asarray([str(r) for r in runs])
     _, index, counts = np.unique(runs, return_inverse=True, return_counts=True)
     weights = 1 / np.maximum(se, 1e-6) ** 2 / counts[index]

@@ -61,6 +61,8 @@ def format_tune(result: dict) -> str:
              f"recipe: lr = {result['recipe_lr']['base']:.4g} (N/{human(result['recipe_lr']['ref_params'])})^"
              f"{result['recipe_lr']['exponent']:.4g} at {result['tokens_per_param']:.3g} tokens per parameter"
              + (f"; best setting {_setting(result['best_setting'])}" if result["best_setting"] else "")]
+    if result["rule"].get("note"):
+        lines.append(f"note: {result['rule']['note']}")
     if result["edges"]:
         lines.append(f"left out (optimum beyond the grid): {', '.join(result['edges'])}")
     current = [[c["rung"], human(c["n"]), f"{c['lr']:.3g}", f"{c['lr_opt']:.3g}", f"[{c['lo']:.3g}, {c['hi']:.3g}]",
