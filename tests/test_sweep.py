@@ -84,3 +84,15 @@ def test_slurm_request_beyond_the_partition_is_refused(tmp_path):
     result = ladder("sweep", f"runs_dir={tmp_path}", "hydra/launcher=slurm", "train.device=cpu", "sweep.cpus=8",
                     env=env)
     assert result.returncode == 2 and "cpus_per_task=8" in result.stderr and "has 2 CPUs" in result.stderr
+
+
+def test_local_sweeps_run_in_waves_of_sweep_parallel_longest_first():
+    from ladder.cli import compose_config
+    from ladder.plan import make_plan
+    from ladder.sweep.run import _waves
+
+    plan = make_plan(compose_config(["ladder=tiny"]))
+    waves = _waves({(("cpus_per_task", 1),): plan.rungs}, parallel=3)
+    assert [[r.name for r in wave] for wave in waves.values()] == [["tiny-201k", "tiny-111k", "tiny-40k"],
+                                                                   ["tiny-14k"]]
+    assert all(dict(k)["cpus_per_task"] == 1 for k in waves)

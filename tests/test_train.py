@@ -217,6 +217,7 @@ def test_nan_loss_fails_the_rung_and_keeps_the_last_good_checkpoint(cache, tmp_p
     assert main(["train", *overrides(tmp_path)]) == 1
     s = summary(tmp_path)
     assert s["status"] == "failed" and "loss is nan at step 10" in s["reason"]
+    assert s["diverged"] is True  # what ladder tune reads: this learning rate is too high, never retrained
     latest = (tmp_path / "tiny" / RUNG / "checkpoints" / "latest").read_text().strip()
     assert latest.startswith("step_00000008")  # the last checkpoint before the NaN (the fork at step 8)
     assert "failed: loss is nan at step 10" in capsys.readouterr().out
