@@ -23,7 +23,8 @@ def overrides(runs: Path, *extra: str) -> list[str]:
     return ["ladder=tiny", f"rung={RUNG}", f"runs_dir={runs}", "ladder.seq_len=64", "ladder.budgets=[1e4,2e4]",
             "train.log_every=1", "train.checkpoint_every=4", "train.eval_points=4", "train.eval_tokens=2048",
             "train.threads=1", "logger.wandb=disabled", "data.max_documents=300", "data.val_fraction=0.05",
-            "recipe.micro_batch_sequences=4", "recipe.batch.ref_seq_len=64", *extra]  # 16 sequences: 2 ranks x 2 x 4
+            "recipe.micro_batch_sequences=4", "recipe.batch.ref_seq_len=64", "recipe.batch.base_sequences=16",
+            "recipe.batch.exponent=0", *extra]  # 16 sequences at every size: 2 ranks x 2 micro-batches x 4
 
 
 @pytest.fixture(scope="module")
