@@ -149,16 +149,17 @@ def run_rows(tune_plan: Plan, runs: dict, directory: Path) -> list[dict]:
         return []
     table = collect_runs(directory)
     by_rung = {r.name: r for r in tune_plan.rungs}
+    summaries = {r.name: _summary(directory / r.name) for r in tune_plan.rungs}  # read once, not per budget row
     rows = []
     for i in range(len(table)):
         rung = by_rung.get(str(table["rung"][i]))
         if rung is None:  # a run of an earlier grid no longer asked for
             continue
         rows.append(_row(rung, runs[rung.size], tune_plan.params_for, str(table["budget"][i]),
-                         float(table["tokens"][i]), float(table["loss"][i]), _summary(directory / rung.name),
+                         float(table["tokens"][i]), float(table["loss"][i]), summaries[rung.name],
                          directory))
     for rung in tune_plan.rungs:  # a diverged run: the budgets it never reached count as diverged at this LR
-        summary = _summary(directory / rung.name)
+        summary = summaries[rung.name]
         if summary.get("diverged"):
             done = {r["budget"] for r in rows if r["run"] == rung.name}
             rows += [_row(rung, runs[rung.size], tune_plan.params_for, label, float(tokens), None, summary, directory)
