@@ -23,6 +23,7 @@ COMMANDS = {
     "train": ("ladder.commands:train", "train one rung (resumes from its latest checkpoint)"),
     "sweep": ("ladder.commands:sweep", "launch every unfinished rung as a Hydra multirun (local or Slurm)"),
     "status": ("ladder.commands:status", "a table of the ladder's rungs: state, tokens, loss, jobs"),
+    "report": ("ladder.commands:report", "one self-contained HTML page of a ladder: plan, curves, fit, forecast, backtest"),
     "fit": ("ladder.commands:fit", "fit a scaling law to a CSV or a runs directory and forecast targets"),
     "eval": ("ladder.commands:evaluate", "score a finished rung's budgets on eval tasks and corpora (eval=[...])"),
     "export": ("ladder.commands:export", "a finished rung's budget as a transformers model and tokenizer (out=DIR)"),

@@ -9,9 +9,10 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from ladder.cli import print_json
-from ladder.errors import require
+from ladder.errors import LadderError, require
 from ladder.io import atomic_write_text
 from ladder.report import format_table, human
+from ladder.report.tables import format_fit
 
 
 def _format(cfg) -> str:
@@ -103,11 +104,30 @@ def status(cfg, overrides) -> int:
     from ladder.plan import make_plan
     from ladder.sweep.status import format_status, rung_status
 
-    rows = rung_status(make_plan(cfg), cfg.runs_dir)
+    require(isinstance(cfg.report, bool), f"report={cfg.report!r}: use true (refresh the ladder's report page) or "
+                                          f"false")
+    plan = make_plan(cfg)
+    rows = rung_status(plan, cfg.runs_dir)
     if _format(cfg) == "json":
         print_json({"rungs": rows})
     else:
         print(format_status(rows))
+    if cfg.report:
+        from ladder.report.ladder_page import write_ladder_report
+        try:
+            print(f"report: {write_ladder_report(cfg, plan)} (from the rungs finished so far)")
+        except LadderError as error:  # nothing to fit yet is no failure of `status`
+            print(f"report: not written yet: {error}")
+    return 0
+
+
+def report(cfg, overrides) -> int:
+    from ladder.plan import make_plan
+    from ladder.report.ladder_page import write_ladder_report
+
+    page = write_ladder_report(cfg, make_plan(cfg), directory=Path(cfg.out) if cfg.out else None)
+    print(f"wrote {page} (one file, images inline: open it in a browser or mail it) and "
+          f"{page.parent / 'report.md'}")
     return 0
 
 
@@ -148,6 +168,11 @@ def fit(cfg, overrides) -> int:
     else:
         print(format_fit(result))
         print(f"\nwrote {out / 'fit.json'}, {out / 'predictions.csv'} and {len(result.get('plots', []))} plots")
+    if cfg.plots:
+        from ladder.report.ladder_page import write_fit_page
+        page = write_fit_page(result, out)
+        if fmt != "json":
+            print(f"report: {page}")
     return 0
 
 
@@ -183,80 +208,6 @@ def _ladder_target(cfg, params_column: str) -> dict:
                                     f"of the counts {', '.join(COUNT_COLUMN.values())}")
     return {"name": resolved.name, "params": resolved.counts.by_convention(convention),
             "tokens": resolved.tokens, "flops": None}
-
-
-def format_fit(result: dict) -> str:
-    ci = result.get("ci", {})
-    rows = [[name, f"{value:.6g}", "" if name not in ci else f"[{ci[name][0]:.4g}, {ci[name][1]:.4g}]"]
-            for name, value in result["params"].items()]
-    objective = result["objective"]
-    from ladder.fit.checks import format_checks
-
-    lines = [*format_checks(result)]
-    lines += [f"law {result['law']} on {result['n_points']} points from {result['source']} "
-             f"(FLOPs: {result['flops_convention']}; {result['ci_level']:.0%} bootstrap intervals on parameters, "
-             f"n={result['bootstrap']['n']})"]
-    if result.get("params_used"):
-        lines.append(f"N: {result['params_used']}")
-    if "value" in objective:
-        lines.append(f"objective {objective['kind']}: {objective['value']:.8g} "
-                     f"({objective.get('n_converged', '?')}/{objective.get('n_starts', '?')} starts converged)")
-    lines += ["", format_table(["param", "value", "interval"], rows)]
-    if result["predictions"]:
-        lines += ["", format_predictions(result)]
-    optimal = result.get("compute_optimal")
-    if optimal:
-        lines.append(f"\ncompute-optimal: N_opt ~ C^{optimal['a']:.3f}, D_opt ~ C^{optimal['b']:.3f}")
-    bt = result.get("backtest")
-    if bt:
-        lines += ["", format_backtest(bt)]
-    lines += [f"warning: {w}" for w in result["warnings"]]
-    return "\n".join(lines)
-
-
-def format_predictions(result: dict) -> str:
-    """The forecasts with their interval, the mean law's band and each part of the interval (sd, % of the value)."""
-    interval = result.get("interval", {})
-    model = interval.get("error_model")
-    header = ["target", "params", "tokens", "FLOPs", "metric", "forecast", "interval", "band of mean law"]
-    if model:
-        header += ["e-folds out", "sd: params", "noise", "extrap."]
-    body = []
-    for p in result["predictions"]:
-        row = [p["name"], human(p["params"]), human(p["tokens"]), f"{p['flops']:.3g}", p["metric"],
-               f"{p['value']:.4g}", f"[{p['lo']:.4g}, {p['hi']:.4g}]",
-               f"[{p['band_lo']:.4g}, {p['band_hi']:.4g}]" if "band_lo" in p else ""]
-        if model:
-            parts = p.get("parts_sd", {})
-            unit = " pt" if p["metric"] == "accuracy" else "%"  # accuracy's parts in points, the rest relative
-            row += [f"{p['distance_efolds']:.2f}" if "distance_efolds" in p else ""]
-            row += [f"{100 * parts[k]:.2f}{unit}" if k in parts and np.isfinite(parts[k]) else ""
-                    for k in ("parameters", "noise", "extrapolation")]
-        body.append(row)
-    title = f"forecasts: {interval.get('level', result['ci_level']):.0%} {interval.get('method', '')}"
-    if model:
-        title += (f"\n  extrapolation error {100 * model['kappa_per_efold']:.2f}% per e-fold (t, {model['dof']:.0f} "
-                  f"dof) from {model['n_folds']} rolling fold(s) and the prior; noise {100 * model['noise_sd']:.2f}%")
-    return title + "\n" + format_table(header, body)
-
-
-def format_backtest(bt: dict) -> str:
-    lines = [f"backtest ({bt['rule']}): median |error| {bt['median_abs_rel_error']:.2%}, coverage "
-             f"{bt['coverage']:.0%} of {bt['n_test']} rows at {bt.get('level', 0.95):.0%}, median width "
-             f"{bt['median_rel_width']:.2%}, mean interval score {bt['mean_interval_score']:.4g}"]
-    if len(bt.get("folds", [])) > 1:
-        body = [[str(f["fold"]), f["rule"], str(f["n_train"]), str(f.get("n_test", "")),
-                 f"{f['median_abs_rel_error']:.2%}" if "coverage" in f else "",
-                 f"{f['coverage']:.0%}" if "coverage" in f else f"skipped: {f['skipped']}"] for f in bt["folds"]]
-        lines.append(format_table(["fold", "fit on", "rows", "held out", "median |error|", "coverage"], body))
-    else:
-        header = ["held out", "params", "tokens", "actual", "forecast", "interval", "error", "covered"]
-        name = bt.get("run_column", "run")
-        body = [[str(r.get(name, "")), human(r["params"]), human(r["tokens"]), f"{r['actual']:.4g}",
-                 f"{r['predicted']:.4g}", f"[{r['lo']:.4g}, {r['hi']:.4g}]", f"{r['rel_error']:+.2%}",
-                 "yes" if r["covered"] else "no"] for r in bt["rows"]]
-        lines.append(format_table(header, body))
-    return "\n".join(lines)
 
 
 def collect(cfg, overrides) -> int:

@@ -2,9 +2,10 @@
 
 plan -> prepare -> train every rung of the tiny ladder (WSD-S: one run per size) -> collect -> fit the chinchilla law
 with bootstrap intervals -> forecast a held-out rung 3x larger than the largest fitted one -> train that rung -> print
-forecast vs actual -> write report.md with tables and plots. Beside the loss, the two-step task law forecasts the
-held-out rung's task loss and accuracy on `demo.task` (an eval every rung ran in its loop), checked the same way. The forecast is written before the held-out rung trains,
-and the held-out rung lives in its own directory, so it can never enter the fit. Re-running reuses finished rungs.
+forecast vs actual -> write report/index.html (one self-contained page) and report.md. Beside the loss, the two-step
+task law forecasts the held-out rung's task loss and accuracy on `fit.task` (an eval every rung ran in its loop),
+checked the same way. The forecast is written before the held-out rung trains, and the held-out rung lives in its own
+directory, so it can never enter the fit. Re-running reuses finished rungs.
 """
 
 from __future__ import annotations
@@ -13,18 +14,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
 from ladder.errors import require
-from ladder.fit.checks import exclude_runs, format_checks
-from ladder.fit.collect import COUNT_COLUMN, collect_runs
-from ladder.fit.forecast import fit_and_forecast, write_outputs
-from ladder.fit.laws.two_step import TwoStep
-from ladder.fit.plots import loss_vs_compute
-from ladder.fit.table import Table, flops_per_nd, standard_table
-from ladder.io import atomic_write_json, atomic_write_text
+from ladder.fit.checks import format_checks
+from ladder.fit.forecast import write_outputs
+from ladder.fit.ladder import TaskFit, fit_ladder, ladder_evaluations
+from ladder.io import atomic_write_json
 from ladder.plan import Plan, format_plan, make_plan
 from ladder.report import format_table, human
+from ladder.report.ladder_page import write_ladder_report
 from ladder.train.loop import train_rung
 from ladder.train.rundir import RunDir
 
@@ -63,37 +62,19 @@ def run_demo(cfg: DictConfig) -> int:
     print(format_plan(plan), "\n", flush=True)
 
     train_all(cfg, plan)
-    names = {r.name for r in plan.rungs}
-    evaluations = collect_runs(root, curves=True)  # every evaluation: the budgets for the loss fit, all for the task
-    evaluations = evaluations.take(np.flatnonzero([name in names for name in evaluations["rung"]]))  # this plan's
-    table = evaluations.take(np.flatnonzero(evaluations["final"] == 1))
-    convention = str(cfg.ladder.params_convention)  # validated by make_plan
-    params_column = COUNT_COLUMN[convention]
-    columns = {**dict(cfg.columns), "params": params_column}
-    table = standard_table(table, columns, str(root))
-    checks = OmegaConf.to_container(cfg.fit, resolve=True)
-    table, checks["excluded"] = exclude_runs(table, checks.get("exclude"), str(root))
-    checks["params_column"] = params_column
-
     held_cfg = heldout_config(cfg, plan)
     held_plan = make_plan(held_cfg)
     held_rung = held_plan.rungs[0]
     label, tokens = next(iter(held_rung.budgets.items()))
-    n_target = held_rung.counts.by_convention(convention)
-    targets = Table({"name": [held_rung.name], "params": [n_target], "tokens": [tokens],
-                     "flops": [flops_per_nd(table) * n_target * tokens]})
-    print(f"\nfitting {cfg.law.name} to {len(table)} points (N: {convention} parameters, "
-          f"ladder.params_convention) and forecasting "
-          f"{held_rung.name} at {label} ({human(tokens)} tokens)", flush=True)
-    interval = OmegaConf.to_container(cfg.interval, resolve=True)
-    law, result = fit_and_forecast(table, OmegaConf.to_container(cfg.law, resolve=True), targets,
-                                   int(cfg.bootstrap.n), int(cfg.bootstrap.seed), float(cfg.ci_level),
-                                   backtest_spec="rolling", source=str(root), interval=interval, checks=checks)
+    print(f"\nfitting {cfg.law.name} to the finished budgets (N: {plan.params_convention} parameters, "
+          f"ladder.params_convention) and forecasting {held_rung.name} at {label} ({human(tokens)} tokens)",
+          flush=True)
+    fit = fit_ladder(cfg, plan, ladder_evaluations(plan, root), root, target=(held_rung.name, tokens))
+    law, table, result = fit.law, fit.table, fit.result
     for line in format_checks(result):
         print(line, flush=True)
-    result["params_used"] = f"{convention} parameters (ladder.params_convention; column {params_column!r})"
     write_outputs(law, table, result, report_dir / "fit")
-    forecast = result["predictions"][0]
+    forecast = fit.forecast
     bt = result["backtest"]
     off = table["loss"] / law.predict(table).value - 1  # each point against the law fitted to all of them
     worst = int(np.argmax(np.abs(off)))
@@ -104,7 +85,16 @@ def run_demo(cfg: DictConfig) -> int:
           f"{forecast['band_hi']:.4f}]; written to {report_dir / 'fit' / 'fit.json'} before the rung trains)\n"
           f"the ladder's own rolling backtest: {bt['coverage']:.0%} of {bt['n_test']} held-out rows covered, median "
           f"|error| {bt['median_abs_rel_error']:.2%}\n", flush=True)
-    task = task_forecast(cfg, root, evaluations, columns, targets, report_dir / "task_fit", interval)
+    task = None
+    if fit.task is not None:
+        require(fit.task.law is not None, f"fit.task={fit.task.name}: {fit.task.result.get('error')}")
+        write_outputs(fit.task.law, fit.task.table, fit.task.result, report_dir / "task_fit")
+        task = task_summary(fit.task)
+        predicted = task["predicted"]
+        print(f"task forecast ({task['name']}, two-step law on {len(fit.task.table)} evaluations): bits per byte "
+              f"{predicted['task_loss']['value']:.4f}, {task['columns']['accuracy']} "
+              f"{predicted['accuracy']['value']:.3f} [{predicted['accuracy']['lo']:.3f}, "
+              f"{predicted['accuracy']['hi']:.3f}] (written to {report_dir / 'task_fit' / 'fit.json'})\n", flush=True)
 
     print(f"[held out] {held_rung.name}: {held_rung.spec.shape}, {human(held_rung.counts.non_embedding)} "
           f"non-embedding params, {label}", flush=True)
@@ -116,7 +106,8 @@ def run_demo(cfg: DictConfig) -> int:
     ladder_summaries = [RunDir(root / r.name).summary() for r in plan.rungs]
     spent = sum(s["tokens_seen"] * 6 * s["params"] for s in ladder_summaries)
     held_spent = held_summary["tokens_seen"] * 6 * held_summary["params"]
-    comparison = {"rung": held_rung.name, "params": n_target, "tokens": tokens, "predicted": forecast["loss"],
+    comparison = {"rung": held_rung.name, "params": float(fit.targets["params"][0]), "tokens": tokens,
+                  "predicted": forecast["loss"],
                   "lo": forecast["lo"], "hi": forecast["hi"], "band_lo": forecast["band_lo"],
                   "band_hi": forecast["band_hi"], "parts_sd": forecast.get("parts_sd", {}), "actual": actual,
                   "rel_error": (forecast["loss"] - actual) / actual,
@@ -125,44 +116,26 @@ def run_demo(cfg: DictConfig) -> int:
                   "rolling_coverage": bt["coverage"], "rolling_rows": bt["n_test"],
                   "max_abs_residual": float(np.abs(off).max()), "flagged": [f["run"] for f in result["flags"]]}
     atomic_write_json(report_dir / "comparison.json", comparison)
-    loss_vs_compute(law, table, {**result, "actuals": [{"name": held_rung.name, "flops": float(targets["flops"][0]),
-                                                        "loss": actual}]},
-                    report_dir / "fit" / "plots" / "loss_vs_compute.png")  # now with the actual beside its band
     if task is not None:
         measured = held_summary["budgets"][label].get("eval", {})
         task["actual"] = {metric: measured.get(f"{task['name']}/{column}") for metric, column in task["columns"].items()}
-    elapsed = time.time() - started
     text = format_comparison(comparison, result["ci_level"])
     if task is not None:
         text += "\n\n" + format_task(task)
     print("\n" + text)
-    write_report(report_dir, cfg, plan, result, comparison, held_plan, elapsed, task)
-    print(f"\nreport: {report_dir / 'report.md'}")
+    elapsed = time.time() - started
+    training_min = sum(s["wall_time_s"] for s in [*ladder_summaries, held_summary]) / 60
+    page = write_ladder_report(cfg, plan, fit, report_dir, subtitle=(
+        f"ladder {plan.ladder} on {cfg.data.name} ({cfg.data.tokenizer.kind} tokens), law {result['law']}; the rungs "
+        f"trained for {training_min:.1f} minutes in all, this run of the demo took {elapsed / 60:.1f}"))
+    print(f"\nreport: {page} (one file, open it in a browser; {report_dir / 'report.md'} is the same in Markdown)")
     print(f"elapsed: {elapsed / 60:.1f} min")
     return 0
 
 
-def task_forecast(cfg, root: Path, curves: Table, columns: dict, targets: Table, out: Path,
-                  interval: dict | None = None) -> dict | None:
-    """The two-step law (N, D) -> task bits per byte -> accuracy on `demo.task`, fitted to every evaluation of
-    every rung (the budgets are step 1's points), forecast for the held-out rung before it trains."""
-    name, metric = cfg.demo.get("task"), str(cfg.demo.get("task_metric") or "acc")
-    if not name or f"eval/{name}/bpb" not in curves:
-        return None
-    task_columns = {"task_loss": "bpb", "accuracy": metric}
-    table = standard_table(curves, {**columns, **{k: f"eval/{name}/{v}" for k, v in task_columns.items()}},
-                           str(root), TwoStep.required_columns)
-    law, result = fit_and_forecast(table, {"name": "two_step", "task": name, "accuracy": metric}, targets,
-                                   int(cfg.bootstrap.n), int(cfg.bootstrap.seed), float(cfg.ci_level),
-                                   source=str(root), interval=interval)
-    write_outputs(law, table, result, out, plots=False)
-    predicted = {p["metric"]: p for p in result["predictions"]}
-    print(f"task forecast ({name}, two-step law on {len(table)} evaluations): bits per byte "
-          f"{predicted['task_loss']['value']:.4f}, {metric} {predicted['accuracy']['value']:.3f} "
-          f"[{predicted['accuracy']['lo']:.3f}, {predicted['accuracy']['hi']:.3f}] (written to {out / 'fit.json'})\n",
-          flush=True)
-    return {"name": name, "columns": task_columns, "predicted": predicted, "warnings": result["warnings"],
-            "level": result["ci_level"]}
+def task_summary(task: TaskFit) -> dict:
+    return {"name": task.name, "columns": task.columns, "warnings": task.result["warnings"],
+            "predicted": {p["metric"]: p for p in task.result["predictions"]}, "level": task.result["ci_level"]}
 
 
 def format_task(t: dict) -> str:
@@ -191,28 +164,3 @@ def format_comparison(c: dict, level: float) -> str:
             ["ladder's rolling backtest coverage", f"{c['rolling_coverage']:.0%} of {c['rolling_rows']} rows"]]
     return (f"forecast vs actual: {c['rung']} ({human(c['params'])} params in the fit's count, "
             f"{human(c['tokens'])} tokens)\n" + format_table(["", "value"], rows))
-
-
-def write_report(directory: Path, cfg, plan: Plan, result: dict, comparison: dict, held_plan: Plan,
-                 elapsed_s: float, task: dict | None = None) -> None:
-    from ladder.commands import format_fit
-    from ladder.fit.plots import loss_curves
-
-    curves = loss_curves({r.name: Path(cfg.runs_dir) / plan.ladder / r.name / "metrics.jsonl" for r in plan.rungs} |
-                         {f"{r.name} (held out)": Path(cfg.runs_dir) / held_plan.ladder / r.name / "metrics.jsonl"
-                          for r in held_plan.rungs}, directory / "curves.png")
-    plots = [curves] + [Path(p) for p in result.get("plots", [])]
-    summaries = [RunDir(Path(cfg.runs_dir) / p.ladder / r.name).summary() for p in (plan, held_plan) for r in p.rungs]
-    training_min = sum(s["wall_time_s"] for s in summaries) / 60
-    lines = ["# ladder demo report", "",
-             f"Ladder `{plan.ladder}` on `{cfg.data.name}` ({cfg.data.tokenizer.kind} tokens), law `{result['law']}`; "
-             f"the rungs trained for {training_min:.1f} minutes in all, this run of the demo took "
-             f"{elapsed_s / 60:.1f}.", "", "## Plan", "", "```", format_plan(plan), "```", "",
-             "## Fit", "", "```", format_fit(result), "```", "", "## Forecast vs actual", "", "```",
-             format_comparison(comparison, result["ci_level"]), "```", ""]
-    if task is not None:
-        lines += ["## Task forecast vs actual", "", "```", format_task(task), "```", ""]
-    lines += ["## Plots", ""]
-    lines += [f"![{p.stem}]({p.relative_to(directory)})" for p in plots]
-    atomic_write_text(directory / "report.md", "\n".join(lines) + "\n")
-

@@ -272,8 +272,10 @@ def plan_to_dict(plan: Plan) -> dict:
     }
 
 
-def format_plan(plan: Plan) -> str:
-    from ladder.report import format_table, human
+def plan_table(plan: Plan):
+    """The rungs with what each costs, a total row, and the target and cost lines under it (a TextTable)."""
+    from ladder.report import human
+    from ladder.report.tables import TextTable
 
     data = plan_to_dict(plan)
     header = ["rung", "shape", "budgets", "params", "non-emb", "tokens", "FLOPs", "batch tok", "LR", "steps", "GPU-h"]
@@ -283,13 +285,17 @@ def format_plan(plan: Plan) -> str:
     rows.append(["total", "", "", "", "", human(sum(r["tokens"] for r in data["rungs"])), f"{data['ladder_flops']:.2e}",
                  "", "", str(sum(r["steps"] for r in data["rungs"])), f"{data['ladder_gpu_hours']:.3g}"])
     t = data["target"]
-    lines = [f"ladder {data['ladder']}: {len(rows) - 1} rungs; FLOPs as {data['flops_convention']}; N in fits: "
+    title = (f"ladder {data['ladder']}: {len(rows) - 1} rungs; FLOPs as {data['flops_convention']}; N in fits: "
              f"{data['params_convention']} parameters; GPU-hours on "
-             f"{plan.gpu} at {plan.mfu:.0%} MFU (executed FLOPs incl. attention)", "", format_table(header, rows), "",
-             f"target {t['name']}: {_shape(t['shape'])} ({t['shape_from']}), {human(t['params'])} params, "
-             f"{human(t['tokens'])} tokens, {t['flops']:.2e} FLOPs, {t['gpu_hours']:.3g} GPU-h",
+             f"{plan.gpu} at {plan.mfu:.0%} MFU (executed FLOPs incl. attention)\n")
+    notes = ["", f"target {t['name']}: {_shape(t['shape'])} ({t['shape_from']}), {human(t['params'])} params, "
+                 f"{human(t['tokens'])} tokens, {t['flops']:.2e} FLOPs, {t['gpu_hours']:.3g} GPU-h",
              f"ladder cost: {data['cost_fraction']:.2%} of the target's FLOPs"]
-    return "\n".join(lines)
+    return TextTable(header, rows, title, notes)
+
+
+def format_plan(plan: Plan) -> str:
+    return plan_table(plan).text()
 
 
 def _shape(shape: dict) -> str:

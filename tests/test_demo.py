@@ -25,7 +25,12 @@ def test_demo_end_to_end_then_reuses_everything(tmp_path):
         assert expected in out, expected
     report = tmp_path / "runs" / "tiny" / "report"
     text = (report / "report.md").read_text()
-    assert "## Forecast vs actual" in text and "curves.png" in text and "loss_vs_compute.png" in text
+    assert "## Forecast" in text and "curves.png" in text and "loss_vs_compute.png" in text
+    html = (report / "index.html").read_text()
+    assert f"report: {report / 'index.html'}" in out
+    for anchor in ("plan", "curves", "fit", "forecast", "backtest", "task", "history"):
+        assert f'<section id="{anchor}">' in html, anchor
+    assert html.count('<img src="data:image/png;base64,') >= 8 and 'src="http' not in html
     for plot in ("curves.png", "fit/plots/loss_vs_compute.png", "fit/plots/residuals.png"):
         assert (report / plot).stat().st_size > 10_000, plot
     fit = json.loads((report / "fit" / "fit.json").read_text())
@@ -33,6 +38,7 @@ def test_demo_end_to_end_then_reuses_everything(tmp_path):
     held = json.loads((tmp_path / "runs" / "tiny-heldout" / "tiny-665k" / "summary.json").read_text())
     actual = held["budgets"]["40k"]["loss"]
     assert f"{actual:.4f}" in out and f"{fit['predictions'][0]['loss']:.4f}" in out  # numbers read from the files
+    assert f"{actual:.4f}" in html and f"{fit['predictions'][0]['loss']:.4f}" in html
     forecast = fit["predictions"][0]
     assert forecast["lo"] < forecast["band_lo"] <= forecast["band_hi"] < forecast["hi"]  # predictive holds the band
     assert fit["interval"]["method"].startswith("predictive") and fit["backtest"]["rule"].startswith("rolling")
@@ -42,7 +48,7 @@ def test_demo_end_to_end_then_reuses_everything(tmp_path):
     assert f"{fit['backtest']['coverage']:.0%} of {fit['backtest']['n_test']} rows" in out
 
     # the task forecast: two-step law on every rung's next_line evaluations, checked against the held-out rung
-    assert "task forecast vs actual" in out and "## Task forecast vs actual" in text
+    assert "task forecast vs actual" in out and "## Task forecast" in text
     task_fit = json.loads((report / "task_fit" / "fit.json").read_text())
     assert task_fit["law"] == "two_step" and task_fit["n_points"] > 12  # budgets and intermediate points
     measured = held["budgets"]["40k"]["eval"]

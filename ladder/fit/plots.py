@@ -1,5 +1,7 @@
-"""PNG plots of a fit: loss vs compute with the law and the forecast band, residuals, bootstrap exponents,
-isoFLOP parabolas and the frontier. Each returns the paths it wrote."""
+"""PNG plots of a fit: loss vs compute with the law, its compute-optimal frontier and the forecast, residuals,
+bootstrap draws, the compute-optimal frontier (N_opt vs C), isoFLOP parabolas, the two-step law and the backtest.
+Each returns the path it wrote. Every axis says what it counts (N's convention, C's FLOPs convention), every line and
+marker has a legend entry, and log axes read as plain numbers."""
 
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ladder.fit.table import Table, flops_per_nd  # noqa: E402
+
+FORECAST, ACTUAL = "crimson", "black"
 
 
 def save(fig, path: Path) -> Path:
@@ -39,20 +43,249 @@ def plain_log_axis(ax) -> None:
             axis.set_minor_formatter(minor(axis))
 
 
+def n_label(result: dict) -> str:
+    """'N (non_embedding parameters)': what the fit counted as N."""
+    used = str(result.get("params_used") or "")
+    if used.startswith("column"):
+        return f"N ({used.split(' of ')[0]})"
+    return f"N ({used.split(' (')[0]})" if used else "N (parameters)"
+
+
+def c_label(result: dict) -> str:
+    return f"training compute C (FLOPs, {result.get('flops_convention') or 'as given'})"
+
+
+LOSS_LABEL = "loss (nats per token)"
+
+
 def plot_fit(law, table: Table, result: dict, directory: Path) -> list[Path]:
     paths = []
     if law.predicts_loss and law.metric == "loss":
         paths.append(loss_vs_compute(law, table, result, directory / "loss_vs_compute.png"))
-        paths.append(residuals(law, table, directory / "residuals.png"))
+        paths.append(residuals(law, table, result, directory / "residuals.png"))
     if getattr(law, "optima_", None) is not None:
         paths.append(frontier(law, table, result, directory / "frontier.png"))
+    elif result.get("compute_optimal") and set(getattr(law, "variables", ())) == {"params", "tokens"}:
+        paths.append(compute_optimal(law, table, result, directory / "compute_optimal.png"))
     if law.samples_:
         paths.append(bootstrap_exponents(law, directory / "bootstrap.png"))
     if law.name == "two_step":
-        paths.append(two_step(law, table, directory / "two_step.png"))
+        paths.append(two_step(law, table, result, directory / "two_step.png"))
     if result.get("backtest"):
         paths.append(backtest_errors(result["backtest"], directory / "backtest.png"))
     return paths
+
+
+def _compute_grid(table: Table, result: dict, n: int = 60) -> np.ndarray:
+    """From below the smallest run to past the farthest target, so every target sits inside the axes."""
+    reach = [table["flops"].max(), *[p["flops"] for p in result.get("predictions", []) if np.isfinite(p["flops"])]]
+    return np.geomspace(table["flops"].min() / 2, max(reach) * 2, n)
+
+
+def _forecast_marker(ax, x, p: dict, label: str) -> None:
+    has_band = np.isfinite(p["lo"]) and np.isfinite(p["hi"])
+    ax.errorbar([x], [p["value"]], yerr=[[p["value"] - p["lo"]], [p["hi"] - p["value"]]] if has_band else None,
+                fmt="*", color=FORECAST, ms=13, capsize=4, zorder=6, label=label)
+
+
+def loss_vs_compute(law, table: Table, result: dict, path: Path) -> Path:
+    """The runs against compute, the law at a few sizes and at the target's, its compute-optimal frontier, and the
+    forecast with its predictive interval (with the measured loss, where there is one)."""
+    fig, ax = plt.subplots(figsize=(8, 5))
+    log_n = np.log10(table["params"])
+    norm = matplotlib.colors.Normalize(log_n.min(), log_n.max() + 1e-9)
+    points = ax.scatter(table["flops"], table["loss"], c=log_n, cmap="viridis", norm=norm, s=18, zorder=3,
+                        label="fitted runs")
+    fig.colorbar(points, ax=ax, label=f"log10 {n_label(result)}")
+    k = flops_per_nd(table)
+    grid = _compute_grid(table, result)
+    if set(getattr(law, "variables", ())) == {"params", "tokens"}:
+        sizes = np.unique(table["params"])
+        for i, size in enumerate(sizes[np.unique(np.linspace(0, len(sizes) - 1, min(8, len(sizes))).round()
+                                                 .astype(int))]):
+            own = table["tokens"][table["params"] == size]
+            tokens = np.geomspace(own.min() / 2, own.max() * 2, 50)
+            curve = law.predict(Table({"params": np.full(50, size), "tokens": tokens, "flops": k * size * tokens}))
+            ax.plot(k * size * tokens, curve.value, color=plt.cm.viridis(norm(np.log10(size))), lw=1,
+                    label="law at each fitted N" if i == 0 else None)
+        for p in result.get("predictions", [])[:1]:
+            if p.get("metric") == "loss" and np.isfinite(p["params"]):
+                tokens = np.geomspace(p["tokens"] / 30, p["tokens"] * 2, 50)  # near the target's budget
+                curve = law.predict(Table({"params": np.full(50, p["params"]), "tokens": tokens,
+                                           "flops": k * p["params"] * tokens}))
+                ax.plot(k * p["params"] * tokens, curve.value, color=FORECAST, lw=1, ls="--", label=f"law at the target's N "
+                                                                               f"({p['params']:.3g})")
+    optimal = law.compute_optimal(grid) if result.get("compute_optimal") else None
+    if optimal and "loss" in optimal:
+        ax.plot(grid, optimal["loss"], color="gray", lw=1.5, ls=":", label="compute-optimal frontier (law)")
+    for p in result.get("predictions", []):
+        if p.get("metric") == "loss":
+            _forecast_marker(ax, p["flops"], p, f"forecast {p['name']} ({result.get('ci_level', 0.95):.0%} interval)")
+    for actual in result.get("actuals", []):
+        ax.scatter([actual["flops"]], [actual["loss"]], marker="o", facecolors="none", edgecolors=ACTUAL, s=110,
+                   zorder=7, label=f"measured {actual['name']}")
+    backtest_rows = (result.get("backtest") or {}).get("rows", [])
+    if backtest_rows:
+        ax.scatter([r["flops"] for r in backtest_rows], [r["actual"] for r in backtest_rows], marker="x", s=14,
+                   color=ACTUAL, lw=0.8, zorder=4, label="held out by the backtest")
+    ax.set(xscale="log", yscale="log", xlabel=c_label(result), ylabel=LOSS_LABEL,
+           title=f"{law.name}: loss vs compute")
+    ax.set_xlim(grid[0], grid[-1])
+    plain_log_axis(ax)
+    ax.legend(fontsize=7.5, loc="upper right")
+    return save(fig, path)
+
+
+def residuals(law, table: Table, result: dict, path: Path) -> Path:
+    """Each point against the law fitted to all of them, by rung (against N when there are many sizes or no rung
+    names); one marker per budget."""
+    residual = 100 * (table["loss"] / law.predict(table).value - 1)
+    labels = table["rung"] if "rung" in table else table["run"] if "run" in table else None
+    order = np.argsort(table["params"], kind="stable")
+    names = list(dict.fromkeys(labels[order].tolist())) if labels is not None else []
+    by_rung = 0 < len(names) <= 30
+    budgets = table["budget"] if "budget" in table else None
+    fig, ax = plt.subplots(figsize=(max(6.5, 0.45 * len(names)) if by_rung else 7, 4.2))
+    markers = "osD^v<>ph"
+    groups = dict.fromkeys(budgets.tolist()) if budgets is not None else [None]
+    for j, budget in enumerate(groups):
+        rows = budgets == budget if budget is not None else np.ones(len(table), bool)
+        x = np.array([names.index(n) for n in labels[rows]]) if by_rung else table["params"][rows]
+        ax.scatter(x, residual[rows], s=20, marker=markers[j % len(markers)],
+                   label=str(budget) if budget is not None else "points")
+    ax.axhline(0, color="gray", lw=1, label="the law")
+    if by_rung:
+        ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
+        ax.set_xlabel("rung (by N)")
+    else:
+        ax.set(xscale="log", xlabel=n_label(result))
+        plain_log_axis(ax)
+    ax.set(ylabel="observed / fitted - 1 (%)", title=f"{law.name}: residuals")
+    ax.legend(fontsize=7.5, title="budget" if budgets is not None and len(groups) <= 8 else None,
+              title_fontsize=7.5, ncol=1 if len(groups) <= 8 else 3)
+    return save(fig, path)
+
+
+def bootstrap_exponents(law, path: Path) -> Path:
+    names = [n for n in law.samples_ if n.split(".")[-1] in ("alpha", "beta", "a", "b")]
+    names = names or list(law.samples_)[:4]
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        draws = law.samples_[name][np.isfinite(law.samples_[name])]
+        # draws piled on a bound differ by rounding only: 40 bins of that width do not exist
+        spread = np.ptp(draws) > 1e-9 * max(1.0, float(np.abs(draws).max())) if draws.size else False
+        ax.hist(draws, bins=40 if spread else 1, color="steelblue", label=f"{len(draws)} resamples")
+        ax.axvline(law.params_[name], color=FORECAST, label="fit to all points")
+        ax.set(title=name, xlabel=f"{name} (bootstrap draws)", ylabel="resamples")
+        ax.legend(fontsize=7)
+    return save(fig, path)
+
+
+def compute_optimal(law, table: Table, result: dict, path: Path) -> Path:
+    """N_opt(C) of a law in N and D, with its bootstrap band, beside the fitted runs and the target."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    grid = _compute_grid(table, result)
+    optimal = law.compute_optimal(grid)
+    ax.plot(grid, optimal["params"], color="gray", label=f"N_opt ~ C^{optimal['a']:.3f} (law)")
+    if "params_ci" in optimal:
+        band = np.array(optimal["params_ci"])
+        ax.fill_between(grid, band[:, 0], band[:, 1], color="gray", alpha=0.25,
+                        label=f"{result.get('ci_level', 0.95):.0%} bootstrap band")
+    ax.scatter(table["flops"], table["params"], s=16, color="steelblue", zorder=3, label="fitted runs")
+    for p in result.get("predictions", [])[:1]:
+        if np.isfinite(p["params"]):
+            ax.scatter([p["flops"]], [p["params"]], marker="*", s=160, color=FORECAST, zorder=4,
+                       label=f"target {p['name']}")
+    ax.set(xscale="log", yscale="log", xlabel=c_label(result), ylabel=f"{n_label(result)}",
+           title="compute-optimal frontier")
+    ax.set_xlim(grid[0], grid[-1])
+    plain_log_axis(ax)
+    ax.legend(fontsize=8)
+    return save(fig, path)
+
+
+def frontier(law, table: Table, result: dict, path: Path) -> Path:
+    """isoFLOP parabolas (or the loss envelope) with their minima, and the frontier fitted to the minima."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    optima = law.optima_
+    if law.name == "isoflop":
+        groups = law.groups(table)
+        vertices = dict(zip(optima["flops"].tolist(), optima["params"].tolist()))  # budget -> N at its minimum
+        for i, rows in enumerate(groups):
+            color = plt.cm.viridis(i / max(1, len(groups) - 1))
+            log_n, loss = np.log(table["params"][rows]), table["loss"][rows]
+            budget = float(np.median(table["flops"][rows]))
+            left.scatter(np.exp(log_n), loss, s=14, color=color, label=f"C = {budget:.2g}")
+            if len(np.unique(log_n)) >= 3:
+                coef = np.polyfit(log_n, loss, 2)
+                grid = np.linspace(log_n.min(), log_n.max(), 50)
+                left.plot(np.exp(grid), np.polyval(coef, grid), lw=1, color=color)
+                if budget in vertices:
+                    n_opt = vertices[budget]
+                    left.scatter([n_opt], [np.polyval(coef, np.log(n_opt))], marker="v", s=60, color=FORECAST,
+                                 zorder=4, label="minimum (optimum)" if budget == next(iter(vertices)) else None)
+        left.set(xscale="log", xlabel=n_label(result), ylabel=LOSS_LABEL, title="isoFLOP curves")
+        left.legend(fontsize=7, ncol=2)
+    else:
+        points = left.scatter(table["flops"], table["loss"], s=8, c=np.log10(table["params"]), label="runs")
+        fig.colorbar(points, ax=left, label=f"log10 {n_label(result)}")
+        left.set(xscale="log", yscale="log", xlabel=c_label(result), ylabel=LOSS_LABEL, title="loss envelope")
+        left.legend(fontsize=8)
+    plain_log_axis(left)
+    right.scatter(optima["flops"], optima["params"], color=ACTUAL, label="optima (fitted)", zorder=3)
+    reach = [optima["flops"].max() * 30, *[p["flops"] * 2 for p in result.get("predictions", [])
+                                           if np.isfinite(p["flops"])]]
+    grid = np.geomspace(optima["flops"].min() / 3, max(reach), 60)
+    fit = law.compute_optimal(grid)
+    right.plot(grid, fit["params"], color=FORECAST, label=f"N_opt ~ C^{law.params_['a']:.3f}")
+    if "params_ci" in fit:
+        band = np.array(fit["params_ci"])
+        right.fill_between(grid, band[:, 0], band[:, 1], color=FORECAST, alpha=0.2,
+                           label=f"{result.get('ci_level', 0.95):.0%} bootstrap band")
+    for p in result.get("predictions", []):
+        if p.get("metric") == "params_opt":
+            _forecast_marker(right, p["flops"], p, f"forecast {p['name']}")
+    right.set(xscale="log", yscale="log", xlabel=c_label(result), ylabel=f"N_opt, {n_label(result)}",
+              title="compute-optimal frontier")
+    right.set_xlim(grid[0], grid[-1])
+    plain_log_axis(right)
+    right.legend(fontsize=8)
+    return save(fig, path)
+
+
+def two_step(law, table: Table, result: dict, path: Path) -> Path:
+    """Step 1 (task loss against compute) and step 2 (accuracy against task loss), each with the target's
+    forecast and its interval."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    step1 = law.step1_table(table)
+    fitted = law.step1.predict(step1).value
+    left.scatter(step1["flops"], step1["task_loss"], s=16, label="observed (step 1's points)")
+    left.scatter(step1["flops"], fitted, marker="x", label="step 1 fit")
+    x, y = law.step2_data_
+    right.scatter(x, y, s=8, alpha=0.6, label="every evaluation (smoothed)")
+    predicted = {p["metric"]: p for p in result.get("predictions", [])}
+    grid_hi = max(x.max(), predicted["task_loss"]["hi"] if "task_loss" in predicted else 0) * 1.1
+    grid = np.linspace(0, grid_hi, 100)
+    from ladder.fit.laws.two_step import sigmoid
+    right.plot(grid, sigmoid(grid, *law.sigmoid_), color="gray", label="step 2 sigmoid")
+    if "task_loss" in predicted:
+        task_loss, accuracy = predicted["task_loss"], predicted.get("accuracy")
+        _forecast_marker(left, task_loss["flops"], task_loss, f"forecast {task_loss['name']}")
+        if accuracy is not None:
+            right.errorbar([task_loss["value"]], [accuracy["value"]], xerr=[[task_loss["value"] - task_loss["lo"]],
+                           [task_loss["hi"] - task_loss["value"]]], yerr=[[accuracy["value"] - accuracy["lo"]],
+                           [accuracy["hi"] - accuracy["value"]]], fmt="*", color=FORECAST, ms=13, capsize=4,
+                           zorder=6, label=f"forecast {accuracy['name']}")
+    task = f"{law.task} " if getattr(law, "task", None) else ""
+    left.set(xscale="log", xlabel=c_label(result), ylabel=f"{task}task loss (bits per byte)",
+             title="step 1: (N, D) -> task loss")
+    left.set_xlim(*_compute_grid(step1, result, 2))
+    plain_log_axis(left)
+    left.legend(fontsize=8)
+    right.set(xlabel=f"{task}task loss (bits per byte)", ylabel=f"{getattr(law, 'accuracy', 'accuracy')}",
+              title="step 2: task loss -> accuracy")
+    right.legend(fontsize=8)
+    return save(fig, path)
 
 
 def backtest_errors(backtest: dict, path: Path) -> Path:
@@ -67,10 +300,11 @@ def backtest_errors(backtest: dict, path: Path) -> Path:
         lo = 100 * np.array([r["lo"] / r["actual"] - 1 for r in own])
         hi = 100 * np.array([r["hi"] / r["actual"] - 1 for r in own])
         color = plt.cm.viridis(i / max(1, len(folds) - 1))
-        ax.errorbar(x, error, yerr=[np.clip(error - lo, 0, None), np.clip(hi - error, 0, None)], fmt="o", ms=3, lw=0.8, color=color, alpha=0.7,
+        ax.errorbar(x, error, yerr=[np.clip(error - lo, 0, None), np.clip(hi - error, 0, None)], fmt="o", ms=3,
+                    lw=0.8, color=color, alpha=0.7,
                     label=f"fold {fold} ({np.mean([r['covered'] for r in own]):.0%} covered)")
-    ax.axhline(0, color="gray", lw=1)
-    ax.set(xlabel="extrapolation distance (e-folds beyond the largest fitted value)",
+    ax.axhline(0, color="gray", lw=1, label="no error")
+    ax.set(xlabel="extrapolation distance (e-folds of N beyond the largest fitted size)",
            ylabel="forecast / actual - 1 (%)",
            title=f"backtest: {backtest['coverage']:.0%} of {len(rows)} rows inside their "
                  f"{backtest.get('level', 0.95):.0%} interval")
@@ -78,117 +312,12 @@ def backtest_errors(backtest: dict, path: Path) -> Path:
     return save(fig, path)
 
 
-def loss_vs_compute(law, table: Table, result: dict, path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    log_n = np.log10(table["params"])
-    norm = matplotlib.colors.Normalize(log_n.min(), log_n.max() + 1e-9)
-    points = ax.scatter(table["flops"], table["loss"], c=log_n, cmap="viridis", norm=norm, s=16, zorder=3)
-    fig.colorbar(points, ax=ax, label="log10 params")
-    k = flops_per_nd(table)
-    if set(getattr(law, "variables", ())) == {"params", "tokens"}:
-        sizes = np.unique(table["params"])
-        for size in sizes[np.unique(np.linspace(0, len(sizes) - 1, min(8, len(sizes))).round().astype(int))]:
-            own = table["tokens"][table["params"] == size]
-            tokens = np.geomspace(own.min() / 2, own.max() * 2, 50)
-            curve = law.predict(Table({"params": np.full(50, size), "tokens": tokens, "flops": k * size * tokens}))
-            ax.plot(k * size * tokens, curve.value, color=plt.cm.viridis(norm(np.log10(size))), lw=1)
-    for p in result.get("predictions", []):
-        if p.get("metric") == "loss":
-            has_band = np.isfinite(p["lo"]) and np.isfinite(p["hi"])
-            ax.errorbar([p["flops"]], [p["value"]], yerr=[[p["value"] - p["lo"]], [p["hi"] - p["value"]]]
-                        if has_band else None, fmt="*", color="crimson", ms=12, capsize=4, zorder=4,
-                        label=f"forecast {p['name']}")
-    for actual in result.get("actuals", []):
-        ax.scatter([actual["flops"]], [actual["loss"]], marker="o", facecolors="none", edgecolors="black", s=90,
-                   zorder=5, label=f"actual {actual['name']}")
-    backtest_rows = (result.get("backtest") or {}).get("rows", [])
-    if backtest_rows:
-        ax.scatter([r["flops"] for r in backtest_rows], [r["actual"] for r in backtest_rows], marker="x",
-                   color="black", zorder=5, label="held out (backtest)")
-    ax.set(xscale="log", yscale="log", xlabel=f"training FLOPs ({result.get('flops_convention', '')})",
-           ylabel="loss", title=f"{law.name}: loss vs compute")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8)
-    return save(fig, path)
-
-
-def residuals(law, table: Table, path: Path) -> Path:
-    residual = table["loss"] / law.predict(table).value - 1
-    labels = table["rung"] if "rung" in table else np.array([f"N={n:.3g}" for n in table["params"]])
-    names = list(dict.fromkeys(labels.tolist()))
-    fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(names)), 4))
-    for i, name in enumerate(names):
-        rows = labels == name
-        ax.scatter(np.full(rows.sum(), i), 100 * residual[rows], s=14)
-    ax.axhline(0, color="gray", lw=1)
-    ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
-    ax.set(ylabel="observed / fitted - 1 (%)", title=f"{law.name}: residuals by rung")
-    return save(fig, path)
-
-
-def bootstrap_exponents(law, path: Path) -> Path:
-    names = [n for n in law.samples_ if n.split(".")[-1] in ("alpha", "beta", "a", "b")]
-    names = names or list(law.samples_)[:4]
-    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3), squeeze=False)
-    for ax, name in zip(axes[0], names):
-        draws = law.samples_[name][np.isfinite(law.samples_[name])]
-        # draws piled on a bound differ by rounding only: 40 bins of that width do not exist
-        spread = np.ptp(draws) > 1e-9 * max(1.0, float(np.abs(draws).max())) if draws.size else False
-        ax.hist(draws, bins=40 if spread else 1, color="steelblue")
-        ax.set_ylabel("resamples")
-        ax.axvline(law.params_[name], color="crimson")
-        ax.set(title=name, xlabel="bootstrap draws")
-    return save(fig, path)
-
-
-def frontier(law, table: Table, result: dict, path: Path) -> Path:
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    if law.name == "isoflop":
-        for rows in law.groups(table):
-            log_n, loss = np.log(table["params"][rows]), table["loss"][rows]
-            left.scatter(np.exp(log_n), loss, s=14)
-            if len(np.unique(log_n)) >= 3:
-                coef = np.polyfit(log_n, loss, 2)
-                grid = np.linspace(log_n.min(), log_n.max(), 50)
-                left.plot(np.exp(grid), np.polyval(coef, grid), lw=1)
-        left.set(xscale="log", xlabel="params", ylabel="loss", title="isoFLOP curves")
-    else:
-        left.scatter(table["flops"], table["loss"], s=8, c=np.log(table["params"]))
-        left.set(xscale="log", yscale="log", xlabel="FLOPs", ylabel="loss", title="loss envelope")
-    optima = law.optima_
-    right.scatter(optima["flops"], optima["params"], color="black", label="optima")
-    grid = np.geomspace(optima["flops"].min() / 3, optima["flops"].max() * 30, 50)
-    fit = law.compute_optimal(grid)
-    right.plot(grid, fit["params"], color="crimson", label=f"N_opt ~ C^{law.params_['a']:.3f}")
-    if "params_ci" in fit:
-        band = np.array(fit["params_ci"])
-        right.fill_between(grid, band[:, 0], band[:, 1], color="crimson", alpha=0.2)
-    right.set(xscale="log", yscale="log", xlabel="FLOPs", ylabel="N_opt", title="compute-optimal frontier")
-    right.legend(fontsize=8)
-    return save(fig, path)
-
-
-def two_step(law, table: Table, path: Path) -> Path:
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    step1 = law.step1_table(table)
-    fitted = law.step1.predict(step1).value
-    left.scatter(step1["flops"], step1["task_loss"], label="observed")
-    left.scatter(step1["flops"], fitted, marker="x", label="step 1 fit")
-    left.set(xscale="log", xlabel="FLOPs", ylabel="task loss", title="step 1: (N, D) -> task loss")
-    left.legend(fontsize=8)
-    x, y = law.step2_data_
-    right.scatter(x, y, s=8)
-    grid = np.linspace(0, x.max() * 1.1, 100)
-    from ladder.fit.laws.two_step import sigmoid
-    right.plot(grid, sigmoid(grid, *law.sigmoid_), color="crimson")
-    right.set(xlabel="task loss", ylabel="accuracy", title="step 2: task loss -> accuracy")
-    return save(fig, path)
-
-
 def loss_curves(metrics: dict, path: Path) -> Path:
-    """Validation loss against tokens for every run (main run and budget results), one line per rung."""
+    """Validation loss against tokens for every run (main run and budget results), one colour per rung."""
+    from matplotlib.lines import Line2D
+
     from ladder.io import read_metrics
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(8, 5))
     for i, (name, file) in enumerate(metrics.items()):
         if not Path(file).exists():
             continue
@@ -201,7 +330,11 @@ def loss_curves(metrics: dict, path: Path) -> Path:
         budgets = [r for r in records if "budget" in r]
         ax.scatter([r["tokens"] for r in budgets], [r["val_loss"] for r in budgets], color=color, marker="*", s=80,
                    zorder=3)
-    ax.set(xscale="log", xlabel="tokens", ylabel="loss", title="loss curves (faint: train; line: validation; "
-                                                                "stars: budgets after cooldown)")
-    ax.legend(fontsize=8)
+    kinds = [Line2D([], [], color="gray", alpha=0.35, lw=0.8, label="train loss"),
+             Line2D([], [], color="gray", lw=1.5, label="validation loss"),
+             Line2D([], [], color="gray", marker="*", ls="", ms=9, label="budget (after its cooldown)")]
+    handles, _ = ax.get_legend_handles_labels()
+    ax.set(xscale="log", yscale="log", xlabel="tokens D", ylabel=LOSS_LABEL, title="loss curves")
+    plain_log_axis(ax)
+    ax.legend(handles=handles + kinds, fontsize=7.5, ncol=2)
     return save(fig, path)

@@ -158,6 +158,7 @@ class Trainer:
         tokens = step * self.rung.recipe.batch_tokens
         result = {"tokens": tokens, "flops": float(tokens) * self.flops_per_token, "loss": evaluation["val_loss"],
                   "step": step, **({"fork_step": fork} if fork is not None else {}),
+                  "finished_at": round(time.time(), 1),  # when it landed: the report's forecast history
                   "eval": {k.removeprefix("eval/"): v for k, v in evaluation.items() if k.startswith("eval/")}}
         self.record({"budget": label, "step": step, "tokens": tokens, "flops": result["flops"], **evaluation})
         if self.tcfg.save_budget_models:

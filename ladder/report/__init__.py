@@ -1,4 +1,4 @@
-"""Small helpers for the human-readable tables every command prints."""
+"""What people read: the terminal's tables (here and in tables.py) and the HTML page (page.py, ladder_page.py)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,105 @@
+"""Fit a ladder's own runs: its finished budgets -> the loss law and the forecast of the ladder's target, checked by
+the rolling backtest; beside it the two-step task law on `fit.task` (an eval every rung ran in its loop).
+
+`ladder demo`, `ladder report` and `ladder status report=true` all fit a ladder this way; `ladder fit` is the general
+command (any CSV, any law, any targets)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from omegaconf import OmegaConf
+
+from ladder.errors import LadderError
+from ladder.fit.checks import exclude_runs
+from ladder.fit.collect import COUNT_COLUMN, collect_runs
+from ladder.fit.forecast import fit_and_forecast
+from ladder.fit.laws import Law
+from ladder.fit.laws.two_step import TwoStep
+from ladder.fit.table import Table, flops_per_nd, standard_table
+from ladder.plan import Plan
+
+
+@dataclass
+class TaskFit:
+    name: str  # the eval entry
+    columns: dict  # law column -> the entry's metric: {"task_loss": "bpb", "accuracy": "acc_norm"}
+    law: Law
+    table: Table
+    result: dict
+
+
+@dataclass
+class LadderFit:
+    law: Law
+    table: Table  # the points the loss law was fitted to, one per (rung, budget)
+    result: dict  # fit.json's content
+    targets: Table
+    task: TaskFit | None
+
+    @property
+    def forecast(self) -> dict:
+        return self.result["predictions"][0]
+
+
+def ladder_evaluations(plan: Plan, root: Path) -> Table:
+    """Every evaluation of the plan's rungs under `root`: the budgets (final = 1) and the intermediate points."""
+    evaluations = collect_runs(root, curves=True)
+    names = {r.name for r in plan.rungs}
+    return evaluations.take(np.flatnonzero([name in names for name in evaluations["rung"]]))
+
+
+def target_table(plan: Plan, table: Table, name: str | None = None, tokens: float | None = None) -> Table:
+    """The ladder's target as fit input: N in the ladder's convention, D its tokens, C in the table's FLOPs."""
+    n = plan.target.counts.by_convention(plan.params_convention)
+    tokens = plan.target.tokens if tokens is None else tokens
+    return Table({"name": [name or plan.target.name], "params": [n], "tokens": [tokens],
+                  "flops": [flops_per_nd(table) * n * tokens]})
+
+
+def fit_ladder(cfg, plan: Plan, evaluations: Table, root: Path, target: tuple[str, float] | None = None,
+               backtest: str | None = "rolling", checks: bool = True, task: bool = True) -> LadderFit:
+    """The loss law on the finished budgets among `evaluations`, forecasting the ladder's target (or `target`:
+    (name, tokens) at the target's size); the task law on every evaluation, when `fit.task` names an entry the rungs
+    ran (and `task`). `checks`: flag runs first (fit.flag_error); fit.exclude always applies."""
+    params_column = COUNT_COLUMN[plan.params_convention]
+    columns = {**OmegaConf.to_container(cfg.columns, resolve=True), "params": params_column}
+    table = standard_table(evaluations.take(np.flatnonzero(evaluations["final"] == 1)), columns, str(root))
+    fit_cfg = OmegaConf.to_container(cfg.fit, resolve=True)
+    table, fit_cfg["excluded"] = exclude_runs(table, fit_cfg.get("exclude"), str(root))
+    fit_cfg["params_column"] = params_column
+    targets = target_table(plan, table, *(target or (None, None)))
+    interval = OmegaConf.to_container(cfg.interval, resolve=True)
+    sizes = len(np.unique(table["params"]))
+    skipped = backtest == "rolling" and sizes < 3  # a ladder part-way through its sweep
+    law, result = fit_and_forecast(table, OmegaConf.to_container(cfg.law, resolve=True), targets,
+                                   int(cfg.bootstrap.n), int(cfg.bootstrap.seed), float(cfg.ci_level),
+                                   backtest_spec=None if skipped else backtest, source=str(root),
+                                   interval=interval, checks=fit_cfg if checks else None)
+    if skipped:
+        result["warnings"].append(f"backtest: the rolling backtest needs 3 sizes; {sizes} have finished")
+    result["params_used"] = (f"{plan.params_convention} parameters (ladder.params_convention; column "
+                             f"{params_column!r})")
+    return LadderFit(law, table, result, targets,
+                     task_fit(cfg, evaluations, columns, targets, root, interval) if task else None)
+
+
+def task_fit(cfg, evaluations: Table, columns: dict, targets: Table, root: Path,
+             interval: dict | None = None) -> TaskFit | None:
+    """The two-step law (N, D) -> task bits per byte -> accuracy on `fit.task`, fitted to every evaluation of every
+    rung (the budgets are step 1's points); None when no rung ran that entry."""
+    name, metric = cfg.fit.get("task"), str(cfg.fit.get("task_metric") or "acc")
+    if not name or f"eval/{name}/bpb" not in evaluations:
+        return None
+    task_columns = {"task_loss": "bpb", "accuracy": metric}
+    table = standard_table(evaluations, {**columns, **{k: f"eval/{name}/{v}" for k, v in task_columns.items()}},
+                           str(root), TwoStep.required_columns)
+    try:
+        law, result = fit_and_forecast(table, {"name": "two_step", "task": name, "accuracy": metric}, targets,
+                                       int(cfg.bootstrap.n), int(cfg.bootstrap.seed), float(cfg.ci_level),
+                                       source=str(root), interval=interval)
+    except LadderError as error:  # too few points for the task law is no reason to lose the loss forecast
+        return TaskFit(name, task_columns, None, table, {"error": str(error)})
+    return TaskFit(name, task_columns, law, table, result)
