@@ -30,7 +30,7 @@ def test_demo_end_to_end_then_reuses_everything(tmp_path):
     assert f"report: {report / 'index.html'}" in out
     for anchor in ("plan", "curves", "fit", "forecast", "backtest", "task", "history"):
         assert f'<section id="{anchor}">' in html, anchor
-    assert html.count('<img src="data:image/png;base64,') >= 8 and 'src="http' not in html
+    assert html.count('<img src="data:image/png;base64,') >= 7 and 'src="http' not in html  # 8 with a frontier
     for plot in ("curves.png", "fit/plots/loss_vs_compute.png", "fit/plots/residuals.png"):
         assert (report / plot).stat().st_size > 10_000, plot
     fit = json.loads((report / "fit" / "fit.json").read_text())

@@ -125,11 +125,12 @@ def test_run_fit_writes_fit_json_predictions_and_plots(tmp_path):
     backtest = saved["backtest"]
     assert backtest["n_test"] == 6 and backtest["rule"] == "largest size held out"
     for row in backtest["rows"]:
-        assert abs(row["rel_error"]) < 0.02 and row["covered"] in (True, False)
-    assert 0 <= backtest["coverage"] <= 1
+        assert abs(row["rel_error"]) < 0.02 and row["covered"] == (row["lo"] <= row["actual"] <= row["hi"])
+    assert backtest["coverage"] == pytest.approx(np.mean([row["covered"] for row in backtest["rows"]]))
     assert (tmp_path / "predictions.csv").read_text().startswith("name,metric,params,tokens,flops,value,lo,hi")
     assert {p.name for p in (tmp_path / "plots").iterdir()} == {"loss_vs_compute.png", "residuals.png",
-                                                                     "bootstrap.png", "backtest.png"}
+                                                                     "bootstrap.png", "backtest.png",
+                                                                     "compute_optimal.png"}
 
 
 def test_backtest_by_compute_cutoff():
