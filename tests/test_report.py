@@ -238,44 +238,26 @@ def test_isoflop_plot_marks_minima_and_reaches_the_target(tmp_path, figures):
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
 
-def browse(page):
-    """(console errors, [(width, height) of each image as the browser decoded it]) of a file in headless Chromium."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
-    try:
-        driver.get(page.as_uri())
-        sizes = driver.execute_script("return Array.from(document.images).map(i => [i.complete ? i.naturalWidth : 0,"
-                                      " i.naturalHeight]);")
-        errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
-        return errors, sizes
-    finally:
-        driver.quit()
-
-
 @pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver (.ci/run "
                                                       "installs them)")
 def test_page_loads_in_chromium_with_every_image(tmp_path):
     from ladder.fit.forecast import run_fit
     from ladder.fit.table import Table
+    from ladder.report.browser import chromium, load, screenshot
     from ladder.report.ladder_page import write_fit_page
 
     table = chinchilla_table()
     target = Table({"name": ["big"], "params": [7e10], "tokens": [1.4e12], "flops": [6 * 7e10 * 1.4e12]})
     result = run_fit(table, {"name": "chinchilla"}, target, 50, 0, 0.95, "rolling", tmp_path, source="synthetic")
     page = write_fit_page(result, tmp_path)
-    errors, sizes = browse(page)
-    assert not errors, errors
-    assert len(sizes) == 5 and all(w > 100 and h > 100 for w, h in sizes), sizes
-
     broken = tmp_path / "broken.html"  # the check itself: a page with a broken image and a script error fails it
     broken.write_text(page.read_text().replace("base64,iVBOR", "base64,AAAA", 1)
                       .replace("</body>", "<script>undefined_function()</script></body>"))
-    errors, sizes = browse(broken)
-    assert errors and min(w for w, _ in sizes) == 0
+    with chromium() as driver:
+        errors, sizes = load(driver, page)
+        assert not errors, errors
+        assert len(sizes) == 5 and all(w > 100 and h > 100 for w, h in sizes), sizes
+        shot = screenshot(driver, page, tmp_path / "page.png", height=1200)
+        assert png_size("data:image/png;base64," + base64.b64encode(shot.read_bytes()).decode())[1] == 1200
+        errors, sizes = load(driver, broken)
+        assert errors and min(w for w, _ in sizes) == 0
