@@ -33,8 +33,11 @@ def landed_rungs(plan: Plan, summaries: dict[str, dict]) -> list[str]:
 
 def spent_flops(plan: Plan, summaries: dict[str, dict], rungs: list[str]) -> float:
     """Compute the ladder had spent on these rungs (every token each trained, in the plan's FLOPs convention)."""
-    return float(sum(summaries[name]["flops_per_token"][plan.flops_convention] * summaries[name]["tokens_seen"]
-                     for name in rungs))
+    def flops_per_token(summary):
+        given = (summary.get("flops_per_token") or {}).get(plan.flops_convention)
+        budget = next(iter(summary["budgets"].values()))
+        return given or budget["flops"] / budget["tokens"]  # the run's own convention, for older summaries
+    return float(sum(flops_per_token(summaries[name]) * summaries[name].get("tokens_seen", 0) for name in rungs))
 
 
 def _fingerprint(cfg, target: tuple | None) -> str:

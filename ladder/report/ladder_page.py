@@ -12,11 +12,14 @@ from pathlib import Path
 
 
 from ladder.errors import LadderError
+from ladder.fit.forecast import write_outputs
 from ladder.fit.ladder import LadderFit, fit_ladder, ladder_evaluations
 from ladder.io import read_json
+from ladder.fit.plots import loss_curves, loss_vs_compute
 from ladder.plan import Plan, plan_table
 from ladder.report import human
-from ladder.report.page import Figure, Headline, Section, write_page
+from ladder.report.history import forecast_history, history_plot, spent_flops
+from ladder.report.page import Figure, Headline, Section, write_markdown, write_page
 from ladder.report.tables import (TextTable, backtest_table, coefficients_table, compute_optimal_line,
                                   fit_headline, predictions_table)
 
@@ -117,9 +120,7 @@ def _summaries(plan: Plan, root: Path) -> dict[str, dict]:
 def plan_section(plan: Plan, summaries: dict[str, dict]) -> Section:
     states = [(summaries.get(r.name) or {}).get("status") or "not started" for r in plan.rungs]
     counts = {s: states.count(s) for s in dict.fromkeys(states)}
-    done = [r for r in plan.rungs if (summaries.get(r.name) or {}).get("status") == "done"]
-    spent = sum(summaries[r.name]["flops_per_token"][plan.flops_convention] * summaries[r.name]["tokens_seen"]
-                for r in done)
+    spent = spent_flops(plan, summaries, [r.name for r, state in zip(plan.rungs, states) if state == "done"])
     return Section("Plan and cost", "plan", tables=[plan_table(plan)], warnings=list(plan.notes), paragraphs=[
         "rungs: " + ", ".join(f"{n} {s}" for s, n in counts.items()) +
         f"; the finished ones spent {spent:.3g} FLOPs ({spent / plan.target.flops:.2%} of the target's)"])
@@ -145,8 +146,6 @@ def task_section(task, measured: Measured | None) -> Section:
 
 def history_section(history: list[dict], plan: Plan, measured: Measured | None, level: float,
                     directory: Path) -> Section:
-    from ladder.report.history import history_plot
-
     section = Section("Forecast as rungs landed", "history", paragraphs=[
         "The law refitted on the rungs finished by each point, in the order they finished, against the compute the "
         "ladder had spent. Once more rungs stop moving the forecast, the ladder has answered."])
@@ -192,13 +191,9 @@ def write_fit_page(result: dict, directory: Path) -> Path:
 
 
 def write_ladder_report(cfg, plan: Plan, fit: LadderFit | None = None, directory: Path | None = None,
-                        curves_of: dict | None = None, subtitle: str = "") -> Path:
+                        subtitle: str = "") -> Path:
     """runs_dir/<ladder>/report/index.html and report.md from what has finished; `fit` (the demo's, already
-    written) is made here when not given. `curves_of`: rung label -> metrics.jsonl (default: the plan's rungs)."""
-    from ladder.fit.forecast import write_outputs
-    from ladder.fit.plots import loss_curves, loss_vs_compute
-    from ladder.report.history import forecast_history
-
+    written) is made here when not given."""
     root = Path(cfg.runs_dir) / plan.ladder
     directory = directory or root / "report"
     measured = measured_target(Path(cfg.runs_dir), plan)
@@ -215,7 +210,7 @@ def write_ladder_report(cfg, plan: Plan, fit: LadderFit | None = None, directory
                         directory / "fit" / "plots" / "loss_vs_compute.png")
     if fit.task is not None and fit.task.law is not None and "plots" not in fit.task.result:
         write_outputs(fit.task.law, fit.task.table, fit.task.result, directory / "task_fit")
-    curves_of = curves_of or {r.name: root / r.name / "metrics.jsonl" for r in plan.rungs}
+    curves_of = {r.name: root / r.name / "metrics.jsonl" for r in plan.rungs}
     if measured is not None:
         curves_of = {**curves_of, f"{measured.name} (held out)": Path(cfg.runs_dir) / f"{plan.ladder}-heldout" /
                      measured.name / "metrics.jsonl"}
@@ -239,28 +234,4 @@ def write_ladder_report(cfg, plan: Plan, fit: LadderFit | None = None, directory
     page = write_page(directory / "index.html", title, sections, headlines(fit.result, measured, plan), subtitle)
     write_markdown(directory / "report.md", title, subtitle, sections)
     return page
-
-
-def write_markdown(path: Path, title: str, subtitle: str, sections: list[Section]) -> Path:
-    """The same sections as Markdown: tables as the terminal prints them, figures as links to the PNGs beside."""
-    from ladder.io import atomic_write_text
-
-    lines = [f"# {title}", "", subtitle, ""]
-    for s in sections:
-        if not (s.paragraphs or s.tables or s.figures or s.warnings):
-            continue
-        lines += [f"## {s.title}", ""]
-        lines += [f"> warning: {w}" for w in s.warnings] + ([""] if s.warnings else [])
-        lines += [p + "\n" for p in s.paragraphs]
-        lines += [f"```\n{t.text()}\n```\n" for t in s.tables]
-        lines += [f"![{f.path.stem}]({_relative(f.path, path.parent)})\n" for f in s.figures]
-    atomic_write_text(path, "\n".join(lines) + "\n")
-    return path
-
-
-def _relative(file: Path, directory: Path) -> str:
-    try:
-        return str(Path(file).resolve().relative_to(directory.resolve()))
-    except ValueError:
-        return str(file)
 

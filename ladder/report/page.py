@@ -33,7 +33,10 @@ class Section:
     tables: list[TextTable] = field(default_factory=list)
     figures: list[Figure] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    preformatted: list[str] = field(default_factory=list)  # text the terminal prints, where a table is not enough
+
+    @property
+    def empty(self) -> bool:
+        return not (self.paragraphs or self.tables or self.figures or self.warnings)
 
 
 @dataclass
@@ -47,7 +50,7 @@ class Headline:
 def render(title: str, sections: list[Section], headlines: list[Headline] = (), subtitle: str = "") -> str:
     environment = Environment(loader=PackageLoader("ladder.report", "templates"),
                               autoescape=select_autoescape(["html", "j2"]), trim_blocks=True, lstrip_blocks=True)
-    sections = [s for s in sections if s.paragraphs or s.tables or s.figures or s.warnings or s.preformatted]
+    sections = [s for s in sections if not s.empty]
     return environment.get_template("page.html.j2").render(
         title=title, subtitle=subtitle, sections=sections, headlines=list(headlines),
         written=datetime.datetime.now().strftime("%Y-%m-%d %H:%M"))
@@ -57,3 +60,24 @@ def write_page(path: Path, title: str, sections: list[Section], headlines: list[
                subtitle: str = "") -> Path:
     atomic_write_text(Path(path), render(title, sections, headlines, subtitle))
     return Path(path)
+
+
+def write_markdown(path: Path, title: str, subtitle: str, sections: list[Section]) -> Path:
+    """The same sections as Markdown: tables as the terminal prints them, figures as links to the PNGs beside."""
+    lines = [f"# {title}", "", subtitle, ""]
+    for s in (s for s in sections if not s.empty):
+        lines += [f"## {s.title}", ""]
+        lines += [f"> warning: {w}" for w in s.warnings] + ([""] if s.warnings else [])
+        lines += [p + "\n" for p in s.paragraphs]
+        lines += [f"```\n{t.text()}\n```\n" for t in s.tables]
+        lines += [f"![{f.path.stem}]({_relative(f.path, path.parent)})\n" for f in s.figures]
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return path
+
+
+def _relative(file: Path, directory: Path) -> str:
+    try:
+        return str(Path(file).resolve().relative_to(directory.resolve()))
+    except ValueError:
+        return str(file)
+
