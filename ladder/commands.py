@@ -108,16 +108,20 @@ def status(cfg, overrides) -> int:
                                           f"false")
     plan = make_plan(cfg)
     rows = rung_status(plan, cfg.runs_dir)
-    if _format(cfg) == "json":
-        print_json({"rungs": rows})
-    else:
-        print(format_status(rows))
+    report = None
     if cfg.report:
         from ladder.report.ladder_page import write_ladder_report
         try:
-            print(f"report: {write_ladder_report(cfg, plan)} (from the rungs finished so far)")
+            report = {"page": str(write_ladder_report(cfg, plan))}
         except LadderError as error:  # nothing to fit yet is no failure of `status`
-            print(f"report: not written yet: {error}")
+            report = {"not_written": str(error)}
+    if _format(cfg) == "json":
+        print_json({"rungs": rows, **({"report": report} if report else {})})
+        return 0
+    print(format_status(rows))
+    if report:
+        print(f"report: {report['page']} (from the rungs finished so far)" if "page" in report else
+              f"report: not written yet: {report['not_written']}")
     return 0
 
 

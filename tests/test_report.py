@@ -49,7 +49,7 @@ def test_fit_writes_a_self_contained_page_with_its_numbers(tmp_path, run_cli):
     page = tmp_path / "fit" / "report" / "index.html"
     assert f"report: {page}" in out
     html = page.read_text()
-    assert assert_self_contained(html) == 5  # loss vs compute, residuals, frontier, bootstrap, backtest
+    assert assert_self_contained(html) == 5  # loss vs compute, residuals, compute-optimal, bootstrap, backtest
     fit = json.loads((tmp_path / "fit" / "fit.json").read_text())
     forecast = fit["predictions"][0]
     assert f"{forecast['value']:.4f}" in html and f"[{forecast['lo']:.4f}, {forecast['hi']:.4f}]" in html
@@ -148,7 +148,8 @@ def test_status_report_refreshes_the_page_mid_sweep(tmp_path, run_cli):
     assert code == 0 and f"report: {page}" in out, out + err
     html = page.read_text()
     assert "rungs: 2 done, 1 running, 1 not started" in section(html, "plan")
-    assert "the rolling backtest needs 3 sizes; 2 have finished" in section(html, "forecast")
+    assert "backtest=rolling: needs at least 3 sizes (2 to fit, 1 to forecast); 2 sizes have finished" in \
+        section(html, "forecast")
     assert len(re.findall(r"<tr><td>\d</td>", section(html, "history"))) == 1
     write_rung(runs, plan, plan.rungs[3], finished_at=3)  # a third size lands: the page grows with it
     code, out, err = run_cli("status", "report=true", *ladder_overrides(runs))
@@ -261,3 +262,21 @@ def test_page_loads_in_chromium_with_every_image(tmp_path):
         assert png_size("data:image/png;base64," + base64.b64encode(shot.read_bytes()).decode())[1] == 1200
         errors, sizes = load(driver, broken)
         assert errors and min(w for w, _ in sizes) == 0
+
+
+def test_log_ticks_read_as_plain_numbers_and_error_bars_never_go_negative():
+    from ladder.fit.plots import error_bars, plain_log_axis, plt
+
+    fig, ax = plt.subplots()
+    ax.plot([0.15, 0.9], [2.1, 5.5])
+    ax.set(xscale="log", yscale="log")
+    plain_log_axis(ax)
+    fig.canvas.draw()
+    x = [t.get_text() for t in ax.get_xticklabels(minor=True) if t.get_text()]
+    y = [t.get_text() for t in [*ax.get_yticklabels(), *ax.get_yticklabels(minor=True)] if t.get_text()]
+    plt.close(fig)
+    assert {"0.2", "0.3", "0.5"} <= set(x) and {"3", "5"} <= set(y), (x, y)
+    assert not any("$" in t for t in x + y)
+    below, above = error_bars([0.5, 0.7], [0.55, 0.6], [0.9, 0.8])  # the first point lies under its own interval
+    assert below.tolist() == [0.0, pytest.approx(0.1)] and above.tolist() == [pytest.approx(0.4), pytest.approx(0.1)]
+    assert error_bars(1.0, np.nan, 2.0) is None

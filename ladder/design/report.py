@@ -10,7 +10,7 @@ from ladder.design.prior import LawPrior
 from ladder.design.search import Candidate, DesignOptions
 from ladder.io import atomic_write_text
 from ladder.plan import target_entry
-from ladder.report import format_table, human
+from ladder.report import format_table
 
 HEADER = ["ladder", "rungs", "GPU-h", "% target FLOPs", "error (q)", "median |err|", "interval width", "e-folds out"]
 
@@ -39,7 +39,7 @@ def ladder_yaml(chosen: Candidate, name: str, cfg, options: DesignOptions, prior
             "target": target_entry(cfg.target)}
     defaults = {"defaults": [{"override /recipe": chosen.recipe}]}
     s = chosen.score
-    head = [f"# @package _global_",
+    head = ["# @package _global_",
             f"# Written by `ladder design`: the cheapest candidate whose {level:.0%} quantile of |error| of the loss "
             f"forecast at the target",
             f"# meets design.error={options.error:g}: expected {s['error']:.2%} (90% upper bound "

@@ -15,7 +15,8 @@ from omegaconf import OmegaConf
 from ladder.errors import LadderError
 from ladder.fit.checks import exclude_runs
 from ladder.fit.collect import COUNT_COLUMN, collect_runs
-from ladder.fit.forecast import fit_and_forecast
+from ladder.fit.calibrate import IntervalOptions
+from ladder.fit.forecast import backtest_folds, fit_and_forecast
 from ladder.fit.laws import Law
 from ladder.fit.laws.two_step import TwoStep
 from ladder.fit.table import Table, flops_per_nd, standard_table
@@ -26,8 +27,8 @@ from ladder.plan import Plan
 class TaskFit:
     name: str  # the eval entry
     columns: dict  # law column -> the entry's metric: {"task_loss": "bpb", "accuracy": "acc_norm"}
-    law: Law
-    table: Table
+    law: Law | None  # None: it could not be fitted (result["error"] says why)
+    table: Table | None
     result: dict
 
 
@@ -72,14 +73,18 @@ def fit_ladder(cfg, plan: Plan, evaluations: Table, root: Path, target: tuple[st
     fit_cfg["params_column"] = params_column
     targets = target_table(plan, table, *(target or (None, None)))
     interval = OmegaConf.to_container(cfg.interval, resolve=True)
-    sizes = len(np.unique(table["params"]))
-    skipped = backtest == "rolling" and sizes < 3  # a ladder part-way through its sweep
+    skipped = None
+    if backtest is not None:  # a ladder part-way through its sweep may have no fold yet: say so, fit the rest
+        try:
+            backtest_folds(table, backtest, IntervalOptions.from_config(interval).folds)
+        except LadderError as error:
+            skipped = str(error)
     law, result = fit_and_forecast(table, OmegaConf.to_container(cfg.law, resolve=True), targets,
                                    int(cfg.bootstrap.n), int(cfg.bootstrap.seed), float(cfg.ci_level),
                                    backtest_spec=None if skipped else backtest, source=str(root),
                                    interval=interval, checks=fit_cfg if checks else None)
     if skipped:
-        result["warnings"].append(f"backtest: the rolling backtest needs 3 sizes; {sizes} have finished")
+        result["warnings"].append(f"{skipped}; {len(np.unique(table['params']))} sizes have finished")
     result["params_used"] = (f"{plan.params_convention} parameters (ladder.params_convention; column "
                              f"{params_column!r})")
     return LadderFit(law, table, result, targets,
@@ -94,12 +99,14 @@ def task_fit(cfg, evaluations: Table, columns: dict, targets: Table, root: Path,
     if not name or f"eval/{name}/bpb" not in evaluations:
         return None
     task_columns = {"task_loss": "bpb", "accuracy": metric}
-    table = standard_table(evaluations, {**columns, **{k: f"eval/{name}/{v}" for k, v in task_columns.items()}},
-                           str(root), TwoStep.required_columns)
+    table = None
     try:
+        table = standard_table(evaluations, {**columns, **{k: f"eval/{name}/{v}" for k, v in task_columns.items()}},
+                               str(root), TwoStep.required_columns)
         law, result = fit_and_forecast(table, {"name": "two_step", "task": name, "accuracy": metric}, targets,
                                        int(cfg.bootstrap.n), int(cfg.bootstrap.seed), float(cfg.ci_level),
                                        source=str(root), interval=interval)
-    except LadderError as error:  # too few points for the task law is no reason to lose the loss forecast
+    except (LadderError, RuntimeError) as error:  # RuntimeError: curve_fit found no sigmoid
+        # a task law that cannot be fitted (too few points, a metric missing) costs the loss forecast nothing
         return TaskFit(name, task_columns, None, table, {"error": str(error)})
     return TaskFit(name, task_columns, law, table, result)

@@ -5,6 +5,7 @@ marker has a legend entry, and log axes read as plain numbers."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import matplotlib
@@ -34,7 +35,7 @@ def plain_log_axis(ax) -> None:
     def minor(axis):  # 2, 3, 5 between the decades, on an axis short enough to have room for them
         def label(v, _):
             lo, hi = sorted(axis.get_view_interval())
-            return f"{v:g}" if hi / max(lo, 1e-300) < 30 and f"{v:.1g}"[0] in "235" else ""
+            return f"{v:g}" if hi / max(lo, 1e-300) < 30 and f"{v:.0e}"[0] in "235" else ""
         return FuncFormatter(label)
 
     for axis in (ax.xaxis, ax.yaxis):
@@ -44,15 +45,17 @@ def plain_log_axis(ax) -> None:
 
 
 def n_label(result: dict) -> str:
-    """'N (non_embedding parameters)': what the fit counted as N."""
+    """'N (non_embedding parameters)' or "N (column 'params')": what the fit counted as N."""
     used = str(result.get("params_used") or "")
-    if used.startswith("column"):
-        return f"N ({used.split(' of ')[0]})"
+    column = re.match(r"column '([^']+)'", used)
+    if column:
+        return f"N (column '{column.group(1)}')"
     return f"N ({used.split(' (')[0]})" if used else "N (parameters)"
 
 
 def c_label(result: dict) -> str:
-    return f"training compute C (FLOPs, {result.get('flops_convention') or 'as given'})"
+    convention = str(result.get("flops_convention") or "")
+    return f"training compute C (FLOPs, {convention if convention.isidentifier() else 'as the table gives them'})"
 
 
 LOSS_LABEL = "loss (nats per token)"
@@ -82,10 +85,18 @@ def _compute_grid(table: Table, result: dict, n: int = 60) -> np.ndarray:
     return np.geomspace(table["flops"].min() / 2, max(reach) * 2, n)
 
 
+def error_bars(value, lo, hi):
+    """matplotlib's [below, above] from an interval; a point outside its own percentile interval (a skewed or
+    clipped bootstrap) gets no bar on that side, and an interval that is not finite gets none."""
+    value, lo, hi = (np.atleast_1d(np.asarray(v, dtype=float)) for v in (value, lo, hi))
+    if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
+        return None
+    return [np.clip(value - lo, 0, None), np.clip(hi - value, 0, None)]
+
+
 def _forecast_marker(ax, x, p: dict, label: str) -> None:
-    has_band = np.isfinite(p["lo"]) and np.isfinite(p["hi"])
-    ax.errorbar([x], [p["value"]], yerr=[[p["value"] - p["lo"]], [p["hi"] - p["value"]]] if has_band else None,
-                fmt="*", color=FORECAST, ms=13, capsize=4, zorder=6, label=label)
+    ax.errorbar([x], [p["value"]], yerr=error_bars(p["value"], p["lo"], p["hi"]), fmt="*", color=FORECAST, ms=13,
+                capsize=4, zorder=6, label=label)
 
 
 def loss_vs_compute(law, table: Table, result: dict, path: Path) -> Path:
@@ -137,14 +148,15 @@ def loss_vs_compute(law, table: Table, result: dict, path: Path) -> Path:
 
 
 def residuals(law, table: Table, result: dict, path: Path) -> Path:
-    """Each point against the law fitted to all of them, by rung (against N when there are many sizes or no rung
+    """Each point against the law fitted to all of them, by rung (against N when there are over 30 rungs or no rung
     names); one marker per budget."""
     residual = 100 * (table["loss"] / law.predict(table).value - 1)
     labels = table["rung"] if "rung" in table else table["run"] if "run" in table else None
+    labels = labels.astype(str) if labels is not None else None
     order = np.argsort(table["params"], kind="stable")
     names = list(dict.fromkeys(labels[order].tolist())) if labels is not None else []
     by_rung = 0 < len(names) <= 30
-    budgets = table["budget"] if "budget" in table else None
+    budgets = table["budget"].astype(str) if "budget" in table else None
     fig, ax = plt.subplots(figsize=(max(6.5, 0.45 * len(names)) if by_rung else 7, 4.2))
     markers = "osD^v<>ph"
     groups = dict.fromkeys(budgets.tolist()) if budgets is not None else [None]
@@ -217,8 +229,9 @@ def frontier(law, table: Table, result: dict, path: Path) -> Path:
             budget = float(np.median(table["flops"][rows]))
             left.scatter(np.exp(log_n), loss, s=14, color=color, label=f"C = {budget:.2g}")
             if len(np.unique(log_n)) >= 3:
-                coef = np.polyfit(log_n, loss, 2)
-                grid = np.linspace(log_n.min(), log_n.max(), 50)
+                near = np.argsort(np.abs(log_n - log_n[np.argmin(loss)]))[:law.fit_points or len(log_n)]
+                coef = np.polyfit(log_n[near], loss[near], 2)  # the parabola its optimum came from
+                grid = np.linspace(log_n[near].min(), log_n[near].max(), 50)
                 left.plot(np.exp(grid), np.polyval(coef, grid), lw=1, color=color)
                 if budget in vertices:
                     n_opt = vertices[budget]
@@ -268,18 +281,21 @@ def two_step(law, table: Table, result: dict, path: Path) -> Path:
     grid = np.linspace(0, grid_hi, 100)
     from ladder.fit.laws.two_step import sigmoid
     right.plot(grid, sigmoid(grid, *law.sigmoid_), color="gray", label="step 2 sigmoid")
+    reach = [step1["flops"].max()]
     if "task_loss" in predicted:
         task_loss, accuracy = predicted["task_loss"], predicted.get("accuracy")
-        _forecast_marker(left, task_loss["flops"], task_loss, f"forecast {task_loss['name']}")
+        at = 6 * task_loss["params"] * task_loss["tokens"]  # step 1's compute, as the law counts it
+        reach.append(at)
+        _forecast_marker(left, at, task_loss, f"forecast {task_loss['name']}")
         if accuracy is not None:
-            right.errorbar([task_loss["value"]], [accuracy["value"]], xerr=[[task_loss["value"] - task_loss["lo"]],
-                           [task_loss["hi"] - task_loss["value"]]], yerr=[[accuracy["value"] - accuracy["lo"]],
-                           [accuracy["hi"] - accuracy["value"]]], fmt="*", color=FORECAST, ms=13, capsize=4,
-                           zorder=6, label=f"forecast {accuracy['name']}")
+            right.errorbar([task_loss["value"]], [accuracy["value"]],
+                           xerr=error_bars(task_loss["value"], task_loss["lo"], task_loss["hi"]),
+                           yerr=error_bars(accuracy["value"], accuracy["lo"], accuracy["hi"]), fmt="*",
+                           color=FORECAST, ms=13, capsize=4, zorder=6, label=f"forecast {accuracy['name']}")
     task = f"{law.task} " if getattr(law, "task", None) else ""
-    left.set(xscale="log", xlabel=c_label(result), ylabel=f"{task}task loss (bits per byte)",
-             title="step 1: (N, D) -> task loss")
-    left.set_xlim(*_compute_grid(step1, result, 2))
+    left.set(xscale="log", xlabel="compute 6 N D (FLOPs; N as the fit counts it)",
+             ylabel=f"{task}task loss (bits per byte)", title="step 1: (N, D) -> task loss")
+    left.set_xlim(step1["flops"].min() / 2, max(reach) * 2)
     plain_log_axis(left)
     left.legend(fontsize=8)
     right.set(xlabel=f"{task}task loss (bits per byte)", ylabel=f"{getattr(law, 'accuracy', 'accuracy')}",
@@ -300,7 +316,7 @@ def backtest_errors(backtest: dict, path: Path) -> Path:
         lo = 100 * np.array([r["lo"] / r["actual"] - 1 for r in own])
         hi = 100 * np.array([r["hi"] / r["actual"] - 1 for r in own])
         color = plt.cm.viridis(i / max(1, len(folds) - 1))
-        ax.errorbar(x, error, yerr=[np.clip(error - lo, 0, None), np.clip(hi - error, 0, None)], fmt="o", ms=3,
+        ax.errorbar(x, error, yerr=error_bars(error, lo, hi), fmt="o", ms=3,
                     lw=0.8, color=color, alpha=0.7,
                     label=f"fold {fold} ({np.mean([r['covered'] for r in own]):.0%} covered)")
     ax.axhline(0, color="gray", lw=1, label="no error")

@@ -2,8 +2,8 @@
 the ladder had spent. When more rungs stop moving the forecast, the ladder has done its job.
 
 Rungs land in the order their last budget finished (summary.json's `finished_at`; runs trained before it was
-recorded land cheapest first). Each refit is cached in report/history.json under the points it used and the options
-that decide a fit, so a page refreshed during a sweep refits only what is new."""
+recorded land first, cheapest first). Each refit is cached in report/history.json under the points it used (rung,
+budget, loss) and the options that decide a fit, so a page refreshed during a sweep refits only what is new."""
 
 from __future__ import annotations
 
@@ -25,9 +25,9 @@ def landed_rungs(plan: Plan, summaries: dict[str, dict]) -> list[str]:
     """The plan's finished rungs in the order they finished."""
     done = [r for r in plan.rungs if (summaries.get(r.name) or {}).get("status") == "done"]
 
-    def landed_at(rung):
+    def landed_at(rung):  # runs from before finished_at was recorded landed before those after, cheapest first
         times = [b.get("finished_at") for b in summaries[rung.name]["budgets"].values()]
-        return (0, max(times), 0.0) if times and None not in times else (1, 0.0, rung.flops)
+        return (1, max(times), 0.0) if times and None not in times else (0, 0.0, rung.flops)
     return [r.name for r in sorted(done, key=landed_at)]
 
 
@@ -40,11 +40,13 @@ def spent_flops(plan: Plan, summaries: dict[str, dict], rungs: list[str]) -> flo
     return float(sum(flops_per_token(summaries[name]) * summaries[name].get("tokens_seen", 0) for name in rungs))
 
 
-def _fingerprint(cfg, target: tuple | None) -> str:
-    """What decides a refit besides its points: the law, the interval, the bootstrap, the exclusions, the target."""
-    decides = {key: OmegaConf.to_container(cfg[key], resolve=True) for key in ("law", "interval", "bootstrap")}
-    decides.update(ci_level=float(cfg.ci_level), exclude=list(cfg.fit.exclude or []), target=list(target or []),
-                   columns=OmegaConf.to_container(cfg.columns, resolve=True))
+def _fingerprint(cfg, plan: Plan, target: tuple | None) -> str:
+    """What decides a refit besides its points: the law, the interval, the bootstrap, the exclusions, the target
+    and the counts of N and C."""
+    decides = {key: OmegaConf.to_container(cfg[key], resolve=True) for key in ("law", "interval", "bootstrap",
+                                                                                  "columns", "target")}
+    decides.update(ci_level=float(cfg.ci_level), exclude=list(cfg.fit.exclude or []), target_used=list(target or []),
+                   params=plan.params_convention, flops=plan.flops_convention)
     return hashlib.sha256(json.dumps(decides, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -53,7 +55,7 @@ def forecast_history(cfg, plan: Plan, evaluations: Table, summaries: dict[str, d
     """One entry per landed rung from the second on (one size cannot fix a law in N): the rungs, the compute
     spent, and the target's forecast with its interval, or why it could not be fitted."""
     order = landed_rungs(plan, summaries)
-    fingerprint = _fingerprint(cfg, target)
+    fingerprint = _fingerprint(cfg, plan, target)
     stored = read_json(cache) if cache.exists() else {}
     entries = stored.get("entries", {}) if stored.get("fingerprint") == fingerprint else {}
     history = []
@@ -62,7 +64,8 @@ def forecast_history(cfg, plan: Plan, evaluations: Table, summaries: dict[str, d
         rows = np.flatnonzero([name in rungs for name in evaluations["rung"]])
         subset = evaluations.take(rows)
         final = subset["final"] == 1
-        key = ",".join(sorted(f"{r}:{b}" for r, b in zip(subset["rung"][final], subset["budget"][final])))
+        points = zip(subset["rung"][final], subset["budget"][final], subset["loss"][final])
+        key = ",".join(sorted(f"{r}:{b}:{loss:.6g}" for r, b, loss in points))  # a rung retrained is a new point
         if key not in entries:
             entry = {"rungs": rungs, "points": int(final.sum())}
             try:
@@ -81,13 +84,13 @@ def forecast_history(cfg, plan: Plan, evaluations: Table, summaries: dict[str, d
 
 def history_plot(history: list[dict], target_flops: float, actual: float | None, level: float, path: Path) -> Path:
     """The forecast and its interval against the ladder compute spent, each point a rung landing."""
-    from ladder.fit.plots import ACTUAL, FORECAST, LOSS_LABEL, plain_log_axis, plt, save
+    from ladder.fit.plots import ACTUAL, FORECAST, LOSS_LABEL, error_bars, plain_log_axis, plt, save
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     fitted = [h for h in history if "value" in h]
     x = np.array([h["spent_flops"] / target_flops for h in fitted])
     value = np.array([h["value"] for h in fitted])
-    ax.errorbar(x, value, yerr=[value - [h["lo"] for h in fitted], [h["hi"] for h in fitted] - value], fmt="o-",
+    ax.errorbar(x, value, yerr=error_bars(value, [h["lo"] for h in fitted], [h["hi"] for h in fitted]), fmt="o-",
                 color=FORECAST, capsize=4, label=f"forecast with its {level:.0%} interval")
     for xi, vi, h in zip(x, value, fitted):
         ax.annotate(f"{len(h['rungs'])} rungs", (xi, vi), textcoords="offset points", xytext=(6, 6), fontsize=7)

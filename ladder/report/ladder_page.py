@@ -1,7 +1,7 @@
 """A fit's or a whole ladder's report: the sections of report/index.html (and of report.md, the same in Markdown).
 
-fit_sections() turns a fit.json result and its plots into Fit, Forecast, Backtest (and Task) sections; `ladder fit
-out=DIR` writes them alone. write_ladder_report() adds the plan and its cost, every rung's loss curves, the task
+fit_sections() turns a fit.json result and its plots into Fit, Forecast and Backtest sections; `ladder fit out=DIR`
+writes them alone. write_ladder_report() adds the plan and its cost, every rung's loss curves, the task
 forecast, the forecast as each rung landed and, where the target was trained (the demo's held-out rung), the measured
 value beside its forecast."""
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-
 
 from ladder.errors import LadderError
 from ladder.fit.forecast import write_outputs
@@ -24,8 +23,8 @@ from ladder.report.tables import (TextTable, backtest_table, coefficients_table,
                                   fit_headline, predictions_table)
 
 CAPTIONS = {
-    "loss_vs_compute": "Each fitted point against its compute; the law at each fitted size and at the target's; the "
-                       "law's compute-optimal frontier; the forecast with its predictive interval.",
+    "loss_vs_compute": "Each fitted point against its compute; the law at each fitted size and at the target's, and "
+                       "its compute-optimal frontier (laws in N and D); the forecast with its predictive interval.",
     "residuals": "Each point against the law fitted to all of them. A rung off by a few percent at every budget is "
                  "undertuned or broken; a trend across rungs is the law's form.",
     "bootstrap": "The bootstrap's draws of the exponents: their spread is the parameters' share of the interval.",
@@ -37,7 +36,7 @@ CAPTIONS = {
     "two_step": "Step 1: the task's loss (bits per byte) against compute; step 2: accuracy against that loss.",
 }
 SECTION_OF_PLOT = {"loss_vs_compute": "fit", "residuals": "fit", "bootstrap": "fit", "compute_optimal": "forecast",
-                   "frontier": "forecast", "backtest": "backtest", "two_step": "task"}
+                   "frontier": "forecast", "backtest": "backtest", "two_step": "forecast"}
 
 
 def _about(warning: str) -> str:
@@ -86,7 +85,7 @@ def flag_warnings(result: dict) -> list[str]:
 def measured_table(pairs: list[tuple[dict, float]], level: float) -> TextTable:
     """(forecast, the value measured) per metric."""
     rows = [[p["name"], p["metric"], f"{p['value']:.4f}", f"[{p['lo']:.4f}, {p['hi']:.4f}]", f"{actual:.4f}",
-             f"{p['value'] / actual - 1:+.2%}", "yes" if p["lo"] <= actual <= p["hi"] else "no"]
+             f"{p['value'] / actual - 1:+.2%}" if actual else "", "yes" if p["lo"] <= actual <= p["hi"] else "no"]
             for p, actual in pairs]
     return TextTable(["target", "metric", "forecast", f"{level:.0%} interval", "measured", "forecast error",
                       "covered"], rows, "forecast against the run itself (trained after the forecast was written)")
@@ -98,8 +97,7 @@ class Measured:
     name: str
     tokens: float
     loss: float
-    evals: dict
-    summary: dict
+    evals: dict  # {"<entry>/<metric>": value}
 
 
 def measured_target(runs_dir: Path, plan: Plan) -> Measured | None:
@@ -108,8 +106,8 @@ def measured_target(runs_dir: Path, plan: Plan) -> Measured | None:
     summary = read_json(path) if path.exists() else None
     if not summary or summary.get("status") != "done":
         return None
-    label, result = next(iter(summary["budgets"].items()))
-    return Measured(plan.target.name, result["tokens"], result["loss"], result.get("eval", {}), summary)
+    result = next(iter(summary["budgets"].values()))
+    return Measured(plan.target.name, result["tokens"], result["loss"], result.get("eval", {}))
 
 
 def _summaries(plan: Plan, root: Path) -> dict[str, dict]:
@@ -139,7 +137,7 @@ def task_section(task, measured: Measured | None) -> Section:
         pairs = [(p, measured.evals.get(f"{task.name}/{task.columns[p['metric']]}")) for p in result["predictions"]]
         if any(value is not None for _, value in pairs):
             section.tables.append(measured_table([(p, v) for p, v in pairs if v is not None], result["ci_level"]))
-    section.figures = _figures(result.get("plots", []), "task")
+    section.figures = _figures(result.get("plots", []), "forecast") + _figures(result.get("plots", []), "fit")
     section.warnings = list(result.get("warnings", []))
     return section
 
