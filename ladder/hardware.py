@@ -6,7 +6,10 @@ from ladder.errors import LadderError
 
 PEAK_BF16_FLOPS = {
     "h100": 989.4e12,  # SXM
-    "h200": 989.4e12,
+    "h100_pcie": 756e12,
+    "h100_nvl": 835.5e12,
+    "h200": 989.4e12,  # SXM
+    "h200_nvl": 835.5e12,
     "b200": 2250e12,
     "a100": 312e12,
     "l40s": 362.05e12,
@@ -23,8 +26,9 @@ def peak_flops(gpu: str, where: str = "hardware.gpu") -> float:
 
 
 def device_peak_flops(device_name: str) -> float | None:
-    """Peak for a torch device name such as 'NVIDIA H100 80GB HBM3'; None where unknown (e.g. CPUs)."""
-    name = device_name.lower()
+    """Peak for a torch device name such as 'NVIDIA H100 80GB HBM3' or 'NVIDIA H100 PCIe' (the longest key that
+    matches: PCIe and NVL boards are slower than SXM); None where unknown (e.g. CPUs)."""
+    name = device_name.lower().replace(" ", "_")
     for key in sorted(PEAK_BF16_FLOPS, key=len, reverse=True):
         if key in name:
             return PEAK_BF16_FLOPS[key]

@@ -6,7 +6,10 @@ other schedule a rung is one (size, budget) pair, as in the OLMo ladder.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import re
 from dataclasses import dataclass, field
 
 from omegaconf import DictConfig, OmegaConf
@@ -112,6 +115,7 @@ def make_plan(cfg: DictConfig) -> Plan:
     require(0 < mfu <= 1, f"hardware.mfu={mfu}: must be in (0, 1], e.g. 0.4")
 
     lad = cfg.ladder
+    plain_name(lad.get("name"), "ladder.name")
     recipe_cfg = _plain(cfg.recipe)
     tokens_per_param = to_number(recipe_cfg["tokens_per_param"], "recipe.tokens_per_param")
     require(tokens_per_param > 0, f"recipe.tokens_per_param={tokens_per_param}: must be positive")
@@ -132,6 +136,7 @@ def make_plan(cfg: DictConfig) -> Plan:
     rungs = []
     for size, entry in sizes.items():
         where = f"ladder.sizes.{size}"
+        plain_name(size, where)
         entry, size_recipe = split_recipe(entry, recipe_cfg, where)
         spec = resolve_spec(entry, lad, where)
         counts = count_params(spec)
@@ -160,6 +165,16 @@ def make_plan(cfg: DictConfig) -> Plan:
     target = resolve_target(cfg.target, lad, convention, params_for, tokens_per_param)
     return Plan(ladder=str(lad.name), flops_convention=convention, rungs=rungs, target=target, gpu=gpu, mfu=mfu,
                 params_convention=params_convention, params_for=params_for)
+
+
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+
+
+def plain_name(name, where: str) -> str:
+    """Ladder and size names become directories under runs_dir: a plain name, never a path."""
+    require(isinstance(name, str) and NAME.fullmatch(name) and ".." not in name,
+            f"{where}={name!r}: use a plain name (letters, digits, . _ + -; no / or ..), it names a directory")
+    return name
 
 
 def split_recipe(entry, recipe_cfg: dict, where: str) -> tuple:
@@ -247,6 +262,18 @@ def target_entry(target) -> dict:
         except ValueError:
             return str(value)
     return {k: number(v) if k in ("params", "tokens", "flops") and v is not None else v for k, v in out.items()}
+
+
+def plan_to_dict_for(rung: Rung) -> dict:
+    """The resolved rung a run directory records (config.yaml, W&B) and its identity hashes."""
+    return {"name": rung.name, "shape": rung.spec.to_dict(), "recipe": rung.recipe.to_dict(),
+            "budgets": rung.budgets, "seed": rung.seed}
+
+
+def rung_identity(rung: Rung) -> str:
+    """What makes a rung this rung (shape, recipe, budgets, seed), known before any data is read: a finished rung
+    whose config changed is refused, never silently kept (summary.json's rung_identity)."""
+    return hashlib.sha256(json.dumps(plan_to_dict_for(rung), sort_keys=True, default=str).encode()).hexdigest()
 
 
 def plan_to_dict(plan: Plan) -> dict:

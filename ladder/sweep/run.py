@@ -93,6 +93,10 @@ def run_sweep(cfg, overrides: list[str]) -> int:
     for name in wanted:
         plan.rung(str(name))  # a one-line error for a rung not in the ladder
     rows = {r["name"]: r for r in rung_status(plan, cfg.runs_dir)}
+    changed = [str(n) for n in wanted if rows[str(n)]["state"] == "changed"]
+    require(not changed or cfg.train.get("overwrite"), f"rungs {', '.join(changed)} finished with another "
+            f"configuration (recipe, shape, budgets or seed); use another runs_dir, or train.overwrite=true to "
+            f"retrain them")
     todo = [plan.rung(str(n)) for n in wanted if rows[str(n)]["state"] not in ("done", "queued", "running")]
     skipped = [n for n in wanted if rows[str(n)]["state"] in ("done", "queued", "running")]
     if skipped:

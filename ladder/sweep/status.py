@@ -7,8 +7,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from ladder.plan import Plan
-from ladder.train.rundir import RunDir
+from ladder.plan import Plan, rung_identity
+from ladder.train.rundir import RunDir, lease_alive
 
 SLURM_WAITING = {"PENDING", "REQUEUED", "CONFIGURING", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SUSPENDED"}
 SLURM_FAILED = {"FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE"}
@@ -50,7 +50,9 @@ def rung_status(plan: Plan, runs_dir: str | Path) -> list[dict]:
         job = jobs.get(rung.name) or summary.get("slurm_job_id")
         job_state = slurm.get(str(job)) if job else None
         status, reason = summary.get("status"), summary.get("reason")
-        if status == "done":
+        if status == "done" and summary.get("rung_identity") not in (None, rung_identity(rung)):
+            state, reason = "changed", "finished with another configuration of this rung"
+        elif status == "done":
             state = "done"
         elif status == "failed":
             state = "failed"
@@ -58,8 +60,10 @@ def rung_status(plan: Plan, runs_dir: str | Path) -> list[dict]:
             state = "queued"
         elif job_state in SLURM_FAILED and status != "done":
             state, reason = "failed", f"slurm job {job} {job_state}" + (f"; {reason}" if reason else "")
-        elif status == "running" or job_state == "RUNNING":
+        elif job_state == "RUNNING" or (status == "running" and lease_alive(summary) is not False):
             state = "running"
+        elif status == "running":  # its process is gone (killed, Ctrl-C, a crash before it could say so)
+            state, reason = "interrupted", f"stale lease: {_holder(summary)} is gone; resumable"
         elif status == "interrupted":
             state = "interrupted"
         else:
@@ -69,17 +73,25 @@ def rung_status(plan: Plan, runs_dir: str | Path) -> list[dict]:
         rows.append({"name": rung.name, "state": state, "reason": reason,
                      "tokens_done": max([steps_tokens, *finished]), "tokens_budget": rung.tokens,
                      "last_loss": summary.get("last_loss"), "tokens_per_s": summary.get("tokens_per_s"),
+                     "mfu": summary.get("mfu"),
                      "slurm_job_id": job, "slurm_state": job_state, "wandb_id": summary.get("wandb_id")})
     return rows
 
 
+def _holder(summary: dict) -> str:
+    held = summary.get("lease") or {}
+    return f"pid {held.get('pid')} on {held.get('host')}"
+
+
 def format_status(rows: list[dict]) -> str:
     from ladder.report import format_table, human
-    header = ["rung", "state", "tokens", "last loss", "tokens/s", "slurm job", "W&B run"]
-    body = [[r["name"], r["state"] + (f" ({r['reason']})" if r["state"] == "failed" and r["reason"] else ""),
+    header = ["rung", "state", "tokens", "last loss", "tokens/s", "MFU", "slurm job", "W&B run"]
+    body = [[r["name"], r["state"] + (f" ({r['reason']})" if r["state"] in ("failed", "interrupted", "changed")
+                                      and r["reason"] else ""),
              f"{human(r['tokens_done'])}/{human(r['tokens_budget'])}",
              "" if r["last_loss"] is None else f"{r['last_loss']:.4f}",
-             "" if r["tokens_per_s"] is None else f"{r['tokens_per_s']:,.0f}", str(r["slurm_job_id"] or ""),
+             "" if r["tokens_per_s"] is None else f"{r['tokens_per_s']:,.0f}",
+             "" if r.get("mfu") is None else f"{r['mfu']:.1%}", str(r["slurm_job_id"] or ""),
              str(r["wandb_id"] or "")] for r in rows]
     counts = {}
     for r in rows:

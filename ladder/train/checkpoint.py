@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import pickle
 import re
 from pathlib import Path
 
@@ -52,12 +53,11 @@ class Checkpoints:
         for path in candidates:
             problem = verify(path)
             if problem is None:
-                return torch.load(path, map_location="cpu", weights_only=False)
+                return safe_load(path)
             log.warning("checkpoint %s is unusable (%s); falling back to the previous one", path.name, problem)
         if candidates:
             raise LadderError(f"{self.directory}: every checkpoint is corrupt; delete them to restart the rung")
         return None
-
 
 
 def save_verified(path: Path, state: dict, **meta) -> Path:
@@ -76,7 +76,19 @@ def load_verified(path: Path) -> dict:
     problem = verify(path)
     if problem is not None:
         raise LadderError(f"{path}: unusable ({problem})")
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return safe_load(path)
+
+
+def safe_load(path: Path) -> dict:
+    """Tensors, numbers, strings and containers only (weights_only=True): a file someone sends you, with its own
+    matching checksum, cannot run code."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else "refused"
+        raise LadderError(f"{path}: holds objects a safe load refuses ({first[:160]}); it was written by an older "
+                          f"ladder or by someone else: delete it (and its run directory's checkpoints) to "
+                          f"retrain") from None
 
 
 def verify(path: Path) -> str | None:

@@ -10,6 +10,7 @@ run resumed from any checkpoint reproduces the uninterrupted one bitwise on CPU.
 from __future__ import annotations
 
 import copy
+import errno
 import hashlib
 import json
 import logging
@@ -35,7 +36,7 @@ from ladder.evals.scoring import windows_loss
 from ladder.hardware import device_peak_flops
 from ladder.model import all_flops_per_token, flops_per_token
 from ladder.model.build import build_model
-from ladder.plan import Rung, make_plan
+from ladder.plan import Rung, make_plan, plan_to_dict_for, rung_identity
 from ladder.train import distributed
 from ladder.train.checkpoint import Checkpoints, save_verified
 from ladder.train.optim import make_optimizer, set_lr
@@ -68,6 +69,8 @@ class Trainer:
         self.autocast = autocast_for(self.device, str(self.tcfg.dtype))
         self.stop_signal = None
         self.wandb_id = None
+        self.in_branch = None  # the budget whose cooldown branch is running
+        self.heartbeat_at = 0.0
 
         data_dir = prepare(OmegaConf.to_container(cfg.data, resolve=True), progress=self.dist.is_main)
         self.data = TokenData(data_dir, verify=bool(cfg.data.verify))
@@ -116,8 +119,10 @@ class Trainer:
                 for label, tokens in self.rung.budgets.items()},
             "steps_done": progress["step"], "main_steps": self.main_end, "tokens_seen": progress["tokens_seen"],
             "last_loss": progress.get("last_loss"), "tokens_per_s": progress.get("tokens_per_s"),
+            "mfu": progress.get("mfu"),
             "wall_time_s": round(progress["wall_s"], 2), "repeat_factor": self.repeat_factor,
-            "data_fingerprint": self.data.fingerprint, "identity": self.identity, "wandb_id": self.wandb_id,
+            "data_fingerprint": self.data.fingerprint, "identity": self.identity,
+            "rung_identity": rung_identity(self.rung), "wandb_id": self.wandb_id,
             "device": str(self.device), "world_size": self.dist.world_size,
             "slurm_job_id": os.environ.get("SLURM_ARRAY_JOB_ID", os.environ.get("SLURM_JOB_ID")),
         }
@@ -168,16 +173,28 @@ class Trainer:
                                                              "identity": self.identity}, step=step)
         return result
 
+    def fold_wall_time(self, progress: dict) -> None:
+        """Add the time since the segment started to progress, so a checkpoint carries the wall time so far."""
+        now = time.time()
+        progress["wall_s"] += now - self.started
+        self.started = now
+
     def checkpoint(self, progress: dict, tag: str = "") -> None:
+        self.fold_wall_time(progress)
         model_state, optimizer_state = self.parallel.full_state(self.optimizer)
         if self.dist.is_main:
             state = {"model": model_state, "optimizer": optimizer_state,
                      "progress": dict(progress), "metrics_offset": self.metrics.offset(), "identity": self.identity,
-                     "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-                             "python": random.getstate()}}
+                     "rng": rng_state()}
             Checkpoints(self.run.checkpoints, int(self.tcfg.keep_checkpoints)).save(state, progress["step"], tag)
             self.run.write_summary(self.summary("running", progress))
         distributed.barrier(self.dist)
+
+    def heartbeat(self, progress: dict, now: float) -> None:
+        """Rewrite the running summary (its lease's heartbeat) at most once a minute, between checkpoints."""
+        if self.dist.is_main and now - self.heartbeat_at > 60:
+            self.heartbeat_at = now
+            self.run.write_summary(self.summary("running", progress))
 
     def record(self, record: dict) -> None:
         self.metrics.write(record)
@@ -194,6 +211,7 @@ class Trainer:
         """Cool down from the main run's state at `fork` to the budget; restore the main state afterwards."""
         recipe, end = self.rung.recipe, self.budget_steps[label]
         snapshot = copy.deepcopy({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()})
+        self.in_branch = label
         try:
             for step in range(fork, end):
                 lr = recipe.lr * branch_factor(step, fork, end, recipe.warmup_steps, recipe.schedule)
@@ -206,6 +224,7 @@ class Trainer:
                                  "loss": loss, "lr": lr, "grad_norm": grad_norm})
                 self._check_stop()
             result = self.budget_result(label, end, self.evaluate(), fork)
+            self.in_branch = None
         finally:
             self.model.load_state_dict(snapshot["model"])
             self.optimizer.load_state_dict(snapshot["optimizer"])
@@ -228,9 +247,7 @@ class Trainer:
                                                              f"configuration; delete {self.run.path} to restart")
             self.parallel.load_full_state(self.optimizer, state["model"], state["optimizer"])
             progress = {**fresh_progress(), **state["progress"]}
-            torch.set_rng_state(state["rng"]["torch"])
-            np.random.set_state(state["rng"]["numpy"])
-            random.setstate(state["rng"]["python"])
+            set_rng_state(state["rng"])
         self.progress = progress
         self.metrics = MetricsLog(self.run.metrics_path, enabled=self.dist.is_main)
         self.metrics.truncate(state["metrics_offset"] if state is not None else 0)
@@ -241,25 +258,34 @@ class Trainer:
                         self.repeat_factor, self.repeat_factor)
         if self.dist.is_main:
             self.run.write_summary(self.summary("running", progress))
-        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGUSR1)}
+        signals = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in signals}
+        self.started = time.time()
         try:
             return self._loop(progress)
         except Interrupted as why:
-            progress["wall_s"] += time.time() - self.started
-            self.checkpoint(progress)
+            if self.in_branch is None:  # mid-branch, the fork's checkpoint is where a resume starts the branch over
+                self.checkpoint(progress)
             if self.dist.is_main:
                 self.run.write_summary(self.summary("interrupted", progress, reason=f"{why}; resumable"))
                 print(f"{self.rung.name}: interrupted ({why}) at step {progress['step']}; checkpoint saved, run the "
                       f"same command to resume", flush=True)
             return EXIT_INTERRUPTED
         except FloatingPointError as why:
-            progress["wall_s"] += time.time() - self.started
+            self.fold_wall_time(progress)
             if self.dist.is_main:
                 self.metrics.write({"step": progress["step"], "failed": str(why)})
-                summary = self.summary("failed", progress, reason=f"{why}; the last good checkpoint is kept")
+                kept = "the last good checkpoint is kept" if self.run.checkpoints.is_dir() else "no checkpoint yet"
+                summary = self.summary("failed", progress, reason=f"{why}; {kept}")
                 self.run.write_summary({**summary, "diverged": True})  # ladder tune: this LR is too high
                 print(f"{self.rung.name}: failed: {why}", flush=True)
             return EXIT_FAILED
+        except BaseException as error:  # a crash, a full disk, a second Ctrl-C: the summary must not say running
+            self.fold_wall_time(progress)
+            if self.dist.is_main:
+                status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+                self.run.write_summary(self.summary(status, progress, reason=failure_reason(error)))
+            raise
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -268,6 +294,8 @@ class Trainer:
             self.metrics.close()
 
     def _on_signal(self, signum, frame) -> None:
+        if signum == signal.SIGINT and self.stop_signal == "SIGINT":
+            raise KeyboardInterrupt  # Ctrl-C twice: stop now, from the last checkpoint
         self.stop_signal = signal.Signals(signum).name
 
     def _wandb(self) -> WandbLogger:
@@ -287,7 +315,7 @@ class Trainer:
         branch_work = sum(self.budget_steps[label] - fork for fork, label in self.forks.items())
         bar = tqdm(total=self.main_end + branch_work, initial=progress["step"], desc=self.rung.name, unit="step",
                    disable=None if self.dist.is_main else True, dynamic_ncols=True, leave=False)
-        self.started = tick = time.time()
+        tick = time.time()
         tokens_at_tick = progress["step"] * recipe.batch_tokens
         while True:
             step = progress["step"]
@@ -313,12 +341,14 @@ class Trainer:
                 tokens = done * recipe.batch_tokens
                 speed = (tokens - tokens_at_tick) / max(now - tick, 1e-9)
                 tick, tokens_at_tick = now, tokens
-                mfu = speed * self.executed_flops_per_token / self.peak if self.peak else None
-                progress["tokens_per_s"] = speed
+                # speed counts every rank's tokens: MFU is per GPU, against one GPU's peak each
+                mfu = speed * self.executed_flops_per_token / (self.peak * self.dist.world_size) if self.peak else None
+                progress.update(tokens_per_s=speed, mfu=mfu)
                 self.record({"step": done, "tokens": tokens, "flops": float(tokens) * self.flops_per_token,
                              "loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens_per_s": speed, "mfu": mfu,
                              "elapsed_s": progress["wall_s"] + now - self.started})
                 bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{speed:,.0f}")
+                self.heartbeat(progress, now)
             if done % eval_every == 0 and done != self.main_end:
                 self.record({"step": done, "tokens": done * recipe.batch_tokens, **self.evaluate()})
             if done % checkpoint_every == 0 and done not in self.forks:
@@ -328,7 +358,6 @@ class Trainer:
         if not self.branching:  # the one budget's result is the end of the run
             label = next(iter(self.rung.budgets))
             progress["results"][label] = self.budget_result(label, self.main_end, self.evaluate())
-        progress["wall_s"] += time.time() - self.started
         self.checkpoint(progress)
         if self.dist.is_main:
             summary = self.summary("done", progress)
@@ -339,6 +368,31 @@ class Trainer:
         return 0
 
 
+def rng_state() -> dict:
+    """Every RNG's state as tensors and numbers, so a checkpoint loads with torch.load(weights_only=True)."""
+    _, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, python_state, python_gauss = random.getstate()
+    return {"torch": torch.get_rng_state(), "numpy_keys": torch.from_numpy(keys.astype(np.int64)),
+            "numpy": [int(pos), int(has_gauss), float(gauss)], "python_version": version,
+            "python": torch.tensor(python_state, dtype=torch.int64), "python_gauss": python_gauss}
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), pos, has_gauss, gauss))
+    random.setstate((state["python_version"], tuple(int(v) for v in state["python"].tolist()),
+                     state["python_gauss"]))
+
+
+def failure_reason(error: BaseException) -> str:
+    if isinstance(error, KeyboardInterrupt):
+        return "stopped (Ctrl-C twice); resumes from the last checkpoint"
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return f"disk full ({error.filename or 'writing'}); free space and run again to resume"
+    return f"{type(error).__name__}: {error}"
+
+
 def make_suite(cfg, data: TokenData, seq_len: int) -> EvalSuite:
     """The run's eval entries (cfg.eval), read and tokenized with the training corpus's tokenizer."""
     entries = OmegaConf.to_container(cfg.eval, resolve=True) if cfg.get("eval") else {}
@@ -346,11 +400,6 @@ def make_suite(cfg, data: TokenData, seq_len: int) -> EvalSuite:
     tokenizer = load_saved(data.manifest["tokenizer"], data.directory)
     return EvalSuite(entries, tokenizer, seq_len, int(limit) if limit else None, int(float(cfg.train.eval_tokens)),
                      heldout=lambda: heldout_documents(data, tokenizer))
-
-
-def plan_to_dict_for(rung: Rung) -> dict:
-    return {"name": rung.name, "shape": rung.spec.to_dict(), "recipe": rung.recipe.to_dict(),
-            "budgets": rung.budgets, "seed": rung.seed}
 
 
 def pick_device(requested: str) -> torch.device:
@@ -380,23 +429,33 @@ def train_rung(cfg, rung_name: str | None) -> int:
     require(rung_name, f"rung: missing; name one of {', '.join(r.name for r in plan.rungs)} (rung=NAME)")
     rung = plan.rung(str(rung_name))
     run = RunDir(Path(cfg.runs_dir) / plan.ladder / rung.name)
+    overwrite = bool(cfg.train.get("overwrite", False))
     existing = run.summary()
-    if existing and existing.get("status") == "done":  # a finished rung is never retrained or overwritten
-        print(format_summary(existing))
+    if existing and existing.get("status") == "done" and not overwrite:
+        same = existing.get("rung_identity") in (None, rung_identity(rung))  # None: written before it was kept
+        require(same, f"{run.path}: finished with another configuration of rung {rung.name} (its recipe, shape, "
+                      f"budgets or seed changed); use another runs_dir, or train.overwrite=true to retrain it")
+        print(format_summary(existing))  # a finished rung is never retrained or overwritten unless asked
         return 0
     trainer = Trainer(cfg, rung, plan.ladder)
-    if trainer.dist.is_main:
-        config = OmegaConf.to_yaml(cfg, resolve=True) + "\n# resolved rung\n" + OmegaConf.to_yaml(
-            OmegaConf.create({"resolved_rung": json.loads(json.dumps(plan_to_dict_for(rung), default=str))}))
-        run.claim(config, trainer.identity)
-        run.write_version(trainer.data.fingerprint, str(trainer.device))
-    distributed.barrier(trainer.dist)
-    try:
-        return trainer.train()
-    except LadderError as error:  # e.g. every checkpoint corrupt: say so where status looks, then fail
+    with run.lock() if trainer.dist.is_main else nullcontext():
         if trainer.dist.is_main:
-            run.write_summary(trainer.summary("failed", fresh_progress(), reason=str(error)))
-        raise
-    finally:
-        distributed.shutdown(trainer.dist)
-
+            if overwrite:
+                run.clear()
+            run.remove_partial_writes()
+            config = OmegaConf.to_yaml(cfg, resolve=True) + "\n# resolved rung\n" + OmegaConf.to_yaml(
+                OmegaConf.create({"resolved_rung": json.loads(json.dumps(plan_to_dict_for(rung), default=str))}))
+            run.claim(config, trainer.identity)
+            run.write_version(trainer.data.fingerprint, str(trainer.device))
+        distributed.barrier(trainer.dist)
+        try:
+            return trainer.train()
+        except LadderError as error:  # e.g. every checkpoint corrupt: say so where status looks, then fail
+            if trainer.dist.is_main:
+                finished = {label: result for label, result in ((existing or {}).get("budgets") or {}).items()
+                            if result.get("loss") is not None}  # what was measured stays in the summary
+                progress = {**fresh_progress(), "results": finished}
+                run.write_summary(trainer.summary("failed", progress, reason=str(error)))
+            raise
+        finally:
+            distributed.shutdown(trainer.dist)

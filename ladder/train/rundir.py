@@ -10,11 +10,16 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -46,6 +51,44 @@ class RunDir:
         self.config_path = self.path / "config.yaml"
         self.checkpoints = self.path / "checkpoints"
 
+    @contextmanager
+    def lock(self):
+        """An OS lock on the run directory for as long as one process trains it: a second `ladder train` of the
+        rung is refused, and the lock goes with the process however it dies."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path / ".lock", "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise LadderError(f"{self.path}: already being trained by {holder}; wait for it, or stop it and run "
+                              f"again to resume") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
+
+    def clear(self) -> None:
+        """Everything a previous run left (train.overwrite=true), except the lock this process holds."""
+        for path in self.path.iterdir():
+            if path.name != ".lock":
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+    def remove_partial_writes(self) -> list[Path]:
+        """Temp files a kill left mid-write (each as big as a checkpoint): never read, so removed on start."""
+        found = [p for d in (self.checkpoints, self.path / "budgets", self.path) if d.is_dir()
+                 for p in d.glob(".*.tmp")]
+        for path in found:
+            path.unlink(missing_ok=True)
+        return found
+
     def budget_model(self, label: str) -> Path:
         """The weights at a budget's end (after its cooldown), for evaluating it later."""
         return self.path / "budgets" / f"{label}.pt"
@@ -54,6 +97,9 @@ class RunDir:
         return read_json(self.summary_path) if self.summary_path.exists() else None
 
     def write_summary(self, summary: dict) -> None:
+        """Atomically; a running rung's summary carries its lease (host, pid, heartbeat) for `ladder status`."""
+        if summary.get("status") == "running":
+            summary = {**summary, "lease": lease()}
         atomic_write_json(self.summary_path, summary)
 
     def claim(self, config_yaml: str, identity: str) -> None:
@@ -74,6 +120,30 @@ class RunDir:
             "device": device})
 
 
+LEASE_TIMEOUT_S = 1800  # a running rung on another host whose heartbeat is older than this is stale
+
+
+def lease() -> dict:
+    return {"host": socket.gethostname(), "pid": os.getpid(), "heartbeat": round(time.time(), 1)}
+
+
+def lease_alive(summary: dict, now: float | None = None) -> bool | None:
+    """Whether a running rung's process is alive: on this host by its pid, elsewhere by its heartbeat's age. None
+    where the summary has no lease (written before leases were)."""
+    held = summary.get("lease")
+    if not held:
+        return None
+    if held.get("host") == socket.gethostname():
+        try:
+            os.kill(int(held["pid"]), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return (now or time.time()) - float(held.get("heartbeat", 0)) < LEASE_TIMEOUT_S
+
+
 class MetricsLog:
     """metrics.jsonl, appended and flushed per record; truncated back to a checkpoint's offset on resume."""
 
@@ -85,8 +155,13 @@ class MetricsLog:
         return self.file.tell() if self.enabled else 0
 
     def truncate(self, offset: int) -> None:
+        """Back to a checkpoint's offset; a log shorter than that lost records (truncate would pad it with NULs)."""
         if self.enabled:
             self.file.flush()
+            size = os.path.getsize(self.path)
+            if size < offset:
+                raise LadderError(f"{self.path}: {size} bytes, shorter than the {offset} its checkpoint recorded "
+                                  f"(records were lost); restore the file, or delete the run directory to retrain")
             self.file.truncate(offset)
             self.file.seek(offset)
 

@@ -62,11 +62,32 @@ class WandbLogger:
             self.run = None
 
     def log(self, record: dict, step: int) -> None:
-        self._guard(lambda: self.run.log({k: v for k, v in record.items() if isinstance(v, (int, float))}, step=step))
+        self._guard(lambda: self.run.log(wandb_keys(record), step=step))
 
     def summary(self, summary: dict) -> None:
-        self._guard(lambda: self.run.summary.update({"ladder/summary": summary}))
+        """The whole summary (for `ladder collect from_wandb=`), each budget's results as flat keys, and a table of
+        the budgets, so the run's W&B page reads like its summary.json."""
+        def update():
+            import wandb
+            rows = [[label, r.get("tokens"), r.get("flops"), r.get("loss"), r.get("step")]
+                    for label, r in summary["budgets"].items()]
+            flat = {f"budget/{label}/{key}": value for label, r in summary["budgets"].items()
+                    for key, value in [("loss", r.get("loss")), ("tokens", r.get("tokens")),
+                                       *(r.get("eval") or {}).items()] if isinstance(value, (int, float))}
+            self.run.summary.update({"ladder/summary": summary, **flat})
+            self.run.log({"budgets": wandb.Table(columns=["budget", "tokens", "flops", "loss", "step"], data=rows)})
+        self._guard(update)
 
     def finish(self) -> None:
         self._guard(lambda: self.run.finish())
         self.run = None
+
+
+def wandb_keys(record: dict) -> dict:
+    """A metrics record as W&B keys: a cooldown branch's under branch/<budget>/, a budget's result under
+    budget/<budget>/, so the main run's loss chart never mixes with them."""
+    numbers = {k: v for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    for kind in ("branch", "budget"):
+        if kind in record:
+            return {f"{kind}/{record[kind]}/{k}": v for k, v in numbers.items() if k != "step"}
+    return numbers
