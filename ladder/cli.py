@@ -5,6 +5,7 @@ Bad input of any kind prints one line, `error: ...`, naming the field and the fi
 
 from __future__ import annotations
 
+import errno
 import importlib
 import json
 import os
@@ -52,12 +53,20 @@ def compose_config(overrides: list[str]):
               if o.startswith("hydra.searchpath=") for p in o.split("=", 1)[1].lstrip("[").split(",") if "file://" in p]
     for override in overrides:
         _check_group_choice(override, search)
+    import yaml
+
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             return compose(config_name="config", overrides=overrides)
     except (HydraException, OmegaConfBaseException) as error:
         message = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
         raise LadderError(message) from None
+    except yaml.YAMLError as error:  # a conf file that is not YAML (a tab, an unclosed bracket)
+        mark = getattr(error, "problem_mark", None)
+        where = f"{mark.name}, line {mark.line + 1}" if mark else "a config file"
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise LadderError(f"{where}: not valid YAML ({problem}); fix that line (YAML indents with spaces, never "
+                          f"tabs)") from None
 
 
 FILE_GROUPS = ("ladder", "recipe")  # groups that also take a file: ladder=DIR/ladder/NAME.yaml, recipe=DIR/recipe/...
@@ -116,6 +125,11 @@ def run(argv: list[str]) -> int:
     if command == "reproduce" and overrides and "=" not in overrides[0]:
         overrides[0] = f"dataset={overrides[0]}"  # `ladder reproduce chinchilla`
     cfg = compose_config(overrides)
+    runs_dir = cfg.get("runs_dir")
+    if runs_dir and Path(str(runs_dir)).is_file():
+        raise LadderError(f"runs_dir={runs_dir}: a file; give a directory (it is made if missing)")
+    if command in ("fit", "report", "tune") and cfg.get("out") and Path(str(cfg.out)).is_file():
+        raise LadderError(f"out={cfg.out}: a file; `ladder {command}` writes a directory there, give another path")
     if "--cfg" in argv:
         from omegaconf import OmegaConf
         print(OmegaConf.to_yaml(cfg, resolve=True))
@@ -129,6 +143,12 @@ def main(argv: list[str] | None = None) -> int:
         return run(sys.argv[1:] if argv is None else argv)
     except LadderError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+        print(f"error: disk full writing {error.filename or 'a file'}; free space and run the same command again "
+              f"(a rung resumes from its last checkpoint)", file=sys.stderr)
         return 2
 
 

@@ -12,7 +12,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ladder.errors import LadderError, require
 from ladder.hardware import peak_flops
@@ -120,10 +120,15 @@ def make_plan(cfg: DictConfig) -> Plan:
     tokens_per_param = to_number(recipe_cfg["tokens_per_param"], "recipe.tokens_per_param")
     require(tokens_per_param > 0, f"recipe.tokens_per_param={tokens_per_param}: must be positive")
     params_for = recipe_cfg["params_for"]
-    sizes = _plain(lad.sizes) or {}
-    require(len(sizes) > 0, "ladder.sizes: empty; give at least one size (see conf/ladder/tiny.yaml)")
-    budgets = list(lad.budgets or [])
-    require(len(budgets) > 0, "ladder.budgets: empty; give at least one budget, e.g. [1xC, 2xC]")
+    unknown = sorted(set(lad.keys()) - LADDER_KEYS)
+    require(not unknown, f"ladder.{unknown[0] if unknown else ''}: not a ladder key (misspelt?); a ladder has "
+                         f"{', '.join(sorted(LADDER_KEYS))}")
+    sizes = _plain(lad.get("sizes")) or {}
+    require(isinstance(sizes, dict) and len(sizes) > 0, "ladder.sizes: missing or empty; give at least one size "
+                                                        "(see conf/ladder/tiny.yaml)")
+    budgets = _plain(lad.get("budgets"))
+    require(budgets is None or isinstance(budgets, list), f"ladder.budgets={budgets!r}: a list, e.g. [{budgets}]")
+    require(budgets, "ladder.budgets: missing or empty; give at least one budget, e.g. [1xC, 2xC]")
     params_convention = lad.get("params_convention")
     require(params_convention in PARAM_CONVENTIONS,
             f"ladder.params_convention={params_convention!r}: name the N every fit of this ladder uses, one of "
@@ -133,13 +138,17 @@ def make_plan(cfg: DictConfig) -> Plan:
         require(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0,
                 f"ladder.seeds[{i}]={seed!r}: must be a non-negative integer")
 
-    rungs = []
+    rungs, notes = [], []
     for size, entry in sizes.items():
         where = f"ladder.sizes.{size}"
         plain_name(size, where)
         entry, size_recipe = split_recipe(entry, recipe_cfg, where)
         spec = resolve_spec(entry, lad, where)
         counts = count_params(spec)
+        asked = to_number(entry["params"], where) if isinstance(entry, dict) and entry.get("params") else None
+        if asked and abs(counts.total / asked - 1) > 0.02:
+            notes.append(f"{where}.params={asked:g}: the shape rule's closest shape has {counts.total:.3g} "
+                         f"parameters ({counts.total / asked - 1:+.0%}); give an explicit shape or another size")
         n = counts.by_convention(params_for)
         require(n > 0, f"{where}: has no parameters in the '{params_for}' convention; set recipe.params_for=total")
         recipe = resolve_recipe(size_recipe, n, spec.seq_len, f"{where}.recipe" if size_recipe is not recipe_cfg
@@ -164,10 +173,12 @@ def make_plan(cfg: DictConfig) -> Plan:
 
     target = resolve_target(cfg.target, lad, convention, params_for, tokens_per_param)
     return Plan(ladder=str(lad.name), flops_convention=convention, rungs=rungs, target=target, gpu=gpu, mfu=mfu,
-                params_convention=params_convention, params_for=params_for)
+                params_convention=params_convention, params_for=params_for, notes=notes)
 
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+LADDER_KEYS = {"name", "vocab_size", "seq_len", "tie_embeddings", "sizes", "budgets", "seeds", "params_convention",
+               "shape_rule"}
 
 
 def plain_name(name, where: str) -> str:
@@ -197,7 +208,7 @@ def split_recipe(entry, recipe_cfg: dict, where: str) -> tuple:
 
 def _plain(node):
     """A plain dict/list from an OmegaConf node (or the value itself)."""
-    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, (DictConfig, ListConfig)) else node
 
 
 def resolve_spec(entry, lad, where: str) -> ModelSpec:
@@ -317,7 +328,8 @@ def plan_table(plan: Plan):
              f"{plan.gpu} at {plan.mfu:.0%} MFU (executed FLOPs incl. attention)\n")
     notes = ["", f"target {t['name']}: {_shape(t['shape'])} ({t['shape_from']}), {human(t['params'])} params, "
                  f"{human(t['tokens'])} tokens, {t['flops']:.2e} FLOPs, {t['gpu_hours']:.3g} GPU-h",
-             f"ladder cost: {data['cost_fraction']:.2%} of the target's FLOPs"]
+             f"ladder cost: {data['cost_fraction']:.2%} of the target's FLOPs",
+             *[f"warning: {note}" for note in plan.notes]]
     return TextTable(header, rows, title, notes)
 
 

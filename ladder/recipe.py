@@ -116,10 +116,13 @@ def resolve_recipe(cfg: dict, n_params: int, seq_len: int, where: str = "recipe"
         warmup_steps=math.ceil(warmup_tokens / batch_tokens),
         beta1=float(cfg["beta1"]), beta2=float(cfg["beta2"]), eps=float(cfg["eps"]),
         weight_decay=float(cfg["weight_decay"]), grad_clip=float(cfg["grad_clip"]),
-        schedule=validate_schedule(dict(cfg["schedule"]), f"{where}.schedule"))
+        schedule=validate_schedule(cfg["schedule"], f"{where}.schedule"))
 
 
-def validate_schedule(schedule: dict, where: str) -> dict:
+def validate_schedule(schedule, where: str) -> dict:
+    require(isinstance(schedule, dict), f"{where}={schedule!r}: a mapping, not a name; set {where}.name={schedule} "
+                                        f"(or choose a recipe whose schedule it is, e.g. recipe=porian)")
+    schedule = dict(schedule)
     name = schedule.get("name")
     require(name in SCHEDULES, f"{where}.name={name!r}: unknown schedule; use one of {', '.join(SCHEDULES)}")
     for key in ("final_lr_frac", "cooldown_frac"):

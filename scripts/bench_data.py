@@ -1,5 +1,6 @@
 """Benchmark `ladder prepare` on the embedded corpus: MB/s and tokens/s against a plain single-process
-`tokenizer.encode` loop over the same text, and peak RSS of prepare on two corpus sizes 4x apart.
+`tokenizer.encode` loop over the same text, peak RSS of prepare on two corpus sizes 4x apart, and of a BPE prepare
+of one long document at two lengths 4x apart.
 
     python scripts/bench_data.py [--tokenizer bpe|bytes] [--skip-rss]
 """
@@ -77,6 +78,25 @@ def peak_rss(tmp: Path) -> None:
     print(f"corpus x{figures[1][0] / figures[0][0]:.1f} -> peak RSS x{figures[1][1] / figures[0][1]:.2f}")
 
 
+def long_document_rss(tmp: Path, sizes_mb=(5, 20)) -> None:
+    """Peak RSS of a BPE prepare of one record of each size (issue 13: a 21 MB record needed 5.9 GB whole): the
+    text itself is held, the tokenizer's working memory is not allowed to grow with it."""
+    text = "".join(documents(resolve_source(config())))
+    figures = []
+    for mb in sizes_mb:
+        corpus = tmp / f"long{mb}.jsonl"
+        body = (text * (1 + int(mb * 1e6) // len(text)))[:int(mb * 1e6)]
+        corpus.write_text(json.dumps({"text": body}) + "\n")
+        cfg = config("data=local", f"data.path={corpus}", "data.tokenizer.kind=bpe", "data.tokenizer.train_bytes=2e6",
+                     f"data.cache_dir={tmp / f'long{mb}'}")
+        out = subprocess.run([sys.executable, "-c", RSS_CHILD, json.dumps(cfg)], capture_output=True, text=True,
+                             check=True)
+        figures.append((mb, int(out.stdout.split()[-1]) / 1024))
+    for mb, rss in figures:
+        print(f"peak RSS of a BPE prepare of one {mb:3d} MB document: {rss:6.0f} MiB")
+    print(f"document x{figures[1][0] / figures[0][0]:.0f} -> peak RSS x{figures[1][1] / figures[0][1]:.2f}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokenizer", default="bpe", choices=["bpe", "bytes"])
@@ -86,6 +106,7 @@ def main():
         throughput(args.tokenizer, Path(tmp) / "cache")
         if not args.skip_rss:
             peak_rss(Path(tmp))
+            long_document_rss(Path(tmp))
 
 
 if __name__ == "__main__":

@@ -27,3 +27,23 @@ def run_cli(capsys):
         return code, out.out, out.err
 
     return run
+
+
+# -- a tiny rung trained once per module (tests/test_train.py's settings) -------------------------------------
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """A prepared corpus shared by the module (and by subprocesses, through LADDER_CACHE)."""
+    from ladder.cli import main
+    path = tmp_path_factory.mktemp("cache")
+    os.environ["LADDER_CACHE"] = str(path)
+    assert main(["prepare", "data.max_documents=300", "data.val_fraction=0.05"]) == 0
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(cache, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("reference")
+    from test_train import run_train
+    result = run_train(runs)
+    assert result.returncode == 0, result.stderr
+    return runs

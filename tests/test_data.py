@@ -229,3 +229,44 @@ def test_default_corpus_is_the_embedded_stdlib(tmp_path):
     manifest = load_manifest(prepare(OmegaConf.to_container(cfg.data), progress=False))
     assert manifest["source"]["python"] and manifest["tokens"]["train"] > 10_000
     assert os.path.basename(manifest["shards"][0]["path"]).startswith("train_")
+
+
+def test_a_single_text_file_splits_by_token_range(tmp_path, capsys):
+    corpus = tmp_path / "input.txt"  # nanoGPT's case: one file, one document
+    corpus.write_text("".join(TEXTS), encoding="utf-8")
+    manifest = load_manifest(prepare(data_cfg(tmp_path, f"data.path={corpus}"), progress=True))
+    assert manifest["split_by"] == "token_range" and manifest["documents"] == {"train": 1, "val": 1}
+    total = len("".join(TEXTS).encode()) + 2  # one EOS after each part
+    assert manifest["tokens"]["val"] == pytest.approx(0.1 * total, abs=2)
+    assert "split by token range" in capsys.readouterr().out
+    many = load_manifest(prepare(data_cfg(tmp_path, f"data.path={write_txt(tmp_path / 'docs')}"), progress=False))
+    assert many["split_by"] == "documents"
+
+
+def test_a_deleted_manifest_is_repaired(tmp_path):
+    cfg = data_cfg(tmp_path, f"data.path={write_txt(tmp_path / 'docs')}")
+    directory = prepare(cfg, progress=False)
+    shards = load_manifest(directory)["shards"]
+    (directory / "manifest.json").unlink()
+    assert prepare(cfg, progress=False) == directory
+    assert load_manifest(directory)["shards"] == shards
+    TokenData(directory)  # every shard verifies against the new manifest
+
+
+def test_long_documents_are_encoded_in_pieces_with_the_same_text(monkeypatch):
+    import ladder.data.tokenizers as tokenizers
+
+    tokenizer = train_bpe(TEXTS, 300)
+    long = "".join(TEXTS) * 3
+    monkeypatch.setattr(tokenizers, "PIECE_CHARS", 5000)  # pieces of a long document, groups of pieces per call
+    monkeypatch.setattr(tokenizers, "GROUP_CHARS", 12000)
+    calls = []
+    real = tokenizer.tokenizer.encode_batch_fast
+    tokenizer.tokenizer = type("Spy", (), {"encode_batch_fast": lambda self, texts, **k: calls.append(
+        sum(map(len, texts))) or real(texts, **k), "decode": tokenizer.tokenizer.decode})()
+    ids, short = tokenizer.encode_batch([long, TEXTS[0]])
+    assert tokenizer.decode(ids) == long and tokenizer.decode(short) == TEXTS[0]
+    assert len(calls) > 1 and max(calls) < 12000 + 5000  # never the whole document in one call
+    chunks = tokenizers.pieces(long, 5000)
+    assert "".join(chunks) == long and len(chunks) > len(long) // 5000 and max(map(len, chunks)) <= 5000
+    assert all(p.endswith("\n") for p in chunks[:-1])  # cut at line ends

@@ -27,16 +27,6 @@ def overrides(runs: Path, *extra: str) -> list[str]:
             "recipe.batch.exponent=0", *extra]  # 16 sequences at every size: 2 ranks x 2 micro-batches x 4
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    """A prepared corpus shared by the module (and by subprocesses, through LADDER_CACHE)."""
-    from ladder.cli import main
-    path = tmp_path_factory.mktemp("cache")
-    os.environ["LADDER_CACHE"] = str(path)
-    assert main(["prepare", "data.max_documents=300", "data.val_fraction=0.05"]) == 0
-    return path
-
-
 def ladder_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "ladder.cli", *args]
 
@@ -55,14 +45,6 @@ def curve(runs: Path) -> list[tuple]:
 
 def summary(runs: Path) -> dict:
     return json.loads((runs / "tiny" / RUNG / "summary.json").read_text())
-
-
-@pytest.fixture(scope="module")
-def reference(cache, tmp_path_factory):
-    runs = tmp_path_factory.mktemp("reference")
-    result = run_train(runs)
-    assert result.returncode == 0, result.stderr
-    return runs
 
 
 # -- schedules ---------------------------------------------------------------------------------------------------

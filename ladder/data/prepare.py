@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import logging
 import os
 import shutil
 import time
@@ -17,11 +18,12 @@ import numpy as np
 
 from ladder import __version__
 from ladder.data.sources import Source, check_reachable, documents, resolve_source
-from ladder.data.tokenizers import ByteTokenizer, load_hf, tokenizer_config_signature, train_bpe
+from ladder.data.tokenizers import ByteTokenizer, load_hf, pieces, tokenizer_config_signature, train_bpe
 from ladder.errors import LadderError, require
 from ladder.io import atomic_write_json, read_json
 
-FORMAT_VERSION = 1  # bump when the shard layout changes
+FORMAT_VERSION = 2  # bump when the shard layout or the split changes (2: few documents split by token range)
+log = logging.getLogger("ladder.data")
 BATCH_DOCUMENTS = 256
 
 
@@ -113,7 +115,7 @@ def make_tokenizer(cfg: dict, source: Source, seed: int, fraction: float, limit)
         for i, text in enumerate(documents(source, limit)):
             if is_validation(seed, i, fraction):
                 continue
-            yield text
+            yield from pieces(text)  # the trainer never holds a long document whole
             seen += len(text)
             if seen >= budget:
                 return
@@ -145,11 +147,21 @@ def prepare(cfg: dict, progress: bool = True) -> Path:
         writers = {split: ShardWriter(tmp, split, dtype, shard_tokens) for split in ("train", "val")}
         eos = np.array([tokenizer.eos_id])
         text_bytes = 0
+        split_by = split_rule(source, limit, val_fraction)
+        if split_by == "token_range" and progress:
+            print(f"data {source.name}: fewer than {min_documents(val_fraction)} documents for data.val_fraction="
+                  f"{val_fraction}; each document's last {val_fraction:.0%} of tokens is validation (split by "
+                  f"token range)", flush=True)
         stream = ((i, text) for i, text in enumerate(documents(source, limit)) if text)  # empty documents: skipped
         with _progress(progress, f"prepare {source.name}") as bar:
             while batch := list(itertools.islice(stream, BATCH_DOCUMENTS)):
                 indices, texts = zip(*batch)
                 for index, ids in zip(indices, tokenizer.encode_batch(list(texts))):
+                    if split_by == "token_range":
+                        cut = len(ids) - int(round(val_fraction * len(ids)))
+                        writers["train"].write(np.concatenate([ids[:cut], eos]))
+                        writers["val"].write(np.concatenate([ids[cut:], eos]))
+                        continue
                     split = "val" if is_validation(seed, index, val_fraction) else "train"
                     writers[split].write(np.concatenate([ids, eos]))
                 batch_bytes = sum(len(t.encode("utf-8")) for t in texts)
@@ -168,12 +180,16 @@ def prepare(cfg: dict, progress: bool = True) -> Path:
                        "text_field": source.text_field, **source.signature(),
                        "skipped_files": source.skipped_files},
             "tokenizer": tokenizer.describe(), "dtype": dtype, "seq_separator": "eos",
-            "val_fraction": val_fraction, "seed": seed, "text_bytes": text_bytes,
+            "val_fraction": val_fraction, "seed": seed, "split_by": split_by, "text_bytes": text_bytes,
             "tokens": {split: writers[split].tokens for split in writers},
             "documents": {split: writers[split].documents for split in writers},
             "shards": shards, "prepare_seconds": round(time.time() - started, 2),
         }
         atomic_write_json(tmp / "manifest.json", manifest)
+        if final.exists() and not (final / "manifest.json").exists():  # shards nothing vouches for: replaced
+            log.warning("%s has no manifest.json (deleted, or a prepare from before manifests came last); "
+                        "replacing it with the one just prepared", final)
+            shutil.rmtree(final, ignore_errors=True)
         try:
             tmp.rename(final)
         except OSError:  # another process finished the same data first: keep theirs
@@ -182,6 +198,19 @@ def prepare(cfg: dict, progress: bool = True) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def min_documents(val_fraction: float) -> int:
+    """Below this many documents, a split by document would leave validation nearly empty (or empty)."""
+    return int(np.ceil(2 / val_fraction))
+
+
+def split_rule(source: Source, limit, val_fraction: float) -> str:
+    """'documents' (each document train or validation), or 'token_range' for a corpus of few documents (one text
+    file, nanoGPT's input.txt): the end of each document is validation."""
+    enough = min_documents(val_fraction)
+    found = sum(1 for _ in itertools.islice((t for t in documents(source, limit) if t), enough))
+    return "documents" if found >= enough else "token_range"
 
 
 def _remove_stale(root: Path) -> None:

@@ -147,6 +147,9 @@ def records(source: Source, limit: int | None = None) -> Iterator[dict]:
     except LadderError:
         raise
     except Exception as error:  # datasets wraps reader errors in many types; keep the first line
+        if isinstance(error, StopIteration) or "StopIteration" in f"{error!r} {error.__context__!r}":
+            raise LadderError(f"{source.name}: {source.key}.path holds no records (an empty file?); give files "
+                              f"with text, or another {source.key}.path") from None
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         cause = error.__cause__ or error.__context__
         if isinstance(cause, UnicodeDecodeError) or "codec can't decode" in first:
@@ -161,6 +164,9 @@ def documents(source: Source, limit: int | None = None) -> Iterator[str]:
             raise LadderError(f"{source.key}.text_field={source.text_field!r}: not in the records of {source.name}; "
                               f"fields are {', '.join(example)} (set {source.key}.text_field=NAME)")
         text = example[source.text_field]
+        if text is None:
+            raise LadderError(f"{source.name}: record {i} has no text (its {source.text_field!r} is null); drop "
+                              f"such records, or set {source.key}.text_field to a field every record fills")
         if not isinstance(text, str):
             raise LadderError(f"{source.key}.text_field={source.text_field!r}: record {i} holds "
                               f"{type(text).__name__}, not text")

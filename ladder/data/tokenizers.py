@@ -18,6 +18,24 @@ from ladder.errors import LadderError, require
 
 KINDS = ("bytes", "bpe", "hf")
 EOS_TEXT = "<|endoftext|>"
+PIECE_CHARS = 1 << 18  # a longer document is encoded (and fed to BPE training) in pieces cut at line ends
+GROUP_CHARS = 1 << 20  # text per encode call: the tokenizer's working memory stays flat however long a document
+
+
+def pieces(text: str, size: int = PIECE_CHARS) -> list[str]:
+    """`text` cut after a newline into pieces of at most `size` characters (a longer line is cut where it reaches
+    it), so no document is ever tokenized whole."""
+    if len(text) <= size:
+        return [text]
+    out, start = [], 0
+    while start < len(text):
+        end = min(start + size, len(text))
+        if end < len(text):
+            cut = text.rfind("\n", start, end)
+            end = cut + 1 if cut > start else end
+        out.append(text[start:end])
+        start = end
+    return out
 
 
 class ByteTokenizer:
@@ -45,8 +63,26 @@ class FastTokenizer:
         self.vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
 
     def encode_batch(self, texts: list[str]) -> list[np.ndarray]:
+        """Each text's ids. Long texts go in pieces, and at most GROUP_CHARS of text per call to the tokenizer,
+        whose per-token objects cost hundreds of bytes each (a 21 MB record whole needed 5.9 GB)."""
+        split = [pieces(text) for text in texts]
+        ids, group, size = [], [], 0
+        for piece in (p for ps in split for p in ps):
+            group.append(piece)
+            size += len(piece)
+            if size >= GROUP_CHARS:
+                ids += self._encode(group)
+                group, size = [], 0
+        ids += self._encode(group) if group else []
+        out, i = [], 0
+        for ps in split:
+            out.append(ids[i] if len(ps) == 1 else np.concatenate(ids[i:i + len(ps)]))
+            i += len(ps)
+        return out
+
+    def _encode(self, texts: list[str]) -> list[np.ndarray]:
         return [np.asarray(e.ids, dtype=np.int64) for e in
-                self.tokenizer.encode_batch(texts, add_special_tokens=False)]
+                self.tokenizer.encode_batch_fast(texts, add_special_tokens=False)]
 
     def decode(self, ids) -> str:
         return self.tokenizer.decode([int(i) for i in ids if i != self.eos_id], skip_special_tokens=False)
@@ -110,9 +146,10 @@ def tokenizer_config_signature(cfg: dict) -> dict:
     require(kind in KINDS, f"data.tokenizer.kind={kind!r}: use one of {', '.join(KINDS)}")
     if kind == "bytes":
         return {"kind": kind}
-    if kind == "bpe":
-        return {"kind": kind, "vocab_size": int(cfg["vocab_size"]), "train_bytes": int(float(cfg["train_bytes"]))}
+    if kind == "bpe":  # pieces: a document longer than PIECE_CHARS is encoded piece by piece
+        return {"kind": kind, "vocab_size": int(cfg["vocab_size"]), "train_bytes": int(float(cfg["train_bytes"])),
+                "pieces": PIECE_CHARS}
     require(cfg.get("name"), "data.tokenizer.name: missing; name a Hugging Face tokenizer (e.g. gpt2)")
-    return {"kind": kind, "name": cfg["name"], "revision": cfg.get("revision")}
+    return {"kind": kind, "name": cfg["name"], "revision": cfg.get("revision"), "pieces": PIECE_CHARS}
 
 

@@ -216,6 +216,8 @@ def fit_and_forecast(table: Table, law_options: dict, targets: Table, n_boot: in
     """The fitted law and fit.json's content, nothing written. `interval` is the interval config group;
     `run_column` names the runs in the backtest's rows as the input named them; `checks` the `fit` group (the runs
     flagged before the fit; None: no checks), with `excluded` and `params_column` (the input's column of N)."""
+    require(0 < ci_level < 1, f"ci_level={ci_level}: a probability between 0 and 1, e.g. 0.95")
+    require(n_boot >= 0, f"bootstrap.n={n_boot}: the number of resamples, 0 (no intervals) or more (1000 is usual)")
     flags, notes = flag_runs(law_options, table, checks, ci_level) if checks else ([], [])
     options = IntervalOptions.from_config(interval)
     law = make_law(law_options, ci_level)

@@ -64,6 +64,14 @@ class Table:
         atomic_write_text(path, self.to_csv())
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return text == ""  # a blank is NaN, reported as missing
+
+
 def _as_array(values) -> np.ndarray:
     array = np.asarray(values)
     if array.dtype.kind in "fiub":
@@ -101,7 +109,11 @@ def standard_table(table: Table, columns: dict, source: str, required=("params",
         if canonical not in out:
             continue
         values = out[canonical]
-        require(values.dtype.kind == "f", f"{source}: column {columns.get(canonical, canonical)!r} is not numeric")
+        if values.dtype.kind != "f":
+            cells = [str(v) for v in values]
+            row = next(i for i, v in enumerate(cells) if not _is_number(v))
+            raise LadderError(f"{source}: column {columns.get(canonical, canonical)!r} is not numeric: row {row} "
+                              f"holds {cells[row]!r}; fix or drop that row")
         bad = np.flatnonzero(~np.isfinite(values))
         require(bad.size == 0, f"{source}: {canonical} is NaN or missing in row {_rows(bad)}; drop or fix those rows")
         if canonical == "accuracy":  # a fraction: zero is a result, not an error

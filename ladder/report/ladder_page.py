@@ -119,7 +119,9 @@ def plan_section(plan: Plan, summaries: dict[str, dict]) -> Section:
     states = [(summaries.get(r.name) or {}).get("status") or "not started" for r in plan.rungs]
     counts = {s: states.count(s) for s in dict.fromkeys(states)}
     spent = spent_flops(plan, summaries, [r.name for r, state in zip(plan.rungs, states) if state == "done"])
-    return Section("Plan and cost", "plan", tables=[plan_table(plan)], warnings=list(plan.notes), paragraphs=[
+    table = plan_table(plan)
+    table.notes = [n for n in table.notes if not n.startswith("warning: ")]  # shown as the section's warnings
+    return Section("Plan and cost", "plan", tables=[table], warnings=list(plan.notes), paragraphs=[
         "rungs: " + ", ".join(f"{n} {s}" for s, n in counts.items()) +
         f"; the finished ones spent {spent:.3g} FLOPs ({spent / plan.target.flops:.2%} of the target's)"])
 

@@ -3,7 +3,6 @@ with submit_only=true these return as soon as the jobs are queued, so a sweep ca
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from hydra.core.utils import JobReturn, JobStatus
@@ -52,9 +51,9 @@ def record_jobs(sweep_dir: Path, job_overrides, jobs) -> None:
         if rung:
             ids[rung] = str(job.job_id)
     registry = sweep_dir.parent / "jobs.json"
-    known = json.loads(registry.read_text()) if registry.exists() else {}
+    from ladder.io import atomic_write_json, read_json
+    known = read_json(registry) if registry.exists() else {}
     known.update(ids)
-    from ladder.io import atomic_write_json
     atomic_write_json(registry, known)
     for rung, job_id in ids.items():
         print(f"submitted {rung}: job {job_id}", flush=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ladder.errors import require
 from ladder.plan import Plan, Rung, make_plan
+from ladder.train.options import check_train_options
 from ladder.sweep.status import format_status, rung_status, sweep_root
 
 SUBMITIT = {"slurm", "local", "submitit_slurm", "submitit_local"}
@@ -84,6 +85,7 @@ def sweep_task(cfg) -> int:
 
 
 def run_sweep(cfg, overrides: list[str]) -> int:
+    check_train_options(cfg.train)  # before any job is launched
     plan = make_plan(cfg)
     launcher = launcher_of(overrides)
     submit_only = bool(cfg.submit_only)

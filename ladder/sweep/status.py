@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 from pathlib import Path
 
+from ladder.io import read_json
 from ladder.plan import Plan, rung_identity
 from ladder.train.rundir import RunDir, lease_alive
 
@@ -42,7 +42,7 @@ def scheduler_states(job_ids: list[str]) -> dict[str, str]:
 
 def rung_status(plan: Plan, runs_dir: str | Path) -> list[dict]:
     registry = sweep_root(runs_dir, plan.ladder) / "jobs.json"
-    jobs = json.loads(registry.read_text()) if registry.exists() else {}
+    jobs = read_json(registry) if registry.exists() else {}  # corrupt: one line naming it
     slurm = scheduler_states([jobs[r.name] for r in plan.rungs if r.name in jobs])
     rows = []
     for rung in plan.rungs:

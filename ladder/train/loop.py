@@ -40,6 +40,7 @@ from ladder.plan import Rung, make_plan, plan_to_dict_for, rung_identity
 from ladder.train import distributed
 from ladder.train.checkpoint import Checkpoints, save_verified
 from ladder.train.optim import make_optimizer, set_lr
+from ladder.train.options import check_train_options
 from ladder.train.parallel import Parallel
 from ladder.train.rundir import MetricsLog, RunDir
 from ladder.train.schedule import branch_factor, fork_step, lr_factor
@@ -275,7 +276,8 @@ class Trainer:
             self.fold_wall_time(progress)
             if self.dist.is_main:
                 self.metrics.write({"step": progress["step"], "failed": str(why)})
-                kept = "the last good checkpoint is kept" if self.run.checkpoints.is_dir() else "no checkpoint yet"
+                kept = ("the last good checkpoint is kept" if list(self.run.checkpoints.glob("step_*.pt"))
+                        else "no checkpoint had been written")
                 summary = self.summary("failed", progress, reason=f"{why}; {kept}")
                 self.run.write_summary({**summary, "diverged": True})  # ladder tune: this LR is too high
                 print(f"{self.rung.name}: failed: {why}", flush=True)
@@ -341,8 +343,7 @@ class Trainer:
                 tokens = done * recipe.batch_tokens
                 speed = (tokens - tokens_at_tick) / max(now - tick, 1e-9)
                 tick, tokens_at_tick = now, tokens
-                # speed counts every rank's tokens: MFU is per GPU, against one GPU's peak each
-                mfu = speed * self.executed_flops_per_token / (self.peak * self.dist.world_size) if self.peak else None
+                mfu = model_flops_utilization(speed, self.executed_flops_per_token, self.peak, self.dist.world_size)
                 progress.update(tokens_per_s=speed, mfu=mfu)
                 self.record({"step": done, "tokens": tokens, "flops": float(tokens) * self.flops_per_token,
                              "loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens_per_s": speed, "mfu": mfu,
@@ -366,6 +367,12 @@ class Trainer:
                 self.wandb.summary(summary)
             print(format_summary(summary), flush=True)
         return 0
+
+
+def model_flops_utilization(tokens_per_s: float, flops_per_token: float, peak_per_gpu: float | None,
+                            world_size: int) -> float | None:
+    """MFU per GPU: tokens_per_s counts every rank's tokens, so it is against world_size GPUs' peak."""
+    return tokens_per_s * flops_per_token / (peak_per_gpu * world_size) if peak_per_gpu else None
 
 
 def rng_state() -> dict:
@@ -425,6 +432,7 @@ def format_summary(summary: dict) -> str:
 
 
 def train_rung(cfg, rung_name: str | None) -> int:
+    check_train_options(cfg.train)
     plan = make_plan(cfg)
     require(rung_name, f"rung: missing; name one of {', '.join(r.name for r in plan.rungs)} (rung=NAME)")
     rung = plan.rung(str(rung_name))

@@ -94,7 +94,13 @@ class RunDir:
         return self.path / "budgets" / f"{label}.pt"
 
     def summary(self) -> dict | None:
-        return read_json(self.summary_path) if self.summary_path.exists() else None
+        if not self.summary_path.exists():
+            return None
+        summary = read_json(self.summary_path)
+        if not isinstance(summary, dict) or "status" not in summary:
+            raise LadderError(f"{self.summary_path}: not a rung summary (a {type(summary).__name__} without "
+                              f"'status'); restore it, or delete the run directory to retrain")
+        return summary
 
     def write_summary(self, summary: dict) -> None:
         """Atomically; a running rung's summary carries its lease (host, pid, heartbeat) for `ladder status`."""
