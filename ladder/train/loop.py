@@ -286,7 +286,10 @@ class Trainer:
             self.fold_wall_time(progress)
             if self.dist.is_main:
                 status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
-                self.run.write_summary(self.summary(status, progress, reason=failure_reason(error)))
+                try:
+                    self.run.write_summary(self.summary(status, progress, reason=failure_reason(error)))
+                except OSError:  # the disk is full for the summary too: its stale lease will say interrupted
+                    log.warning("could not mark %s %s: %s", self.rung.name, status, failure_reason(error))
             raise
         finally:
             for sig, handler in previous.items():
