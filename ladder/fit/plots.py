@@ -189,6 +189,7 @@ def bootstrap_exponents(law, path: Path) -> Path:
         ax.hist(draws, bins=40 if spread else 1, color="steelblue", label=f"{len(draws)} resamples")
         ax.axvline(law.params_[name], color=FORECAST, label="fit to all points")
         ax.set(title=name, xlabel=f"{name} (bootstrap draws)", ylabel="resamples")
+        ax.ticklabel_format(axis="x", useOffset=False)  # draws piled on a bound: no "1e-12+0.1" offset label
         ax.legend(fontsize=7)
     return save(fig, path)
 
