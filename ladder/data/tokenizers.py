@@ -22,9 +22,10 @@ PIECE_CHARS = 1 << 18  # a longer document is encoded (and fed to BPE training) 
 GROUP_CHARS = 1 << 20  # text per encode call: the tokenizer's working memory stays flat however long a document
 
 
-def pieces(text: str, size: int = PIECE_CHARS) -> list[str]:
-    """`text` cut after a newline into pieces of at most `size` characters (a longer line is cut where it reaches
-    it), so no document is ever tokenized whole."""
+def pieces(text: str, size: int | None = None) -> list[str]:
+    """`text` cut after a newline into pieces of at most `size` characters (PIECE_CHARS; a longer line is cut where
+    it reaches it), so no document is ever tokenized whole."""
+    size = size or PIECE_CHARS
     if len(text) <= size:
         return [text]
     out, start = [], 0
