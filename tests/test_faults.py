@@ -324,3 +324,36 @@ def test_the_shape_rule_says_when_it_misses_the_size(tmp_path, run_cli):
     assert "warning: ladder.sizes.small.params=10:" in out
     code, out, _ = run_cli("plan")
     assert "warning" not in out  # the tiny ladder's presets are what they say
+
+
+def test_a_lease_is_alive_by_pid_here_and_by_heartbeat_elsewhere():
+    import socket
+
+    from ladder.train.rundir import LEASE_TIMEOUT_S, lease, lease_alive
+
+    assert lease_alive({"lease": lease()}) is True  # this process
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    assert lease_alive({"lease": {**lease(), "pid": int(dead.stdout)}}) is False
+    remote = {"host": socket.gethostname() + "-elsewhere", "pid": 1, "heartbeat": 1000.0}
+    assert lease_alive({"lease": remote}, now=1000.0 + LEASE_TIMEOUT_S - 1) is True
+    assert lease_alive({"lease": remote}, now=1000.0 + LEASE_TIMEOUT_S + 1) is False
+    assert lease_alive({}) is None  # written before leases: status trusts its word
+
+
+def test_the_wandb_summary_reads_like_summary_json():
+    from ladder.train.wandb_log import WandbLogger
+
+    class Run:
+        def __init__(self):
+            self.summary, self.logged = {}, []
+
+        def log(self, data, step=None):
+            self.logged.append(data)
+
+    logger = WandbLogger("disabled", "x", "p", None, "g", "n", {}, ".")
+    logger.run = Run()
+    logger.summary({"budgets": {"1xC": {"tokens": 100, "flops": 6e4, "loss": 2.5, "step": 10,
+                                        "eval": {"next_line/acc": 0.3}}}})
+    assert logger.run.summary["budget/1xC/loss"] == 2.5 and logger.run.summary["budget/1xC/next_line/acc"] == 0.3
+    table = logger.run.logged[0]["budgets"]
+    assert table.columns == ["budget", "tokens", "flops", "loss", "step"] and table.data == [["1xC", 100, 6e4, 2.5, 10]]
