@@ -283,8 +283,12 @@ def plan_to_dict_for(rung: Rung) -> dict:
 
 def rung_identity(rung: Rung) -> str:
     """What makes a rung this rung (shape, recipe, budgets, seed), known before any data is read: a finished rung
-    whose config changed is refused, never silently kept (summary.json's rung_identity)."""
-    return hashlib.sha256(json.dumps(plan_to_dict_for(rung), sort_keys=True, default=str).encode()).hexdigest()
+    whose config changed is refused, never silently kept (summary.json's rung_identity). How the batch is split into
+    micro-batches only decides memory, not the result."""
+    resolved = plan_to_dict_for(rung)
+    resolved["recipe"] = {k: v for k, v in resolved["recipe"].items()
+                          if k not in ("micro_batch_sequences", "grad_accum_steps")}
+    return hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def plan_to_dict(plan: Plan) -> dict:

@@ -270,3 +270,20 @@ def test_long_documents_are_encoded_in_pieces_with_the_same_text(monkeypatch):
     chunks = tokenizers.pieces(long, 5000)
     assert "".join(chunks) == long and len(chunks) > len(long) // 5000 and max(map(len, chunks)) <= 5000
     assert all(p.endswith("\n") for p in chunks[:-1])  # cut at line ends
+
+
+def test_one_text_file_with_a_bpe_trains_on_its_head_and_feeds_next_line(tmp_path):
+    from ladder.evals.heldout import heldout_documents, next_line_records
+
+    corpus = tmp_path / "input.txt"
+    corpus.write_text("\n\n".join(TEXTS), encoding="utf-8")
+    for seed in (0, 7):  # 7: the one document's hash says validation; a document split would train on nothing
+        cfg = data_cfg(tmp_path, f"data.path={corpus}", "data.tokenizer.kind=bpe", "data.tokenizer.vocab_size=300",
+                       "data.tokenizer.train_bytes=1e5", f"data.seed={seed}")
+        directory = prepare(cfg, progress=False)
+        assert load_manifest(directory)["split_by"] == "token_range"
+    data = TokenData(directory)
+    from ladder.data.tokenizers import load_saved
+    documents = heldout_documents(data, load_saved(data.manifest["tokenizer"], directory))
+    assert len(documents) > 2  # the one held-out tail, cut at blank lines
+    assert next_line_records(documents, {"min_chars": 8}, 0, "eval.next_line")

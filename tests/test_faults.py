@@ -108,9 +108,12 @@ def test_sigterm_inside_a_cooldown_branch_resumes_without_duplicates(reference, 
     deadline = time.time() + 60
     while time.time() < deadline and not (metrics.exists() and '"branch"' in metrics.read_text()):
         time.sleep(0.005)
+    assert '"branch"' in metrics.read_text(), "no cooldown branch started within 60 s"
     process.send_signal(signal.SIGTERM)
     out, _ = process.communicate(timeout=60)
     assert process.returncode == 75, out
+    latest = (tmp_path / "tiny" / RUNG / "checkpoints" / "latest").read_text()
+    assert latest.strip().endswith("_fork.pt"), latest  # stopped inside the branch: no checkpoint mid-branch
     assert run_train(tmp_path).returncode == 0
     assert curve(tmp_path) == curve(reference)  # every branch record once, in order
 
@@ -185,7 +188,7 @@ class RunsCode:
         return os.system, ("touch PWNED",)
 
 
-def test_a_crafted_budget_model_cannot_run_code(reference, tmp_path, run_cli):
+def test_a_crafted_budget_model_cannot_run_code(reference, tmp_path, run_cli, monkeypatch):
     import shutil
 
     import torch
@@ -195,7 +198,7 @@ def test_a_crafted_budget_model_cannot_run_code(reference, tmp_path, run_cli):
     model = tmp_path / "tiny" / RUNG / "budgets" / "10k.pt"
     state = torch.load(model, weights_only=True)
     save_verified(model, {**state, "payload": RunsCode()})  # its author writes the matching checksum too
-    os.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)  # where the payload would write
     code, out, err = run_cli("eval", f"rung={RUNG}", "budget=10k", f"runs_dir={tmp_path}", "eval=[next_line]",
                              *overrides(tmp_path)[3:])
     assert code == 2 and "a safe load refuses" in err
@@ -357,3 +360,34 @@ def test_the_wandb_summary_reads_like_summary_json():
     assert logger.run.summary["budget/1xC/loss"] == 2.5 and logger.run.summary["budget/1xC/next_line/acc"] == 0.3
     table = logger.run.logged[0]["budgets"]
     assert table.columns == ["budget", "tokens", "flops", "loss", "step"] and table.data == [["1xC", 100, 6e4, 2.5, 10]]
+
+
+def test_overwrite_resumes_an_interrupted_rung_of_the_same_config(reference, tmp_path):
+    metrics = tmp_path / "tiny" / RUNG / "metrics.jsonl"
+    process = subprocess.Popen(ladder_cmd("train", *overrides(tmp_path)), cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    wait_for_records(metrics, 8)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 75
+    before = metrics.read_text().splitlines()[:6]  # written before the interrupt, with their elapsed_s
+    assert run_train(tmp_path, "train.overwrite=true").returncode == 0
+    assert metrics.read_text().splitlines()[:6] == before  # resumed, not retrained from scratch
+    assert curve(tmp_path) == curve(reference)
+
+
+def test_rng_states_round_trip_through_a_weights_only_checkpoint(tmp_path):
+    import random as pyrandom
+
+    import numpy as np
+    import torch
+
+    from ladder.train.checkpoint import load_verified, save_verified
+    from ladder.train.loop import rng_state, set_rng_state
+
+    torch.manual_seed(1), np.random.seed(2), pyrandom.seed(3)
+    np.random.normal()  # a cached gaussian is part of numpy's state
+    save_verified(tmp_path / "rng.pt", {"rng": rng_state()})
+    expected = (torch.rand(3).tolist(), np.random.normal(size=3).tolist(), [pyrandom.random() for _ in range(3)])
+    torch.manual_seed(9), np.random.seed(9), pyrandom.seed(9)
+    set_rng_state(load_verified(tmp_path / "rng.pt")["rng"])
+    assert (torch.rand(3).tolist(), np.random.normal(size=3).tolist(), [pyrandom.random() for _ in range(3)]) == expected

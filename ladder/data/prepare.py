@@ -22,7 +22,7 @@ from ladder.data.tokenizers import ByteTokenizer, load_hf, pieces, tokenizer_con
 from ladder.errors import LadderError, require
 from ladder.io import atomic_write_json, read_json
 
-FORMAT_VERSION = 2  # bump when the shard layout or the split changes (2: few documents split by token range)
+FORMAT_VERSION = 1  # bump when the shard layout changes
 log = logging.getLogger("ladder.data")
 BATCH_DOCUMENTS = 256
 
@@ -33,11 +33,13 @@ def cache_root(cfg: dict) -> Path:
     return Path(os.environ.get("LADDER_CACHE", Path.home() / ".cache" / "ladder")) / "data"
 
 
-def fingerprint(cfg: dict, source: Source) -> str:
+def fingerprint(cfg: dict, source: Source, split_by: str = "documents") -> str:
     recipe = {"format": FORMAT_VERSION, "source": source.signature(), "tokenizer": tokenizer_config_signature(
         cfg["tokenizer"]), "val_fraction": float(cfg["val_fraction"]), "seed": int(cfg["seed"]),
         "dtype": cfg.get("dtype", "auto"), "shard_tokens": int(float(cfg["shard_tokens"])),
         "max_documents": cfg.get("max_documents")}
+    if split_by != "documents":  # only then: every corpus split by document keeps the fingerprint it had
+        recipe["split_by"] = split_by
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
 
 
@@ -101,7 +103,7 @@ def choose_dtype(requested: str, vocab_size: int) -> str:
     return "uint16" if vocab_size <= 2**16 else "uint32"
 
 
-def make_tokenizer(cfg: dict, source: Source, seed: int, fraction: float, limit):
+def make_tokenizer(cfg: dict, source: Source, seed: int, fraction: float, limit, split_by: str = "documents"):
     tcfg = cfg["tokenizer"]
     tokenizer_config_signature(tcfg)
     if tcfg["kind"] == "bytes":
@@ -113,7 +115,9 @@ def make_tokenizer(cfg: dict, source: Source, seed: int, fraction: float, limit)
     def training_text():  # the training split only, up to train_bytes: validation text is never seen
         seen = 0
         for i, text in enumerate(documents(source, limit)):
-            if is_validation(seed, i, fraction):
+            if split_by == "token_range":  # each document's head (its tail is validation; cut by characters here)
+                text = text[:len(text) - int(round(fraction * len(text)))]
+            elif is_validation(seed, i, fraction):
                 continue
             yield from pieces(text)  # the trainer never holds a long document whole
             seen += len(text)
@@ -130,7 +134,8 @@ def prepare(cfg: dict, progress: bool = True) -> Path:
     shard_tokens = int(float(cfg["shard_tokens"]))
     require(shard_tokens > 0, f"data.shard_tokens={shard_tokens}: must be positive")
     limit = cfg.get("max_documents")
-    digest = fingerprint(cfg, source)
+    split_by = split_rule(source, limit, val_fraction)
+    digest = fingerprint(cfg, source, split_by)
     root = cache_root(cfg)
     final = root / f"{source.name}-{digest[:16]}"
     if (final / "manifest.json").exists():
@@ -142,12 +147,11 @@ def prepare(cfg: dict, progress: bool = True) -> Path:
     tmp.mkdir(parents=True)
     started = time.time()
     try:
-        tokenizer = make_tokenizer(cfg, source, seed, val_fraction, limit)
+        tokenizer = make_tokenizer(cfg, source, seed, val_fraction, limit, split_by)
         dtype = choose_dtype(cfg.get("dtype", "auto"), tokenizer.vocab_size)
         writers = {split: ShardWriter(tmp, split, dtype, shard_tokens) for split in ("train", "val")}
         eos = np.array([tokenizer.eos_id])
         text_bytes = 0
-        split_by = split_rule(source, limit, val_fraction)
         if split_by == "token_range" and progress:
             print(f"data {source.name}: fewer than {min_documents(val_fraction)} documents for data.val_fraction="
                   f"{val_fraction}; each document's last {val_fraction:.0%} of tokens is validation (split by "
@@ -206,8 +210,11 @@ def min_documents(val_fraction: float) -> int:
 
 
 def split_rule(source: Source, limit, val_fraction: float) -> str:
-    """'documents' (each document train or validation), or 'token_range' for a corpus of few documents (one text
-    file, nanoGPT's input.txt): the end of each document is validation."""
+    """'documents' (each document train or validation), or 'token_range' for a local corpus of few documents (one
+    text file, nanoGPT's input.txt): the end of each document is validation. Hub corpora (millions of documents,
+    streamed) split by document without being counted."""
+    if source.kind == "hub":
+        return "documents"
     enough = min_documents(val_fraction)
     found = sum(1 for _ in itertools.islice((t for t in documents(source, limit) if t), enough))
     return "documents" if found >= enough else "token_range"

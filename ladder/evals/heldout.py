@@ -8,6 +8,8 @@ read from the validation shards (decoded with the training tokenizer), so it nev
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from ladder.errors import require
@@ -16,11 +18,16 @@ GENERATORS = ("next_line",)
 
 
 def heldout_documents(data, tokenizer) -> list[str]:
-    """The validation split's documents, decoded (documents end with the tokenizer's EOS id)."""
+    """The validation split's documents, decoded (documents end with the tokenizer's EOS id). One document (the
+    tail of a single text file, split by token range) is cut at blank lines into paragraphs instead, so distractors
+    come from elsewhere in it."""
     tokens = np.concatenate([np.asarray(shard) for shard in data.splits["val"]])
     ends = np.flatnonzero(tokens == tokenizer.eos_id)
     starts = np.concatenate([[0], ends[:-1] + 1])
-    return [tokenizer.decode(tokens[s:e]) for s, e in zip(starts, ends) if e > s]
+    documents = [tokenizer.decode(tokens[s:e]) for s, e in zip(starts, ends) if e > s]
+    if len(documents) == 1:
+        documents = [part for part in re.split(r"\n[ \t]*\n", documents[0]) if part.strip()]
+    return documents
 
 
 def next_line_records(documents: list[str], cfg: dict, seed: int, key: str) -> list[dict]:

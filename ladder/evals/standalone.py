@@ -50,6 +50,11 @@ def finished_rung(cfg):
 
 def eval_rung(cfg) -> int:
     plan, rung, run, summary, finished = finished_rung(cfg)
+    with run.lock():  # never beside a trainer of the rung: both rewrite its summary.json
+        return evaluate_budgets(cfg, plan, rung, run, run.summary(), finished)
+
+
+def evaluate_budgets(cfg, plan, rung, run: RunDir, summary: dict, finished: list[str]) -> int:
     labels = [str(cfg.budget)] if cfg.get("budget") else finished
     for label in labels:
         require(label in finished, f"budget={label}: not a finished budget of {rung.name}; use one of "

@@ -19,7 +19,7 @@ import os
 import random
 import signal
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +42,7 @@ from ladder.train.checkpoint import Checkpoints, save_verified
 from ladder.train.optim import make_optimizer, set_lr
 from ladder.train.options import check_train_options
 from ladder.train.parallel import Parallel
-from ladder.train.rundir import MetricsLog, RunDir
+from ladder.train.rundir import MetricsLog, RunDir, lease
 from ladder.train.schedule import branch_factor, fork_step, lr_factor
 from ladder.train.wandb_log import WandbLogger
 
@@ -72,6 +72,7 @@ class Trainer:
         self.wandb_id = None
         self.in_branch = None  # the budget whose cooldown branch is running
         self.heartbeat_at = 0.0
+        self.marked = False  # the summary already says how this process ended
 
         data_dir = prepare(OmegaConf.to_container(cfg.data, resolve=True), progress=self.dist.is_main)
         self.data = TokenData(data_dir, verify=bool(cfg.data.verify))
@@ -126,6 +127,7 @@ class Trainer:
             "rung_identity": rung_identity(self.rung), "wandb_id": self.wandb_id,
             "device": str(self.device), "world_size": self.dist.world_size,
             "slurm_job_id": os.environ.get("SLURM_ARRAY_JOB_ID", os.environ.get("SLURM_JOB_ID")),
+            **({"lease": lease()} if status == "running" else {}),  # ladder status: is its process alive?
         }
 
     # -- the pieces of a step -----------------------------------------------------------------------------------
@@ -223,6 +225,7 @@ class Trainer:
                 if (step + 1) % int(self.tcfg.log_every) == 0 or step + 1 == end:
                     self.record({"branch": label, "step": step + 1, "tokens": (step + 1) * recipe.batch_tokens,
                                  "loss": loss, "lr": lr, "grad_norm": grad_norm})
+                    self.heartbeat(progress, time.time())
                 self._check_stop()
             result = self.budget_result(label, end, self.evaluate(), fork)
             self.in_branch = None
@@ -267,6 +270,8 @@ class Trainer:
         except Interrupted as why:
             if self.in_branch is None:  # mid-branch, the fork's checkpoint is where a resume starts the branch over
                 self.checkpoint(progress)
+            else:
+                self.fold_wall_time(progress)
             if self.dist.is_main:
                 self.run.write_summary(self.summary("interrupted", progress, reason=f"{why}; resumable"))
                 print(f"{self.rung.name}: interrupted ({why}) at step {progress['step']}; checkpoint saved, run the "
@@ -288,6 +293,7 @@ class Trainer:
                 status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
                 try:
                     self.run.write_summary(self.summary(status, progress, reason=failure_reason(error)))
+                    self.marked = True
                 except OSError:  # the disk is full for the summary too: its stale lease will say interrupted
                     log.warning("could not mark %s %s: %s", self.rung.name, status, failure_reason(error))
             raise
@@ -449,20 +455,38 @@ def train_rung(cfg, rung_name: str | None) -> int:
         print(format_summary(existing))  # a finished rung is never retrained or overwritten unless asked
         return 0
     trainer = Trainer(cfg, rung, plan.ladder)
-    with run.lock() if trainer.dist.is_main else nullcontext():
+    with ExitStack() as held:
+        refused = None
         if trainer.dist.is_main:
-            if overwrite:
-                run.clear()
-            run.remove_partial_writes()
-            config = OmegaConf.to_yaml(cfg, resolve=True) + "\n# resolved rung\n" + OmegaConf.to_yaml(
-                OmegaConf.create({"resolved_rung": json.loads(json.dumps(plan_to_dict_for(rung), default=str))}))
-            run.claim(config, trainer.identity)
-            run.write_version(trainer.data.fingerprint, str(trainer.device))
-        distributed.barrier(trainer.dist)
+            try:
+                held.enter_context(run.lock())
+                existing = run.summary()  # again, under the lock: another trainer may have finished it meanwhile
+                if existing and existing.get("status") == "done" and not overwrite:
+                    refused = "done"
+                elif overwrite and existing and (existing.get("status") == "done"
+                                                 or existing.get("identity") != trainer.identity):
+                    run.clear()  # a finished or other-config run; an interrupted one of this config resumes
+                    existing = None
+                run.remove_partial_writes()
+                config = OmegaConf.to_yaml(cfg, resolve=True) + "\n# resolved rung\n" + OmegaConf.to_yaml(
+                    OmegaConf.create({"resolved_rung": json.loads(json.dumps(plan_to_dict_for(rung), default=str))}))
+                if refused is None:
+                    run.claim(config, trainer.identity)
+                    run.write_version(trainer.data.fingerprint, str(trainer.device))
+            except LadderError as error:
+                refused = error
+        failed, done = distributed.all_reduce_sum([float(isinstance(refused, LadderError)), float(refused == "done")],
+                                                  trainer.dist)  # what rank 0 found, every rank acts on
         try:
+            if done:
+                if trainer.dist.is_main:
+                    print(format_summary(existing))
+                return 0
+            if failed:  # every rank stops, not only the one that was refused
+                raise refused if isinstance(refused, LadderError) else LadderError("rank 0 could not claim the rung")
             return trainer.train()
         except LadderError as error:  # e.g. every checkpoint corrupt: say so where status looks, then fail
-            if trainer.dist.is_main:
+            if trainer.dist.is_main and refused is None and not trainer.marked:
                 finished = {label: result for label, result in ((existing or {}).get("budgets") or {}).items()
                             if result.get("loss") is not None}  # what was measured stays in the summary
                 progress = {**fresh_progress(), "results": finished}

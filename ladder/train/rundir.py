@@ -10,8 +10,10 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
+import logging
 import os
 import platform
 import shutil
@@ -57,22 +59,30 @@ class RunDir:
         rung is refused, and the lock goes with the process however it dies."""
         self.path.mkdir(parents=True, exist_ok=True)
         handle = open(self.path / ".lock", "a+")
+        locked = True
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        except OSError as error:
+            if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                handle.close()
+                raise LadderError(f"{self.path}: already being trained by {holder}; wait for it, or stop it and "
+                                  f"run again to resume") from None
+            locked = False  # ENOLCK, EOPNOTSUPP: NFS without lockd, some parallel filesystems
+            logging.getLogger("ladder.train").warning(
+                "%s: this filesystem has no file locks (%s); nothing stops a second trainer of this rung",
+                self.path, error.strerror)
+        if locked:
             handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            handle.close()
-            raise LadderError(f"{self.path}: already being trained by {holder}; wait for it, or stop it and run "
-                              f"again to resume") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-        handle.flush()
+            handle.truncate()
+            handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+            handle.flush()
         try:
             yield
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            if locked:
+                fcntl.flock(handle, fcntl.LOCK_UN)
             handle.close()
 
     def clear(self) -> None:
@@ -103,9 +113,6 @@ class RunDir:
         return summary
 
     def write_summary(self, summary: dict) -> None:
-        """Atomically; a running rung's summary carries its lease (host, pid, heartbeat) for `ladder status`."""
-        if summary.get("status") == "running":
-            summary = {**summary, "lease": lease()}
         atomic_write_json(self.summary_path, summary)
 
     def claim(self, config_yaml: str, identity: str) -> None:
