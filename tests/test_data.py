@@ -96,7 +96,7 @@ def test_interrupted_prepare_leaves_no_manifest(tmp_path, monkeypatch):
     write_txt(tmp_path / "txt", TEXTS * 10)
     cfg = data_cfg(tmp_path, f"data.path={tmp_path / 'txt'}")
     calls = {"n": 0}
-    original = ByteTokenizer.encode_batch
+    original = ByteTokenizer.encode_pieces
 
     def dies_on_second_batch(self, texts):
         calls["n"] += 1
@@ -104,12 +104,12 @@ def test_interrupted_prepare_leaves_no_manifest(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return original(self, texts)
 
-    monkeypatch.setattr(ByteTokenizer, "encode_batch", dies_on_second_batch)
+    monkeypatch.setattr(ByteTokenizer, "encode_pieces", dies_on_second_batch)
     with pytest.raises(KeyboardInterrupt):
         prepare(cfg, progress=False)
     assert not list((tmp_path / "cache").rglob("manifest.json"))
     assert not list((tmp_path / "cache").glob(".*tmp*"))  # the partial directory is gone too
-    monkeypatch.setattr(ByteTokenizer, "encode_batch", original)
+    monkeypatch.setattr(ByteTokenizer, "encode_pieces", original)
     assert load_manifest(prepare(cfg, progress=False))["documents"]["train"] > 0
 
 
@@ -267,7 +267,7 @@ def test_long_documents_are_encoded_in_pieces_with_the_same_text(monkeypatch):
     ids, short = tokenizer.encode_batch([long, TEXTS[0]])
     assert tokenizer.decode(ids) == long and tokenizer.decode(short) == TEXTS[0]
     assert len(calls) > 1 and max(calls) < 12000 + 5000  # never the whole document in one call
-    chunks = tokenizers.pieces(long, 5000)
+    chunks = list(tokenizers.pieces(long, 5000))
     assert "".join(chunks) == long and len(chunks) > len(long) // 5000 and max(map(len, chunks)) <= 5000
     assert all(p.endswith("\n") for p in chunks[:-1])  # cut at line ends
 

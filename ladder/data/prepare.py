@@ -64,8 +64,9 @@ class ShardWriter:
         self.file, self.hash, self.shard_count = open(path, "wb"), hashlib.sha256(), 0
         self.shards.append({"path": path.name, "split": self.split})
 
-    def write(self, ids: np.ndarray) -> None:
-        self.documents += 1
+    def write(self, ids: np.ndarray, ends_document: bool = True) -> None:
+        """Append ids; a document written in pieces counts once, at its last piece."""
+        self.documents += int(ends_document)
         data = ids.astype(self.dtype, copy=False)
         while data.size:
             if self.file is None or self.shard_count >= self.shard_tokens:
@@ -119,10 +120,11 @@ def make_tokenizer(cfg: dict, source: Source, seed: int, fraction: float, limit,
                 text = text[:len(text) - int(round(fraction * len(text)))]
             elif is_validation(seed, i, fraction):
                 continue
-            yield from pieces(text)  # the trainer never holds a long document whole
-            seen += len(text)
-            if seen >= budget:
-                return
+            for piece in pieces(text):  # the trainer never holds a long document whole, nor reads past its budget
+                yield piece
+                seen += len(piece)
+                if seen >= budget:
+                    return
     return train_bpe(training_text(), int(tcfg["vocab_size"]))
 
 
@@ -160,14 +162,22 @@ def prepare(cfg: dict, progress: bool = True) -> Path:
         with _progress(progress, f"prepare {source.name}") as bar:
             while batch := list(itertools.islice(stream, BATCH_DOCUMENTS)):
                 indices, texts = zip(*batch)
-                for index, ids in zip(indices, tokenizer.encode_batch(list(texts))):
-                    if split_by == "token_range":
+                if split_by == "token_range":  # a few documents: each one's ids whole, its tail to validation
+                    for ids in tokenizer.encode_batch(list(texts)):
                         cut = len(ids) - int(round(val_fraction * len(ids)))
                         writers["train"].write(np.concatenate([ids[:cut], eos]))
                         writers["val"].write(np.concatenate([ids[cut:], eos]))
-                        continue
-                    split = "val" if is_validation(seed, index, val_fraction) else "train"
-                    writers[split].write(np.concatenate([ids, eos]))
+                else:  # each piece written as it is encoded: no document's ids are ever held whole
+                    current, writer = None, None
+                    for i, ids in tokenizer.encode_pieces(list(texts)):
+                        if i != current:
+                            if current is not None:
+                                writer.write(eos)
+                            current = i
+                            writer = writers["val" if is_validation(seed, indices[i], val_fraction) else "train"]
+                        writer.write(ids, ends_document=False)
+                    if current is not None:
+                        writer.write(eos)
                 batch_bytes = sum(len(t.encode("utf-8")) for t in texts)
                 text_bytes += batch_bytes
                 bar.update(batch_bytes)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -22,21 +22,18 @@ PIECE_CHARS = 1 << 18  # a longer document is encoded (and fed to BPE training) 
 GROUP_CHARS = 1 << 20  # text per encode call: the tokenizer's working memory stays flat however long a document
 
 
-def pieces(text: str, size: int | None = None) -> list[str]:
+def pieces(text: str, size: int | None = None) -> Iterator[str]:
     """`text` cut after a newline into pieces of at most `size` characters (PIECE_CHARS; a longer line is cut where
-    it reaches it), so no document is ever tokenized whole."""
+    it reaches it), one at a time, so no document is ever tokenized (or copied) whole."""
     size = size or PIECE_CHARS
-    if len(text) <= size:
-        return [text]
-    out, start = [], 0
+    start = 0
     while start < len(text):
         end = min(start + size, len(text))
         if end < len(text):
             cut = text.rfind("\n", start, end)
             end = cut + 1 if cut > start else end
-        out.append(text[start:end])
+        yield text[start:end]
         start = end
-    return out
 
 
 class ByteTokenizer:
@@ -44,6 +41,10 @@ class ByteTokenizer:
 
     def encode_batch(self, texts: list[str]) -> list[np.ndarray]:
         return [np.frombuffer(t.encode("utf-8"), dtype=np.uint8) for t in texts]
+
+    def encode_pieces(self, texts: list[str]) -> Iterator[tuple[int, np.ndarray]]:
+        for i, text in enumerate(texts):
+            yield i, np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
 
     def decode(self, ids) -> str:
         return bytes(int(i) for i in ids if i != self.eos_id).decode("utf-8", errors="replace")
@@ -64,26 +65,31 @@ class FastTokenizer:
         self.vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
 
     def encode_batch(self, texts: list[str]) -> list[np.ndarray]:
-        """Each text's ids. Long texts go in pieces, and at most GROUP_CHARS of text per call to the tokenizer,
-        whose per-token objects cost hundreds of bytes each (a 21 MB record whole needed 5.9 GB)."""
-        split = [pieces(text) for text in texts]
-        ids, group, size = [], [], 0
-        for piece in (p for ps in split for p in ps):
-            group.append(piece)
-            size += len(piece)
-            if size >= GROUP_CHARS:
-                ids += self._encode(group)
-                group, size = [], 0
-        ids += self._encode(group) if group else []
-        out, i = [], 0
-        for ps in split:
-            out.append(ids[i] if len(ps) == 1 else np.concatenate(ids[i:i + len(ps)]))
-            i += len(ps)
-        return out
+        """Each text's ids, whole (int64, as every caller indexes with them)."""
+        out = [[] for _ in texts]
+        for i, ids in self.encode_pieces(texts):
+            out[i].append(ids)
+        return [np.concatenate(parts).astype(np.int64) for parts in out]
 
-    def _encode(self, texts: list[str]) -> list[np.ndarray]:
-        return [np.asarray(e.ids, dtype=np.int64) for e in
-                self.tokenizer.encode_batch_fast(texts, add_special_tokens=False)]
+    def encode_pieces(self, texts: list[str]) -> Iterator[tuple[int, np.ndarray]]:
+        """(text index, ids) in order, a long text in several pieces, at most GROUP_CHARS of text per call to the
+        tokenizer, whose per-token objects cost hundreds of bytes each (a 21 MB record whole needed 5.9 GB): a
+        caller that writes each piece as it comes holds no document's ids whole."""
+        group, size = [], 0
+        for i, text in enumerate(texts):
+            for piece in pieces(text):
+                group.append((i, piece))
+                size += len(piece)
+                if size >= GROUP_CHARS:
+                    yield from self._encode(group)
+                    group, size = [], 0
+        yield from self._encode(group)
+
+    def _encode(self, group: list[tuple[int, str]]) -> list[tuple[int, np.ndarray]]:
+        if not group:
+            return []
+        encodings = self.tokenizer.encode_batch_fast([text for _, text in group], add_special_tokens=False)
+        return [(i, np.asarray(e.ids, dtype=np.uint32)) for (i, _), e in zip(group, encodings)]
 
     def decode(self, ids) -> str:
         return self.tokenizer.decode([int(i) for i in ids if i != self.eos_id], skip_special_tokens=False)
