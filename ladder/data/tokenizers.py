@@ -69,7 +69,7 @@ class FastTokenizer:
         out = [[] for _ in texts]
         for i, ids in self.encode_pieces(texts):
             out[i].append(ids)
-        return [np.concatenate(parts).astype(np.int64) for parts in out]
+        return [np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64) for parts in out]
 
     def encode_pieces(self, texts: list[str]) -> Iterator[tuple[int, np.ndarray]]:
         """(text index, ids) in order, a long text in several pieces, at most GROUP_CHARS of text per call to the
