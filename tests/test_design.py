@@ -36,8 +36,6 @@ def test_batched_simulation_fit_is_the_fit_users_get():
     """Each simulated ladder, fitted from the prior's mean by the batched L-BFGS, lands where `ladder fit`'s grid
     of 4500 starts and scipy polish land; where it does not, the data do not pin the law down: the user's fit warns
     of a flat valley and both optima have the same objective."""
-    from ladder.design.simulate import FORM
-
     prior = epoch_prior()
     rows = ladder(n_sizes=4, multiples=(1, 4))  # 8 rows for 5 parameters: a thin ladder, the hard case
     truths = prior.draw(8, seed=3)

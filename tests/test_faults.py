@@ -14,7 +14,7 @@ import time
 import pytest
 
 from ladder.io import read_metrics
-from test_train import RUNG, ROOT, curve, ladder_cmd, overrides, run_train, summary
+from test_train import RUNG, ROOT, curve, ladder_cmd, overrides, run_train, summary, wait_for_records
 
 # Kill the process at its Nth atomic write, with the temp file half written: a crash inside a checkpoint, a budget
 # model, a summary or metadata write.
@@ -63,15 +63,6 @@ def test_kills_inside_writes_at_random_points_resume_bitwise(reference, tmp_path
         assert not list(rung.rglob(".*.tmp")), n  # the half-written file is gone, never read
         elapsed = [r["elapsed_s"] for r in read_metrics(rung / "metrics.jsonl") if "elapsed_s" in r]
         assert elapsed == sorted(elapsed), n  # wall time carries across the kill
-
-
-def wait_for_records(path, count, deadline_s=60):
-    deadline = time.time() + deadline_s
-    while time.time() < deadline:
-        if path.exists() and path.read_text().count("\n") >= count:
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"{path}: fewer than {count} records after {deadline_s} s")
 
 
 def test_a_killed_rung_shows_interrupted_and_resumes(reference, tmp_path, run_cli):

@@ -66,14 +66,15 @@ def test_model_is_random_and_seeded():
 @pytest.mark.parametrize("target", [1.9e8, 1.3e9, 7e9])
 def test_shape_rule_hits_target_and_aspect_ratio(target):
     spec = shape_for_params(target, vocab_size=50304, seq_len=2048)
-    assert abs(count_params(spec).total / target - 1) < 0.15
+    assert abs(count_params(spec).total / target - 1) < 0.02  # what shape_for_params promises
     assert spec.head_dim == 64 and spec.d_model % 64 == 0
     assert 64 <= spec.d_model / spec.n_layers <= 200
 
 
 def test_shape_rule_small_models_with_small_heads():
     spec = shape_for_params(3e5, vocab_size=256, seq_len=256, tie_embeddings=True, aspect_ratio=16, head_dim=16)
-    assert abs(count_params(spec).total / 3e5 - 1) < 0.2 and spec.head_dim == 16
+    # 16-wide heads leave no shape within 2% of 300k: the closest is 6% over (and `ladder plan` warns past 2%)
+    assert abs(count_params(spec).total / 3e5 - 1) < 0.07 and spec.head_dim == 16
 
 
 def test_spec_validation_names_the_field():

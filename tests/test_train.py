@@ -36,6 +36,16 @@ def run_train(runs: Path, *extra: str, timeout=120) -> subprocess.CompletedProce
                           timeout=timeout, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
+def wait_for_records(path: Path, count: int, deadline_s: float = 60) -> None:
+    """Until `path` holds `count` records, or fail after `deadline_s` (a rung that never starts is a failure)."""
+    deadline = time.time() + deadline_s
+    while time.time() < deadline:
+        if path.exists() and path.read_text().count("\n") >= count:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"{path}: fewer than {count} records after {deadline_s} s")
+
+
 def curve(runs: Path) -> list[tuple]:
     """What must match between runs: every loss, learning rate, gradient norm and validation loss, in order."""
     records = read_metrics(runs / "tiny" / RUNG / "metrics.jsonl")
@@ -129,8 +139,7 @@ def test_sigterm_checkpoints_and_exits_cleanly(reference, tmp_path):
     metrics = tmp_path / "tiny" / RUNG / "metrics.jsonl"
     process = subprocess.Popen(ladder_cmd("train", *overrides(tmp_path)), cwd=ROOT, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
-    while not (metrics.exists() and metrics.read_text().count("\n") >= 6):
-        time.sleep(0.01)
+    wait_for_records(metrics, 6)
     process.send_signal(signal.SIGTERM)
     out, _ = process.communicate(timeout=60)
     assert process.returncode == 75 and "interrupted (SIGTERM)" in out
@@ -150,8 +159,7 @@ def test_wandb_run_id_survives_restarts_offline(cache, tmp_path):
            "WANDB_API_KEY": ""}
     process = subprocess.Popen(ladder_cmd("train", *overrides(tmp_path, "logger.wandb=auto")), cwd=ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=open(tmp_path / "first.err", "w"))
-    while not (metrics.exists() and metrics.read_text().count("\n") >= 5):
-        time.sleep(0.01)
+    wait_for_records(metrics, 5)
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=60)
     first = summary(tmp_path)["wandb_id"]

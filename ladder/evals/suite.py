@@ -64,11 +64,6 @@ class EvalSuite:
     def __bool__(self) -> bool:
         return bool(self.tasks or self.corpora)
 
-    def describe(self) -> dict:
-        return {**{name: {"items": len(r.gold), "requests": len(r.n_cont), "rows": len(r.units), "skipped_too_long": r.skipped}
-                   for name, r in self.tasks.items()},
-                **{name: {"windows": len(w), "bytes_per_token": bpt} for name, (w, bpt) in self.corpora.items()}}
-
     def run(self, module, batch: int, device, autocast, info) -> dict[str, float]:
         """Every entry's metrics; the caller puts the model in eval mode."""
         results: dict[str, float] = {}
