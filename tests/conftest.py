@@ -32,12 +32,13 @@ def run_cli(capsys):
 # -- a tiny rung trained once per module (tests/test_train.py's settings) -------------------------------------
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
-    """A prepared corpus shared by the module (and by subprocesses, through LADDER_CACHE)."""
+    """A prepared corpus shared by the module (and by subprocesses, through LADDER_CACHE, set for the module only)."""
     from ladder.cli import main
     path = tmp_path_factory.mktemp("cache")
-    os.environ["LADDER_CACHE"] = str(path)
-    assert main(["prepare", "data.max_documents=300", "data.val_fraction=0.05"]) == 0
-    return path
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LADDER_CACHE", str(path))
+        assert main(["prepare", "data.max_documents=300", "data.val_fraction=0.05"]) == 0
+        yield path
 
 
 @pytest.fixture(scope="module")
