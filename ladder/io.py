@@ -15,6 +15,17 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this id runs on this host (one we may not signal is alive too)."""
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ from ladder import __version__
 from ladder.data.sources import Source, check_reachable, documents, resolve_source
 from ladder.data.tokenizers import ByteTokenizer, load_hf, pieces, tokenizer_config_signature, train_bpe
 from ladder.errors import LadderError, require
-from ladder.io import atomic_write_json, read_json
+from ladder.io import atomic_write_json, pid_alive, read_json
 
 FORMAT_VERSION = 1  # bump when the shard layout changes
 log = logging.getLogger("ladder.data")
@@ -234,18 +234,8 @@ def _remove_stale(root: Path) -> None:
     """Temporary directories of prepares that died (their process is gone)."""
     for tmp in root.glob(".*.tmp-*") if root.exists() else []:
         pid = tmp.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
 
 
 def _progress(enabled: bool, description: str):

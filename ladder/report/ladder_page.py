@@ -98,16 +98,17 @@ class Measured:
     tokens: float
     loss: float
     evals: dict  # {"<entry>/<metric>": value}
+    directory: Path  # its run directory
 
 
 def measured_target(runs_dir: Path, plan: Plan) -> Measured | None:
     """The held-out run of the target (runs_dir/<ladder>-heldout/<target>, as `ladder demo` trains it), if done."""
-    path = runs_dir / f"{plan.ladder}-heldout" / plan.target.name / "summary.json"
-    summary = read_json(path) if path.exists() else None
+    directory = runs_dir / f"{plan.ladder}-heldout" / plan.target.name
+    summary = read_json(directory / "summary.json") if (directory / "summary.json").exists() else None
     if not summary or summary.get("status") != "done":
         return None
     result = next(iter(summary["budgets"].values()))
-    return Measured(plan.target.name, result["tokens"], result["loss"], result.get("eval", {}))
+    return Measured(plan.target.name, result["tokens"], result["loss"], result.get("eval", {}), directory)
 
 
 def _summaries(plan: Plan, root: Path) -> dict[str, dict]:
@@ -212,8 +213,7 @@ def write_ladder_report(cfg, plan: Plan, fit: LadderFit | None = None, directory
         write_outputs(fit.task.law, fit.task.table, fit.task.result, directory / "task_fit")
     curves_of = {r.name: root / r.name / "metrics.jsonl" for r in plan.rungs}
     if measured is not None:
-        curves_of = {**curves_of, f"{measured.name} (held out)": Path(cfg.runs_dir) / f"{plan.ladder}-heldout" /
-                     measured.name / "metrics.jsonl"}
+        curves_of[f"{measured.name} (held out)"] = measured.directory / "metrics.jsonl"
     curves = Section("Loss curves", "curves", figures=[Figure(loss_curves(curves_of, directory / "curves.png"),
                      "Every rung's train and validation loss; each star a budget's result after its cooldown.")],
                      warnings=flag_warnings(fit.result))

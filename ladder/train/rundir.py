@@ -28,7 +28,7 @@ import torch
 
 from ladder import __version__
 from ladder.errors import LadderError
-from ladder.io import atomic_write_json, atomic_write_text, read_json
+from ladder.io import atomic_write_json, atomic_write_text, pid_alive, read_json
 
 
 def code_version() -> dict:
@@ -147,13 +147,7 @@ def lease_alive(summary: dict, now: float | None = None) -> bool | None:
     if not held:
         return None
     if held.get("host") == socket.gethostname():
-        try:
-            os.kill(int(held["pid"]), 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return pid_alive(int(held["pid"]))
     return (now or time.time()) - float(held.get("heartbeat", 0)) < LEASE_TIMEOUT_S
 
 
