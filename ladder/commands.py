@@ -51,9 +51,17 @@ def prepare(cfg, overrides) -> int:
 
     from ladder.data import load_manifest
     from ladder.data import prepare as prepare_data
+    from ladder.plan import make_plan
+    from ladder.sweep.run import launcher_of, submit_prepare
 
+    plan = make_plan(cfg)  # a hub corpus is read as far as the ladder's longest rung needs (data.max_tokens=auto)
+    if launcher_of(overrides) in ("slurm", "submitit_slurm"):
+        job = submit_prepare(cfg, overrides, plan)
+        print(f"data: prepare job {job}; `ladder sweep ... hydra/launcher=slurm` starts the rungs after it"
+              if job else "data: already prepared")
+        return 0
     started = time.time()
-    directory = prepare_data(_plain(cfg.data))
+    directory = prepare_data(_plain(cfg.data), needed_tokens=plan.data_tokens)
     manifest = load_manifest(directory)
     if _format(cfg) == "json":
         print_json({"directory": str(directory), **manifest})

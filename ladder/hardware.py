@@ -1,8 +1,18 @@
-"""Peak dense bf16 tensor-core throughput per accelerator, for MFU and GPU-hour estimates (vendor datasheets)."""
+"""Peak dense bf16 tensor-core throughput per accelerator, for MFU and GPU-hour estimates (vendor datasheets), and
+the CPUs this process owns."""
 
 from __future__ import annotations
 
+import os
+
 from ladder.errors import LadderError
+
+
+def owned_cpus() -> int:
+    """CPUs this process may run on (its affinity mask: Slurm and taskset set it), not the machine's count."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 PEAK_BF16_FLOPS = {
     "h100": 989.4e12,  # SXM

@@ -92,6 +92,11 @@ class Plan:
     def ladder_flops(self) -> float:
         return sum(rung.flops for rung in self.rungs)
 
+    @property
+    def data_tokens(self) -> int:
+        """Training tokens the longest rung reads: what the corpus must hold for no rung to repeat it."""
+        return max(rung.tokens for rung in self.rungs)
+
     def gpu_hours(self, spec: ModelSpec, tokens: int) -> float:
         executed = float(flops_per_token(spec, EXECUTED_FLOPS_CONVENTION)) * tokens
         return executed / (peak_flops(self.gpu) * self.mfu) / 3600

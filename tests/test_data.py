@@ -6,7 +6,8 @@ import pytest
 
 from ladder.cli import compose_config
 from ladder.data import Sampler, TokenData, load_manifest, prepare
-from ladder.data.prepare import choose_dtype, is_validation
+from ladder.data.engine import is_validation
+from ladder.data.prepare import choose_dtype
 from ladder.data.tokenizers import ByteTokenizer, train_bpe
 from ladder.errors import LadderError
 from omegaconf import OmegaConf
@@ -42,9 +43,9 @@ def test_txt_jsonl_parquet_give_the_same_tokens(tmp_path):
     write_jsonl(tmp_path / "j" / "c.jsonl")
     (tmp_path / "p").mkdir()
     pq.write_table(pa.table({"text": TEXTS}), tmp_path / "p" / "c.parquet")
-    totals = []
+    totals = []  # in one piece: with several, a piece is a run of files, so the layout decides the split
     for path in (tmp_path / "txt", tmp_path / "j" / "c.jsonl", tmp_path / "p" / "c.parquet"):
-        manifest = load_manifest(prepare(data_cfg(tmp_path, f"data.path={path}"), progress=False))
+        manifest = load_manifest(prepare(data_cfg(tmp_path, f"data.path={path}", "data.tasks=1"), progress=False))
         totals.append((manifest["tokens"]["train"], manifest["tokens"]["val"], manifest["documents"]["val"]))
     assert totals[0] == totals[1] == totals[2]
     assert totals[0][0] + totals[0][1] == sum(len(t.encode()) + 1 for t in TEXTS)  # bytes + one EOS per document
@@ -92,25 +93,44 @@ def test_split_is_by_document_and_deterministic():
     assert picks != [is_validation(1, i, 0.1) for i in range(5000)]
 
 
-def test_interrupted_prepare_leaves_no_manifest(tmp_path, monkeypatch):
-    write_txt(tmp_path / "txt", TEXTS * 10)
-    cfg = data_cfg(tmp_path, f"data.path={tmp_path / 'txt'}")
+def test_interrupted_prepare_resumes_from_its_finished_pieces(tmp_path, monkeypatch):
+    write_txt(tmp_path / "txt", TEXTS * 10)  # 600 documents, 4 pieces of 150: one batch each
+    cfg = data_cfg(tmp_path, f"data.path={tmp_path / 'txt'}", "data.tasks=4", "data.workers=1")
     calls = {"n": 0}
     original = ByteTokenizer.encode_pieces
 
-    def dies_on_second_batch(self, texts):
+    def dies_in_the_second_piece(self, texts):
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt
         return original(self, texts)
 
-    monkeypatch.setattr(ByteTokenizer, "encode_pieces", dies_on_second_batch)
+    monkeypatch.setattr(ByteTokenizer, "encode_pieces", dies_in_the_second_piece)
     with pytest.raises(KeyboardInterrupt):
         prepare(cfg, progress=False)
-    assert not list((tmp_path / "cache").rglob("manifest.json"))
-    assert not list((tmp_path / "cache").glob(".*tmp*"))  # the partial directory is gone too
+    assert not list((tmp_path / "cache").rglob("manifest.json"))  # nothing vouches for partial shards
+    (partial,) = (tmp_path / "cache").glob(".*.partial")
+    assert (partial / "piece_00000.json").exists() and not (partial / "piece_00001.json").exists()
+    calls["n"] = 10  # no more interrupts; count the batches the resumed prepare encodes
+    directory = prepare(cfg, progress=False)
+    assert calls["n"] == 13  # pieces 1, 2 and 3 only: piece 0 was finished and is not tokenized again
+    assert not partial.exists()
     monkeypatch.setattr(ByteTokenizer, "encode_pieces", original)
-    assert load_manifest(prepare(cfg, progress=False))["documents"]["train"] > 0
+    fresh = prepare({**cfg, "cache_dir": str(tmp_path / "fresh")}, progress=False)
+    assert [s["sha256"] for s in load_manifest(directory)["shards"]] == \
+        [s["sha256"] for s in load_manifest(fresh)["shards"]]
+
+
+def test_two_workers_write_the_shards_one_writes(tmp_path):
+    write_txt(tmp_path / "txt", TEXTS * 4)
+    shards = []
+    for workers in (1, 2):
+        cfg = data_cfg(tmp_path, f"data.path={tmp_path / 'txt'}", "data.tasks=4", f"data.workers={workers}",
+                       f"data.cache_dir={tmp_path / f'cache{workers}'}")
+        manifest = load_manifest(prepare(cfg, progress=False))
+        assert manifest["workers"] == workers and manifest["tasks"] == 4
+        shards.append([(s["split"], s["tokens"], s["sha256"]) for s in manifest["shards"]])
+    assert shards[0] == shards[1] and len(shards[0]) == 8  # a train and a validation shard per piece
 
 
 def test_tokenizers_round_trip_multibyte_text():

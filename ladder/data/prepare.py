@@ -1,30 +1,32 @@
 """Corpus -> tokenized shards + manifest.json, in a cache directory named by a fingerprint of everything that
-determines the content. Shards are written first and the manifest last, inside a temporary directory that is
-renamed into place only when complete: an interrupted prepare never leaves a manifest pointing at partial shards.
+determines the content. The pieces are tokenized by datatrove's executor (engine.py) into `.<name>.partial`, which a
+killed prepare leaves behind to resume from; the manifest is written last and the directory renamed into place only
+when complete: a manifest never points at partial shards. A lock lets one process prepare while others wait.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import itertools
 import json
 import logging
+import math
 import os
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
-
-import numpy as np
 
 from ladder import __version__
 from ladder.data.sources import Source, check_reachable, documents, resolve_source
-from ladder.data.tokenizers import ByteTokenizer, load_hf, pieces, tokenizer_config_signature, train_bpe
+from ladder.data.tokenizers import ByteTokenizer, load_hf, load_saved, pieces, tokenizer_config_signature, train_bpe
 from ladder.errors import LadderError, require
+from ladder.hardware import owned_cpus
 from ladder.io import atomic_write_json, pid_alive, read_json
 
 FORMAT_VERSION = 1  # bump when the shard layout changes
 log = logging.getLogger("ladder.data")
-BATCH_DOCUMENTS = 256
 
 
 def cache_root(cfg: dict) -> Path:
@@ -33,64 +35,19 @@ def cache_root(cfg: dict) -> Path:
     return Path(os.environ.get("LADDER_CACHE", Path.home() / ".cache" / "ladder")) / "data"
 
 
-def fingerprint(cfg: dict, source: Source, split_by: str = "documents") -> str:
+def fingerprint(cfg: dict, source: Source, split_by: str = "documents", max_tokens: int | None = None) -> str:
     recipe = {"format": FORMAT_VERSION, "source": source.signature(), "tokenizer": tokenizer_config_signature(
         cfg["tokenizer"]), "val_fraction": float(cfg["val_fraction"]), "seed": int(cfg["seed"]),
         "dtype": cfg.get("dtype", "auto"), "shard_tokens": int(float(cfg["shard_tokens"])),
         "max_documents": cfg.get("max_documents")}
-    if split_by != "documents":  # only then: every corpus split by document keeps the fingerprint it had
+    # each only when it differs from what every cache before it was made with, so their fingerprints hold
+    if split_by != "documents":
         recipe["split_by"] = split_by
+    if int(cfg.get("tasks") or 1) != 1:
+        recipe["tasks"] = int(cfg["tasks"])
+    if max_tokens is not None:
+        recipe["max_tokens"] = max_tokens
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
-
-
-def is_validation(seed: int, index: int, fraction: float) -> bool:
-    """A document's split depends only on (seed, its index): deterministic, and independent of the others."""
-    h = int.from_bytes(hashlib.blake2b(f"{seed}:{index}".encode(), digest_size=8).digest(), "little")
-    return h / 2**64 < fraction
-
-
-class ShardWriter:
-    """Appends token arrays to `<split>_NNN.bin` files of at most `shard_tokens` tokens, hashing as it goes."""
-
-    def __init__(self, directory: Path, split: str, dtype, shard_tokens: int):
-        self.directory, self.split, self.dtype, self.shard_tokens = directory, split, np.dtype(dtype), shard_tokens
-        self.shards: list[dict] = []
-        self.file = None
-        self.tokens = self.documents = 0
-
-    def _open_next(self):
-        self._close()
-        path = self.directory / f"{self.split}_{len(self.shards):03d}.bin"
-        self.file, self.hash, self.shard_count = open(path, "wb"), hashlib.sha256(), 0
-        self.shards.append({"path": path.name, "split": self.split})
-
-    def write(self, ids: np.ndarray, ends_document: bool = True) -> None:
-        """Append ids; a document written in pieces counts once, at its last piece."""
-        self.documents += int(ends_document)
-        data = ids.astype(self.dtype, copy=False)
-        while data.size:
-            if self.file is None or self.shard_count >= self.shard_tokens:
-                self._open_next()
-            take = data[:self.shard_tokens - self.shard_count]
-            raw = take.tobytes()
-            self.file.write(raw)
-            self.hash.update(raw)
-            self.shard_count += take.size
-            self.tokens += take.size
-            data = data[take.size:]
-
-    def _close(self):
-        if self.file is not None:
-            self.file.flush()
-            os.fsync(self.file.fileno())
-            self.file.close()
-            self.shards[-1].update(tokens=self.shard_count, bytes=self.shard_count * self.dtype.itemsize,
-                                   sha256=self.hash.hexdigest())
-            self.file = None
-
-    def close(self) -> list[dict]:
-        self._close()
-        return self.shards
 
 
 def choose_dtype(requested: str, vocab_size: int) -> str:
@@ -104,7 +61,9 @@ def choose_dtype(requested: str, vocab_size: int) -> str:
     return "uint16" if vocab_size <= 2**16 else "uint32"
 
 
-def make_tokenizer(cfg: dict, source: Source, seed: int, fraction: float, limit, split_by: str = "documents"):
+def make_tokenizer(cfg: dict, source: Source, seed: int, fraction: float, limit, split_by: str, tasks: int):
+    from ladder.data.engine import document_key, is_validation
+
     tcfg = cfg["tokenizer"]
     tokenizer_config_signature(tcfg)
     if tcfg["kind"] == "bytes":
@@ -115,108 +74,197 @@ def make_tokenizer(cfg: dict, source: Source, seed: int, fraction: float, limit,
 
     def training_text():  # the training split only, up to train_bytes: validation text is never seen
         seen = 0
-        for i, text in enumerate(documents(source, limit)):
-            if split_by == "token_range":  # each document's head (its tail is validation; cut by characters here)
-                text = text[:len(text) - int(round(fraction * len(text)))]
-            elif is_validation(seed, i, fraction):
-                continue
-            for piece in pieces(text):  # the trainer never holds a long document whole, nor reads past its budget
-                yield piece
-                seen += len(piece)
-                if seen >= budget:
-                    return
+        for piece in range(tasks):  # the pieces in order: the corpus in order
+            for i, text in enumerate(documents(source, task_limit(limit, tasks), (piece, tasks))):
+                if split_by == "token_range":  # each document's head (its tail is validation; cut by characters)
+                    text = text[:len(text) - int(round(fraction * len(text)))]
+                elif is_validation(seed, document_key(i, piece, tasks), fraction):
+                    continue
+                for chunk in pieces(text):  # the trainer never holds a long document whole, nor reads past its budget
+                    yield chunk
+                    seen += len(chunk)
+                    if seen >= budget:
+                        return
     return train_bpe(training_text(), int(tcfg["vocab_size"]))
 
 
-def prepare(cfg: dict, progress: bool = True) -> Path:
-    """The shard directory for this data config, built if missing. Returns quickly when it exists."""
+def task_limit(limit, tasks: int) -> int | None:
+    """data.max_documents shared among the pieces (all of it with one piece)."""
+    return None if limit is None else math.ceil(int(limit) / tasks)
+
+
+def max_train_tokens(cfg: dict, source: Source, needed_tokens: int | None) -> int | None:
+    """data.max_tokens: null reads the whole corpus; `auto` (the hub corpora's) reads what the ladder needs, its
+    longest rung's tokens rounded up to a power of two, so ladders of similar size share one prepared corpus."""
+    value = cfg.get("max_tokens")
+    if value is None:
+        return None
+    if str(value) == "auto":
+        if needed_tokens is None:
+            return None
+        return 2 ** math.ceil(math.log2(max(needed_tokens, 1) * 1.05))
+    tokens = int(float(value))
+    require(tokens > 0, f"data.max_tokens={value}: must be positive, auto (what the ladder needs) or null (all)")
+    return tokens
+
+
+def resolve(cfg: dict, needed_tokens: int | None = None) -> tuple[Source, dict, Path]:
+    """(source, the settings that decide the content, the cache directory they name), without reading much."""
     source = resolve_source(cfg)
     val_fraction, seed = float(cfg["val_fraction"]), int(cfg["seed"])
     require(0 < val_fraction < 0.5, f"data.val_fraction={val_fraction}: must be in (0, 0.5)")
     shard_tokens = int(float(cfg["shard_tokens"]))
     require(shard_tokens > 0, f"data.shard_tokens={shard_tokens}: must be positive")
+    tasks = int(cfg.get("tasks") or 1)
+    require(tasks >= 1, f"data.tasks={tasks}: must be at least 1 (the pieces the corpus is tokenized in)")
     limit = cfg.get("max_documents")
+    max_tokens = max_train_tokens(cfg, source, needed_tokens)
     split_by = split_rule(source, limit, val_fraction)
-    digest = fingerprint(cfg, source, split_by)
-    root = cache_root(cfg)
-    final = root / f"{source.name}-{digest[:16]}"
+    digest = fingerprint(cfg, source, split_by, max_tokens)
+    settings = {"val_fraction": val_fraction, "seed": seed, "shard_tokens": shard_tokens, "tasks": tasks,
+                "limit": limit, "max_tokens": max_tokens, "split_by": split_by, "fingerprint": digest}
+    return source, settings, cache_root(cfg) / f"{source.name}-{digest[:16]}"
+
+
+def prepared(cfg: dict, needed_tokens: int | None = None) -> Path | None:
+    """The finished shard directory for this data config, or None."""
+    directory = resolve(cfg, needed_tokens)[2]
+    return directory if (directory / "manifest.json").exists() else None
+
+
+def on_cluster() -> bool:
+    """Inside a Slurm job: a rung there never tokenizes (16 jobs x 8 ranks would race to); it opens what a prepare
+    job made."""
+    return "SLURM_JOB_ID" in os.environ
+
+
+def open_data(cfg: dict, needed_tokens: int | None = None, may_prepare: bool = True, progress: bool = True) -> Path:
+    """The finished shard directory; prepared here when `may_prepare`, else a one-line error naming the command."""
+    directory = prepared(cfg, needed_tokens)
+    if directory is not None:
+        return directory
+    expected = resolve(cfg, needed_tokens)[2]
+    require(may_prepare, f"data={cfg.get('name')}: not prepared ({expected} has no manifest.json); run `ladder "
+                         f"prepare` with the same data.* overrides first (on Slurm: add hydra/launcher=slurm), or "
+                         f"`ladder sweep`, which submits the prepare job before the rungs")
+    return prepare(cfg, progress, needed_tokens)
+
+
+def prepare(cfg: dict, progress: bool = True, needed_tokens: int | None = None, workers: int | None = None) -> Path:
+    """The shard directory for this data config, built if missing. Returns quickly when it exists."""
+    source, s, final = resolve(cfg, needed_tokens)
     if (final / "manifest.json").exists():
         return final
     check_reachable(source)
-    _remove_stale(root)
-    tmp = root / f".{final.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    started = time.time()
-    try:
-        tokenizer = make_tokenizer(cfg, source, seed, val_fraction, limit, split_by)
+    root = final.parent
+    root.mkdir(parents=True, exist_ok=True)
+    with _lock(root / f".{final.name}.lock", progress):
+        if (final / "manifest.json").exists():  # another process prepared it while this one waited
+            return final
+        _remove_stale(root)
+        work = root / f".{final.name}.partial"
+        work.mkdir(exist_ok=True)
+        started = time.time()
+        if s["split_by"] == "token_range" and progress:
+            print(f"data {source.name}: fewer than {min_documents(s['val_fraction'])} documents for "
+                  f"data.val_fraction={s['val_fraction']}; each document's last {s['val_fraction']:.0%} of tokens "
+                  f"is validation (split by token range)", flush=True)
+        tokenizer = _tokenizer(cfg, source, s, work)
         dtype = choose_dtype(cfg.get("dtype", "auto"), tokenizer.vocab_size)
-        writers = {split: ShardWriter(tmp, split, dtype, shard_tokens) for split in ("train", "val")}
-        eos = np.array([tokenizer.eos_id])
-        text_bytes = 0
-        if split_by == "token_range" and progress:
-            print(f"data {source.name}: fewer than {min_documents(val_fraction)} documents for data.val_fraction="
-                  f"{val_fraction}; each document's last {val_fraction:.0%} of tokens is validation (split by "
-                  f"token range)", flush=True)
-        stream = ((i, text) for i, text in enumerate(documents(source, limit)) if text)  # empty documents: skipped
-        with _progress(progress, f"prepare {source.name}") as bar:
-            while batch := list(itertools.islice(stream, BATCH_DOCUMENTS)):
-                indices, texts = zip(*batch)
-                if split_by == "token_range":  # a few documents: each one's ids whole, its tail to validation
-                    for ids in tokenizer.encode_batch(list(texts)):
-                        cut = len(ids) - int(round(val_fraction * len(ids)))
-                        writers["train"].write(np.concatenate([ids[:cut], eos]))
-                        writers["val"].write(np.concatenate([ids[cut:], eos]))
-                else:  # each piece written as it is encoded: no document's ids are ever held whole
-                    current, writer = None, None
-                    for i, ids in tokenizer.encode_pieces(list(texts)):
-                        if i != current:
-                            if current is not None:
-                                writer.write(eos)
-                            current = i
-                            writer = writers["val" if is_validation(seed, indices[i], val_fraction) else "train"]
-                        writer.write(ids, ends_document=False)
-                    if current is not None:
-                        writer.write(eos)
-                batch_bytes = sum(len(t.encode("utf-8")) for t in texts)
-                text_bytes += batch_bytes
-                bar.update(batch_bytes)
-        shards = writers["train"].close() + writers["val"].close()
-        for split in ("train", "val"):
-            require(writers[split].tokens > 0,
-                    f"data={source.name}: the corpus gave no {split} tokens (empty corpus, or too few documents "
-                    f"for data.val_fraction={val_fraction})")
-        tokenizer.save(tmp)
-        manifest = {
-            "fingerprint": digest, "harness_version": __version__, "format": FORMAT_VERSION,
-            "source": {"name": source.name, "kind": source.kind, "path": source.hub_path or None,
-                       "subset": source.subset, "split": source.split, "revision": source.revision,
-                       "text_field": source.text_field, **source.signature(),
-                       "skipped_files": source.skipped_files},
-            "tokenizer": tokenizer.describe(), "dtype": dtype, "seq_separator": "eos",
-            "val_fraction": val_fraction, "seed": seed, "split_by": split_by, "text_bytes": text_bytes,
-            "tokens": {split: writers[split].tokens for split in writers},
-            "documents": {split: writers[split].documents for split in writers},
-            "shards": shards, "prepare_seconds": round(time.time() - started, 2),
-        }
-        atomic_write_json(tmp / "manifest.json", manifest)
-        if final.exists() and not (final / "manifest.json").exists():  # shards nothing vouches for: replaced
+        workers = _workers(cfg, s["tasks"]) if workers is None else max(1, int(workers))
+        piece_shards = _tokenize(source, s, work, tokenizer, dtype, workers, progress)
+        manifest = _manifest(source, s, tokenizer, dtype, piece_shards, workers, time.time() - started)
+        atomic_write_json(work / "manifest.json", manifest)
+        if final.exists():  # shards nothing vouches for (no manifest): replaced
             log.warning("%s has no manifest.json (deleted, or a prepare from before manifests came last); "
                         "replacing it with the one just prepared", final)
             shutil.rmtree(final, ignore_errors=True)
-        try:
-            tmp.rename(final)
-        except OSError:  # another process finished the same data first: keep theirs
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        work.rename(final)
     return final
+
+
+def _tokenizer(cfg: dict, source: Source, s: dict, work: Path):
+    """The corpus's tokenizer, saved in the work directory first: a resumed prepare reuses the BPE it trained."""
+    saved = work / "tokenizer-description.json"
+    if saved.exists():
+        return load_saved(read_json(saved), work)
+    tokenizer = make_tokenizer(cfg, source, s["seed"], s["val_fraction"], s["limit"], s["split_by"], s["tasks"])
+    tokenizer.save(work)
+    atomic_write_json(saved, tokenizer.describe())
+    return tokenizer
+
+
+def _workers(cfg: dict, tasks: int) -> int:
+    """data.workers: auto is the CPUs this process owns (in a Slurm job, the job's), at most one per task."""
+    value = cfg.get("workers", "auto")
+    workers = owned_cpus() if str(value) == "auto" else int(value)
+    require(workers >= 1, f"data.workers={value}: must be at least 1, or auto (one per CPU)")
+    return min(workers, tasks)
+
+
+def _tokenize(source: Source, s: dict, work: Path, tokenizer, dtype: str, workers: int, progress: bool) -> list:
+    from ladder.data.engine import TokenizePiece, run_pieces
+
+    step = TokenizePiece(source, work, tokenizer.describe(), dtype=dtype, shard_tokens=s["shard_tokens"],
+                         seed=s["seed"], val_fraction=s["val_fraction"], split_by=s["split_by"],
+                         limit=task_limit(s["limit"], s["tasks"]),
+                         max_train_tokens=None if s["max_tokens"] is None else math.ceil(s["max_tokens"] / s["tasks"]),
+                         tokenizer_threads=max(1, owned_cpus() // workers) if workers > 1 else None)
+    if progress:
+        print(f"data {source.name}: tokenizing {s['tasks']} piece(s) with {workers} worker(s) (datatrove)",
+              flush=True)
+    return run_pieces(step, s["tasks"], workers)
+
+
+def _manifest(source: Source, s: dict, tokenizer, dtype: str, piece_shards: list, workers: int,
+              seconds: float) -> dict:
+    def total(key, split):
+        return sum(p[key][split] for p in piece_shards)
+
+    tokens = {split: total("tokens", split) for split in ("train", "val")}
+    for split in ("train", "val"):
+        require(tokens[split] > 0, f"data={source.name}: the corpus gave no {split} tokens (empty corpus, or too few "
+                                   f"documents for data.val_fraction={s['val_fraction']})")
+    shards = [shard for split in ("train", "val") for p in piece_shards for shard in p["shards"]
+              if shard["split"] == split]
+    return {
+        "fingerprint": s["fingerprint"], "harness_version": __version__, "format": FORMAT_VERSION,
+        "source": {"name": source.name, "kind": source.kind, "path": source.hub_path or None,
+                   "subset": source.subset, "split": source.split, "revision": source.revision,
+                   "text_field": source.text_field, **source.signature(), "skipped_files": source.skipped_files},
+        "tokenizer": tokenizer.describe(), "dtype": dtype, "seq_separator": "eos",
+        "val_fraction": s["val_fraction"], "seed": s["seed"], "split_by": s["split_by"], "tasks": s["tasks"],
+        "max_tokens": s["max_tokens"], "text_bytes": sum(p["text_bytes"] for p in piece_shards),
+        "tokens": tokens, "documents": {split: total("documents", split) for split in ("train", "val")},
+        "shards": shards, "prepare_seconds": round(seconds, 2), "workers": workers,
+        "engine": f"datatrove {_version('datatrove')}",
+    }
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import version
+    return version(package)
+
+
+@contextmanager
+def _lock(path: Path, progress: bool):
+    """One prepare of a corpus at a time; the others wait for it, then find its manifest."""
+    with open(path, "a+") as handle:
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if progress:
+                    print(f"data: another process is preparing this corpus ({path}); waiting for it", flush=True)
+                fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError as error:  # ENOLCK: a filesystem without locks; the rename below still keeps it whole
+            log.warning("%s: cannot lock (%s); preparing without a lock", path, error)
+        yield
 
 
 def min_documents(val_fraction: float) -> int:
     """Below this many documents, a split by document would leave validation nearly empty (or empty)."""
-    return int(np.ceil(2 / val_fraction))
+    return math.ceil(2 / val_fraction)
 
 
 def split_rule(source: Source, limit, val_fraction: float) -> str:
@@ -236,13 +284,6 @@ def _remove_stale(root: Path) -> None:
         pid = tmp.name.rsplit("-", 1)[-1]
         if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _progress(enabled: bool, description: str):
-    from tqdm import tqdm
-    # disable=None: no bar when stderr is not a terminal (CI logs, pipes)
-    return tqdm(total=None, unit="B", unit_scale=True, desc=description, disable=None if enabled else True,
-                leave=False)
 
 
 def load_manifest(directory: str | Path) -> dict:

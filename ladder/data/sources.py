@@ -120,24 +120,35 @@ def check_reachable(source: Source) -> None:
                           f"{'/' + source.subset if source.subset else ''}; connect to the network, or use {fix}")
 
 
-def _open(source: Source):
+def _open(source: Source, piece: tuple[int, int] = (0, 1)):
+    """The source as a streamed `datasets` IterableDataset; piece=(index, count): that piece of it, a contiguous
+    run of its files (its records dealt round-robin when it has fewer files than pieces)."""
     import datasets
+    from datasets.distributed import split_dataset_by_node
 
     datasets.disable_progress_bars()
     if source.kind == "hub":
         check_reachable(source)
-        if os.path.exists(source.hub_path):  # a local copy of a hub dataset: the same call, no network needed
-            return datasets.load_dataset(source.hub_path, name=source.subset, split=source.split, streaming=True)
-        return datasets.load_dataset(source.hub_path, name=source.subset, split=source.split, streaming=True,
-                                     revision=source.revision)
-    extra = {"sample_by": "document"} if source.builder == "text" else {}
-    return datasets.load_dataset(source.builder, data_files=source.files, split="train", streaming=True, **extra)
+        revision = {} if os.path.exists(source.hub_path) else {"revision": source.revision}  # a local copy: offline
+        stream = datasets.load_dataset(source.hub_path, name=source.subset, split=source.split, streaming=True,
+                                       **revision)
+    else:
+        extra = {"sample_by": "document"} if source.builder == "text" else {}
+        stream = datasets.load_dataset(source.builder, data_files=source.files, split="train", streaming=True,
+                                       **extra)
+    index, count = piece
+    if count == 1:
+        return stream
+    if stream.num_shards >= count:
+        return stream.shard(num_shards=count, index=index, contiguous=True)
+    return split_dataset_by_node(stream, rank=index, world_size=count)
 
 
-def records(source: Source, limit: int | None = None) -> Iterator[dict]:
-    """The source's records (dicts) in a fixed order; reader errors become one line naming the source."""
+def records(source: Source, limit: int | None = None, piece: tuple[int, int] = (0, 1)) -> Iterator[dict]:
+    """The source's records (dicts) in a fixed order (those of one piece of it); reader errors become one line
+    naming the source."""
     try:
-        for i, example in enumerate(_open(source)):
+        for i, example in enumerate(_open(source, piece)):
             if limit is not None and i >= limit:
                 return
             yield example
@@ -157,9 +168,10 @@ def records(source: Source, limit: int | None = None) -> Iterator[dict]:
         raise LadderError(f"{source.name}: could not read {source.key} ({type(error).__name__}: {first})") from None
 
 
-def documents(source: Source, limit: int | None = None) -> Iterator[str]:
-    """The corpus's documents in a fixed order, validated: text, UTF-8, no NUL bytes, the text field present."""
-    for i, example in enumerate(records(source, limit)):
+def documents(source: Source, limit: int | None = None, piece: tuple[int, int] = (0, 1)) -> Iterator[str]:
+    """The corpus's documents (or one piece's) in a fixed order, validated: text, UTF-8, no NUL bytes, the text
+    field present."""
+    for i, example in enumerate(records(source, limit, piece)):
         if source.text_field not in example:
             raise LadderError(f"{source.key}.text_field={source.text_field!r}: not in the records of {source.name}; "
                               f"fields are {', '.join(example)} (set {source.key}.text_field=NAME)")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from ladder.data import TokenData, prepare
+from ladder.data import TokenData, on_cluster, open_data
 from ladder.data.tokenizers import EOS_TEXT, load_saved
 from ladder.errors import require
 from ladder.evals.standalone import budget_weights, finished_rung
@@ -43,7 +43,8 @@ def export_rung(cfg) -> Path:
     label = str(cfg.budget) if cfg.get("budget") else (finished[-1] if finished else None)
     require(label in finished, f"budget={label}: not a finished budget of {rung.name}; use one of "
                                f"{', '.join(finished) or '(none yet)'}")
-    data = TokenData(prepare(OmegaConf.to_container(cfg.data, resolve=True)), verify=False)
+    data = TokenData(open_data(OmegaConf.to_container(cfg.data, resolve=True), plan.data_tokens,
+                               may_prepare=not on_cluster()), verify=False)
     require(data.fingerprint == summary.get("data_fingerprint"),
             f"data: differs from the data {rung.name} was trained on; pass the same data.* overrides as its training")
     out = Path(cfg.out) if cfg.out else run.path / "hf" / label

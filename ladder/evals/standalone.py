@@ -10,7 +10,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from ladder.data import TokenData, prepare
+from ladder.data import TokenData, on_cluster, open_data
 from ladder.errors import LadderError, require
 from ladder.model.build import build_model
 from ladder.plan import make_plan
@@ -59,7 +59,8 @@ def evaluate_budgets(cfg, plan, rung, run: RunDir, summary: dict, finished: list
     for label in labels:
         require(label in finished, f"budget={label}: not a finished budget of {rung.name}; use one of "
                                    f"{', '.join(finished) or '(none yet)'}")
-    data = TokenData(prepare(OmegaConf.to_container(cfg.data, resolve=True)), verify=bool(cfg.data.verify))
+    data = TokenData(open_data(OmegaConf.to_container(cfg.data, resolve=True), plan.data_tokens,
+                               may_prepare=not on_cluster()), verify=bool(cfg.data.verify))
     require(data.fingerprint == summary.get("data_fingerprint"),
             f"data: differs from the data {rung.name} was trained on (fingerprint {data.fingerprint[:12]} != "
             f"{str(summary.get('data_fingerprint'))[:12]}); pass the same data.* overrides as its training")

@@ -48,8 +48,9 @@ def record_jobs(sweep_dir: Path, job_overrides, jobs) -> None:
     ids = {}
     for overrides, job in zip(job_overrides, jobs):
         rung = next((o.split("=", 1)[1] for o in overrides if o.startswith("rung=")), None)
-        if rung:
-            ids[rung] = str(job.job_id)
+        data = next((o.split("=", 1)[1] for o in overrides if o.startswith("+prepare_of=")), None)
+        if rung or data:
+            ids[rung or f"prepare:{data}"] = str(job.job_id)
     registry = sweep_dir.parent / "jobs.json"
     from ladder.io import atomic_write_json, read_json
     known = read_json(registry) if registry.exists() else {}

@@ -15,9 +15,10 @@ import time
 from pathlib import Path
 
 from ladder.errors import require
+from ladder.io import read_json
 from ladder.plan import Plan, Rung, make_plan
 from ladder.train.options import check_train_options
-from ladder.sweep.status import format_status, rung_status, sweep_root
+from ladder.sweep.status import SLURM_WAITING, format_status, rung_status, scheduler_states, sweep_root
 
 SUBMITIT = {"slurm", "local", "submitit_slurm", "submitit_local"}
 
@@ -34,7 +35,7 @@ def resources(rung: Rung, plan: Plan, cfg, launcher: str) -> dict:
     about `sweep.target_hours`, and a time limit of 1.5x the estimate plus 15 minutes. CPU rungs: `sweep.cpus`."""
     scfg = cfg.sweep
     if str(cfg.train.device) == "cpu" or launcher in ("local", "submitit_local"):
-        from ladder.train.distributed import owned_cpus
+        from ladder.hardware import owned_cpus
         cpus = int(scfg.cpus) if scfg.cpus else max(1, owned_cpus() // max(1, int(scfg.parallel)))
         return {"gpus_per_node": 0, "tasks_per_node": 1, "cpus_per_task": cpus,
                 "timeout_min": int(scfg.cpu_timeout_min)}
@@ -84,6 +85,43 @@ def sweep_task(cfg) -> int:
     return code
 
 
+def prepare_task(cfg) -> None:
+    """`ladder prepare` inside a scheduler job: every CPU the job owns tokenizes (data.workers=auto)."""
+    from omegaconf import OmegaConf
+
+    from ladder.data import prepare
+    prepare(OmegaConf.to_container(cfg.data, resolve=True), needed_tokens=make_plan(cfg).data_tokens)
+
+
+def submit_prepare(cfg, overrides: list[str], plan: Plan) -> str | None:
+    """The Slurm job that prepares this ladder's data (submitted, or the one already queued or running); None when
+    the data is prepared. Rungs submitted after it depend on it."""
+    from omegaconf import OmegaConf
+
+    from ladder.data.prepare import prepared, resolve
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    if prepared(data, plan.data_tokens):
+        return None
+    key = f"prepare:{resolve(data, plan.data_tokens)[2].name}"
+    registry = sweep_root(cfg.runs_dir, plan.ladder) / "jobs.json"
+    known = read_json(registry).get(key) if registry.exists() else None
+    if known and scheduler_states([known]).get(known) in (*SLURM_WAITING, "RUNNING"):
+        print(f"data: prepare job {known} is already queued or running; the rungs start after it")
+        return known
+    wanted = {"gpus_per_node": 0, "tasks_per_node": 1, "cpus_per_task": int(cfg.sweep.prepare_cpus),
+              "timeout_min": int(cfg.sweep.prepare_timeout_min)}
+    check_slurm(cfg, overrides, wanted)
+    extra = [f"hydra.launcher.{k}={v}" for k, v in wanted.items()
+             if not any(o.startswith(f"hydra.launcher.{k}=") for o in overrides)]
+    passthrough = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in ("submit_only", "rungs", "rung")]
+    argv = ["ladder prepare", "--multirun", *passthrough, *extra, "hydra.launcher.submit_only=true",
+            f"+prepare_of={key.split(':', 1)[1]}", f"runs_dir={Path(cfg.runs_dir).resolve()}",
+            f"hydra.sweep.dir={sweep_root(Path(cfg.runs_dir).resolve(), plan.ladder) / time.strftime('%Y%m%d-%H%M%S-prepare')}",
+            "hydra.job.chdir=false"]
+    require(_hydra_multirun(argv, prepare_task), "data: submitting the prepare job failed (see the error above)")
+    return str(read_json(registry)[key])
+
+
 def run_sweep(cfg, overrides: list[str]) -> int:
     check_train_options(cfg.train)  # before any job is launched
     plan = make_plan(cfg)
@@ -115,6 +153,14 @@ def run_sweep(cfg, overrides: list[str]) -> int:
         for key in groups:
             check_slurm(cfg, overrides, {k: v for k, v in key if k != "wave"})
 
+    after = None  # no rung tokenizes: the data is prepared once, first (on Slurm, as a job the rungs wait for)
+    if launcher in ("slurm", "submitit_slurm"):
+        after = submit_prepare(cfg, overrides, plan)
+    else:
+        from omegaconf import OmegaConf
+
+        from ladder.data import prepare
+        prepare(OmegaConf.to_container(cfg.data, resolve=True), needed_tokens=plan.data_tokens)
     runs_dir = str(Path(cfg.runs_dir).resolve())
     passthrough = [o for o in overrides if not o.split("=", 1)[0].lstrip("+~") in ("submit_only", "rungs",
                                                                                     "runs_dir")]
@@ -130,6 +176,9 @@ def run_sweep(cfg, overrides: list[str]) -> int:
                 extra.append(f"train.threads={res['cpus_per_task']}")  # submitit's local jobs are not pinned
         if submit_only:
             extra.append("hydra.launcher.submit_only=true")
+        if after:  # start once the prepare job succeeds; dropped, not left pending, if it fails
+            extra += [f"+hydra.launcher.additional_parameters.dependency=afterok:{after}",
+                      "+hydra.launcher.additional_parameters.kill_on_invalid_dep=yes"]
         argv = ["ladder sweep", "--multirun", f"rung={','.join(r.name for r in rungs)}", f"runs_dir={runs_dir}",
                 *passthrough, *extra,
                 f"hydra.sweep.dir={sweep_root(runs_dir, plan.ladder) / f'{stamp}-{i}'}", "hydra.sweep.subdir=${rung}",
@@ -155,14 +204,14 @@ def _waves(groups: dict[tuple, list[Rung]], parallel: int) -> dict[tuple, list[R
     return waves
 
 
-def _hydra_multirun(argv: list[str]) -> bool:
+def _hydra_multirun(argv: list[str], task=sweep_task) -> bool:
     import hydra
 
     from ladder.cli import CONF_DIR
     saved = sys.argv
     sys.argv = argv
     try:
-        hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(sweep_task)()
+        hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(task)()
         return True
     except SystemExit as exit_:  # Hydra reports a failed job and exits 1 once the sweep is over
         if exit_.code not in (0, None):

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ladder.hardware import owned_cpus
+
 
 @dataclass
 class Dist:
@@ -36,13 +38,6 @@ def init_distributed(device_type: str) -> Dist:
     if device_type == "cuda":
         torch.cuda.set_device(info.local_rank)
     return info
-
-
-def owned_cpus() -> int:
-    """CPUs this process may run on (its affinity mask: Slurm and taskset set it), not the machine's count."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def set_threads(configured, info: Dist) -> int:

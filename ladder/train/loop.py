@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from ladder.data import Sampler, TokenData, prepare
+from ladder.data import Sampler, TokenData, on_cluster, open_data
 from ladder.data.tokenizers import load_saved
 from ladder.errors import LadderError, require
 from ladder.evals import EvalSuite
@@ -60,7 +60,7 @@ def fresh_progress() -> dict:
 
 
 class Trainer:
-    def __init__(self, cfg, rung: Rung, ladder: str):
+    def __init__(self, cfg, rung: Rung, ladder: str, data_tokens: int | None = None):
         self.cfg, self.rung, self.ladder = cfg, rung, ladder
         self.tcfg = cfg.train
         self.run = RunDir(Path(cfg.runs_dir) / ladder / rung.name)
@@ -74,7 +74,8 @@ class Trainer:
         self.heartbeat_at = 0.0
         self.marked = False  # the summary already says how this process ended
 
-        data_dir = prepare(OmegaConf.to_container(cfg.data, resolve=True), progress=self.dist.is_main)
+        data_dir = open_data(OmegaConf.to_container(cfg.data, resolve=True), data_tokens or rung.tokens,
+                             may_prepare=not on_cluster(), progress=self.dist.is_main)
         self.data = TokenData(data_dir, verify=bool(cfg.data.verify))
         require(self.data.vocab_size <= rung.spec.vocab_size,
                 f"ladder.vocab_size={rung.spec.vocab_size} is smaller than the tokenizer's vocabulary "
@@ -454,7 +455,7 @@ def train_rung(cfg, rung_name: str | None) -> int:
                       f"budgets or seed changed); use another runs_dir, or train.overwrite=true to retrain it")
         print(format_summary(existing))  # a finished rung is never retrained or overwritten unless asked
         return 0
-    trainer = Trainer(cfg, rung, plan.ladder)
+    trainer = Trainer(cfg, rung, plan.ladder, plan.data_tokens)
     with ExitStack() as held:
         refused = None
         if trainer.dist.is_main:

@@ -1,0 +1,147 @@
+"""The tokenize stage of `ladder prepare`, run by datatrove's executor (https://github.com/huggingface/datatrove).
+
+The corpus is cut into `data.tasks` pieces (contiguous runs of its files, `datasets`' IterableDataset.shard, so the
+pieces in order are the corpus in order). One task reads, splits, tokenizes and writes one piece to its own shards,
+then `piece_NNNNN.json`; the executor runs the tasks `workers` at a time and, run again, skips the ones it recorded as
+completed, so a prepare killed halfway resumes from its finished pieces. The number of tasks, not of workers, decides
+the bytes written: 1 worker and 16 write the same shards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+from pathlib import Path
+
+import numpy as np
+from datatrove.executor import LocalPipelineExecutor
+from datatrove.pipeline.base import PipelineStep
+
+from ladder.data.sources import Source, documents
+from ladder.data.tokenizers import load_saved
+from ladder.io import atomic_write_json, read_json
+
+BATCH_DOCUMENTS = 256
+PIECE = "piece_{:05d}.json"
+
+
+def is_validation(seed: int, key, fraction: float) -> bool:
+    """A document's split depends only on (seed, its key): deterministic, and independent of the others."""
+    h = int.from_bytes(hashlib.blake2b(f"{seed}:{key}".encode(), digest_size=8).digest(), "little")
+    return h / 2**64 < fraction
+
+
+def document_key(index: int, piece: int, tasks: int):
+    """A document's index in its piece; with one piece, its index in the corpus (what every cache before pieces
+    was split by, so their fingerprints hold)."""
+    return index if tasks == 1 else f"{piece}/{index}"
+
+
+class ShardWriter:
+    """Appends token arrays to `<prefix>_NNN.bin` files of at most `shard_tokens` tokens, hashing as it goes."""
+
+    def __init__(self, directory: Path, prefix: str, split: str, dtype, shard_tokens: int):
+        self.directory, self.prefix, self.split = directory, prefix, split
+        self.dtype, self.shard_tokens = np.dtype(dtype), shard_tokens
+        self.shards: list[dict] = []
+        self.file = None
+        self.tokens = self.documents = 0
+
+    def _open_next(self):
+        self._close()
+        path = self.directory / f"{self.prefix}_{len(self.shards):03d}.bin"
+        self.file, self.hash, self.shard_count = open(path, "wb"), hashlib.sha256(), 0
+        self.shards.append({"path": path.name, "split": self.split})
+
+    def write(self, ids: np.ndarray, ends_document: bool = True) -> None:
+        """Append ids; a document written in pieces counts once, at its last piece."""
+        self.documents += int(ends_document)
+        data = ids.astype(self.dtype, copy=False)
+        while data.size:
+            if self.file is None or self.shard_count >= self.shard_tokens:
+                self._open_next()
+            take = data[:self.shard_tokens - self.shard_count]
+            raw = take.tobytes()
+            self.file.write(raw)
+            self.hash.update(raw)
+            self.shard_count += take.size
+            self.tokens += take.size
+            data = data[take.size:]
+
+    def _close(self):
+        if self.file is not None:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.file.close()
+            self.shards[-1].update(tokens=self.shard_count, bytes=self.shard_count * self.dtype.itemsize,
+                                   sha256=self.hash.hexdigest())
+            self.file = None
+
+    def close(self) -> list[dict]:
+        self._close()
+        return self.shards
+
+
+class TokenizePiece(PipelineStep):
+    """One datatrove task: the piece `rank` of `tasks` of the corpus -> its train and validation shards."""
+
+    name, type = "tokenize into shards", "ladder"
+
+    def __init__(self, source: Source, directory: Path, tokenizer: dict, *, dtype: str, shard_tokens: int,
+                 seed: int, val_fraction: float, split_by: str, limit: int | None, max_train_tokens: int | None,
+                 tokenizer_threads: int | None):
+        super().__init__()
+        self.source, self.directory, self.tokenizer = source, Path(directory), tokenizer
+        self.dtype, self.shard_tokens, self.seed, self.val_fraction = dtype, shard_tokens, seed, val_fraction
+        self.split_by, self.limit, self.max_train_tokens = split_by, limit, max_train_tokens
+        self.tokenizer_threads = tokenizer_threads
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        if self.tokenizer_threads:  # a worker process of several: its share of the cores, set before its
+            os.environ.setdefault("RAYON_NUM_THREADS", str(self.tokenizer_threads))  # tokenizer's first encode
+        for stale in self.directory.glob(f"*_{rank:05d}_*.bin"):  # a killed attempt at this piece
+            stale.unlink()
+        tokenizer = load_saved(self.tokenizer, self.directory)
+        writers = {split: ShardWriter(self.directory, f"{split}_{rank:05d}", split, self.dtype, self.shard_tokens)
+                   for split in ("train", "val")}
+        eos = np.array([tokenizer.eos_id])
+        text_bytes = 0
+        stream = ((i, text) for i, text in enumerate(documents(self.source, self.limit, (rank, world_size)))
+                  if text)  # empty documents: skipped
+        while batch := list(itertools.islice(stream, BATCH_DOCUMENTS)):
+            indices, texts = zip(*batch)
+            if self.split_by == "token_range":  # a few documents: each one's ids whole, its tail to validation
+                for ids in tokenizer.encode_batch(list(texts)):
+                    cut = len(ids) - int(round(self.val_fraction * len(ids)))
+                    writers["train"].write(np.concatenate([ids[:cut], eos]))
+                    writers["val"].write(np.concatenate([ids[cut:], eos]))
+            else:  # each piece of a document written as it is encoded: no document's ids are ever held whole
+                current, writer = None, None
+                for i, ids in tokenizer.encode_pieces(list(texts)):
+                    if i != current:
+                        if current is not None:
+                            writer.write(eos)
+                        current = i
+                        key = document_key(indices[i], rank, world_size)
+                        writer = writers["val" if is_validation(self.seed, key, self.val_fraction) else "train"]
+                    writer.write(ids, ends_document=False)
+                if current is not None:
+                    writer.write(eos)
+            text_bytes += sum(len(t.encode("utf-8")) for t in texts)
+            self.stat_update("documents", value=len(texts))
+            if self.max_train_tokens is not None and writers["train"].tokens >= self.max_train_tokens:
+                break  # this piece's share of data.max_tokens: the rest of the corpus is never read
+        shards = writers["train"].close() + writers["val"].close()
+        self.stat_update("tokens", value=writers["train"].tokens + writers["val"].tokens)
+        atomic_write_json(self.directory / PIECE.format(rank), {
+            "shards": shards, "text_bytes": text_bytes,
+            "tokens": {split: w.tokens for split, w in writers.items()},
+            "documents": {split: w.documents for split, w in writers.items()}})
+
+
+def run_pieces(step: TokenizePiece, tasks: int, workers: int) -> list[dict]:
+    """Every piece, `workers` tasks at a time (finished ones from an earlier attempt skipped), in piece order."""
+    LocalPipelineExecutor(pipeline=[step], tasks=tasks, workers=min(workers, tasks),
+                          logging_dir=str(step.directory / "datatrove")).run()
+    return [read_json(step.directory / PIECE.format(rank)) for rank in range(tasks)]
