@@ -18,8 +18,10 @@ import numpy as np
 from datatrove.executor import LocalPipelineExecutor
 from datatrove.pipeline.base import PipelineStep
 
-from ladder.data.sources import Source, documents
+from ladder.data.pretokenized import row_ids
+from ladder.data.sources import Source, documents, records
 from ladder.data.tokenizers import load_saved
+from ladder.errors import require
 from ladder.io import atomic_write_json, read_json
 
 BATCH_DOCUMENTS = 256
@@ -102,9 +104,22 @@ class TokenizePiece(PipelineStep):
             os.environ.setdefault("RAYON_NUM_THREADS", str(self.tokenizer_threads))  # tokenizer's first encode
         for stale in self.directory.glob(f"*_{rank:05d}_*.bin"):  # a killed attempt at this piece
             stale.unlink()
-        tokenizer = load_saved(self.tokenizer, self.directory)
         writers = {split: ShardWriter(self.directory, f"{split}_{rank:05d}", split, self.dtype, self.shard_tokens)
                    for split in ("train", "val")}
+        if self.source.kind == "pretokenized":
+            text_bytes, largest = 0, self._copy_ids(writers, rank, world_size)
+        else:
+            text_bytes, largest = self._tokenize(writers, rank, world_size), None
+        shards = writers["train"].close() + writers["val"].close()
+        self.stat_update("tokens", value=writers["train"].tokens + writers["val"].tokens)
+        atomic_write_json(self.directory / PIECE.format(rank), {
+            "shards": shards, "text_bytes": text_bytes, "max_id": largest,
+            "tokens": {split: w.tokens for split, w in writers.items()},
+            "documents": {split: w.documents for split, w in writers.items()}})
+
+    def _tokenize(self, writers: dict, rank: int, world_size: int) -> int:
+        """Text -> ids -> shards; returns the text's UTF-8 bytes."""
+        tokenizer = load_saved(self.tokenizer, self.directory)
         eos = np.array([tokenizer.eos_id])
         text_bytes = 0
         stream = ((i, text) for i, text in enumerate(documents(self.source, self.limit, (rank, world_size)))
@@ -132,12 +147,22 @@ class TokenizePiece(PipelineStep):
             self.stat_update("documents", value=len(texts))
             if self.max_train_tokens is not None and writers["train"].tokens >= self.max_train_tokens:
                 break  # this piece's share of data.max_tokens: the rest of the corpus is never read
-        shards = writers["train"].close() + writers["val"].close()
-        self.stat_update("tokens", value=writers["train"].tokens + writers["val"].tokens)
-        atomic_write_json(self.directory / PIECE.format(rank), {
-            "shards": shards, "text_bytes": text_bytes,
-            "tokens": {split: w.tokens for split, w in writers.items()},
-            "documents": {split: w.documents for split, w in writers.items()}})
+        return text_bytes
+
+    def _copy_ids(self, writers: dict, rank: int, world_size: int) -> int:
+        """A `datasets` dataset's rows of ids -> shards, split by document; returns the largest id."""
+        eos, largest = int(self.tokenizer["eos_id"]), -1
+        limit = np.iinfo(self.dtype).max
+        for i, row in enumerate(records(self.source, self.limit, (rank, world_size))):
+            ids = row_ids(row, self.source.text_field, i, eos)
+            top = int(ids.max())
+            require(top <= limit, f"data.dtype={self.dtype}: row {i} has id {top}; use data.dtype=uint32")
+            largest = max(largest, top)
+            key = document_key(i, rank, world_size)
+            writers["val" if is_validation(self.seed, key, self.val_fraction) else "train"].write(ids)
+            if self.max_train_tokens is not None and writers["train"].tokens >= self.max_train_tokens:
+                break
+        return largest
 
 
 def run_pieces(step: TokenizePiece, tasks: int, workers: int) -> list[dict]:

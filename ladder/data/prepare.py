@@ -14,11 +14,13 @@ import logging
 import math
 import os
 import shutil
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
 from ladder import __version__
+from ladder.data.pretokenized import MEMMAP_FORMATS, StatedTokenizer, views
 from ladder.data.sources import Source, check_reachable, documents, resolve_source
 from ladder.data.tokenizers import ByteTokenizer, load_hf, load_saved, pieces, tokenizer_config_signature, train_bpe
 from ladder.errors import LadderError, require
@@ -47,6 +49,8 @@ def fingerprint(cfg: dict, source: Source, split_by: str = "documents", max_toke
         recipe["tasks"] = int(cfg["tasks"])
     if max_tokens is not None:
         recipe["max_tokens"] = max_tokens
+    if source.kind == "pretokenized":
+        recipe["eos_id"] = cfg.get("eos_id")
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
 
 
@@ -168,12 +172,26 @@ def prepare(cfg: dict, progress: bool = True, needed_tokens: int | None = None, 
         if s["split_by"] == "token_range" and progress:
             print(f"data {source.name}: fewer than {min_documents(s['val_fraction'])} documents for "
                   f"data.val_fraction={s['val_fraction']}; each document's last {s['val_fraction']:.0%} of tokens "
-                  f"is validation (split by token range)", flush=True)
-        tokenizer = _tokenizer(cfg, source, s, work)
-        dtype = choose_dtype(cfg.get("dtype", "auto"), tokenizer.vocab_size)
+                  f"is validation (split by token range)", file=sys.stderr, flush=True)
         workers = _workers(cfg, s["tasks"]) if workers is None else max(1, int(workers))
-        piece_shards = _tokenize(source, s, work, tokenizer, dtype, workers, progress)
-        manifest = _manifest(source, s, tokenizer, dtype, piece_shards, workers, time.time() - started)
+        if source.kind == "pretokenized" and source.builder in MEMMAP_FORMATS.values():  # read in place
+            stated = StatedTokenizer(cfg)
+            found = views(source.files, source.builder, str(cfg.get("dtype", "auto")), s["val_fraction"],
+                          stated.eos_id)
+            tokenizer, dtype, pieces_found = stated.describe(found["max_id"]), found["dtype"], [found]
+        else:
+            if source.kind == "pretokenized":  # a datasets dataset of ids: copied into shards by the same tasks
+                stated = StatedTokenizer(cfg)
+                dtype = "uint32" if str(cfg.get("dtype", "auto")) == "auto" else choose_dtype(cfg["dtype"], 0)
+                description = {"eos_id": stated.eos_id}
+            else:
+                tokenized = _tokenizer(cfg, source, s, work)
+                dtype = choose_dtype(cfg.get("dtype", "auto"), tokenized.vocab_size)
+                description = tokenized.describe()
+            pieces_found = _tokenize(source, s, work, description, dtype, workers, progress)
+            tokenizer = stated.describe(max(p["max_id"] for p in pieces_found)) if source.kind == "pretokenized" \
+                else description
+        manifest = _manifest(source, s, tokenizer, dtype, pieces_found, workers, time.time() - started)
         atomic_write_json(work / "manifest.json", manifest)
         if final.exists():  # shards nothing vouches for (no manifest): replaced
             log.warning("%s has no manifest.json (deleted, or a prepare from before manifests came last); "
@@ -202,21 +220,21 @@ def _workers(cfg: dict, tasks: int) -> int:
     return min(workers, tasks)
 
 
-def _tokenize(source: Source, s: dict, work: Path, tokenizer, dtype: str, workers: int, progress: bool) -> list:
+def _tokenize(source: Source, s: dict, work: Path, tokenizer: dict, dtype: str, workers: int, progress: bool) -> list:
     from ladder.data.engine import TokenizePiece, run_pieces
 
-    step = TokenizePiece(source, work, tokenizer.describe(), dtype=dtype, shard_tokens=s["shard_tokens"],
+    step = TokenizePiece(source, work, tokenizer, dtype=dtype, shard_tokens=s["shard_tokens"],
                          seed=s["seed"], val_fraction=s["val_fraction"], split_by=s["split_by"],
                          limit=task_limit(s["limit"], s["tasks"]),
                          max_train_tokens=None if s["max_tokens"] is None else math.ceil(s["max_tokens"] / s["tasks"]),
                          tokenizer_threads=max(1, owned_cpus() // workers) if workers > 1 else None)
     if progress:
         print(f"data {source.name}: tokenizing {s['tasks']} piece(s) with {workers} worker(s) (datatrove)",
-              flush=True)
+              file=sys.stderr, flush=True)
     return run_pieces(step, s["tasks"], workers)
 
 
-def _manifest(source: Source, s: dict, tokenizer, dtype: str, piece_shards: list, workers: int,
+def _manifest(source: Source, s: dict, tokenizer: dict, dtype: str, piece_shards: list, workers: int,
               seconds: float) -> dict:
     def total(key, split):
         return sum(p[key][split] for p in piece_shards)
@@ -232,9 +250,9 @@ def _manifest(source: Source, s: dict, tokenizer, dtype: str, piece_shards: list
         "source": {"name": source.name, "kind": source.kind, "path": source.hub_path or None,
                    "subset": source.subset, "split": source.split, "revision": source.revision,
                    "text_field": source.text_field, **source.signature(), "skipped_files": source.skipped_files},
-        "tokenizer": tokenizer.describe(), "dtype": dtype, "seq_separator": "eos",
+        "tokenizer": tokenizer, "dtype": dtype, "seq_separator": "eos",
         "val_fraction": s["val_fraction"], "seed": s["seed"], "split_by": s["split_by"], "tasks": s["tasks"],
-        "max_tokens": s["max_tokens"], "text_bytes": sum(p["text_bytes"] for p in piece_shards),
+        "max_tokens": s["max_tokens"], "text_bytes": sum(p.get("text_bytes", 0) for p in piece_shards),
         "tokens": tokens, "documents": {split: total("documents", split) for split in ("train", "val")},
         "shards": shards, "prepare_seconds": round(seconds, 2), "workers": workers,
         "engine": f"datatrove {_version('datatrove')}",
@@ -255,7 +273,8 @@ def _lock(path: Path, progress: bool):
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 if progress:
-                    print(f"data: another process is preparing this corpus ({path}); waiting for it", flush=True)
+                    print(f"data: another process is preparing this corpus ({path}); waiting for it",
+                          file=sys.stderr, flush=True)
                 fcntl.flock(handle, fcntl.LOCK_EX)
         except OSError as error:  # ENOLCK: a filesystem without locks; the rename below still keeps it whole
             log.warning("%s: cannot lock (%s); preparing without a lock", path, error)
@@ -271,8 +290,10 @@ def split_rule(source: Source, limit, val_fraction: float) -> str:
     """'documents' (each document train or validation), or 'token_range' for a local corpus of few documents (one
     text file, nanoGPT's input.txt): the end of each document is validation. Hub corpora (millions of documents,
     streamed) split by document without being counted."""
-    if source.kind == "hub":
+    if source.kind == "hub" or (source.kind == "pretokenized" and source.builder not in MEMMAP_FORMATS.values()):
         return "documents"
+    if source.kind == "pretokenized":  # token files: validation is the stream's tail (pretokenized.views)
+        return "stream_tail"
     enough = min_documents(val_fraction)
     found = sum(1 for _ in itertools.islice((t for t in documents(source, limit) if t), enough))
     return "documents" if found >= enough else "token_range"

@@ -19,25 +19,38 @@ from ladder.data.prepare import load_manifest
 from ladder.errors import LadderError, require
 
 
+VERIFY_FULL_BYTES = 8 << 30  # data.verify=auto hashes every shard up to this much data; above, sizes only
+
+
 class TokenData:
-    def __init__(self, directory: str | Path, verify: bool = True):
+    """A prepared corpus: its shards (files ladder wrote, or byte ranges of a pretokenized corpus's own files) as
+    read-only memory maps, checked against the manifest first."""
+
+    def __init__(self, directory: str | Path, verify: bool | str = True):
         self.directory = Path(directory)
         self.manifest = load_manifest(self.directory)
         self.splits: dict[str, list[np.ndarray]] = {"train": [], "val": []}
-        for shard in self.manifest["shards"]:
-            path = self.directory / shard["path"]
-            if not path.exists() or path.stat().st_size != shard["bytes"]:
-                raise LadderError(f"{path}: missing or truncated (expected {shard['bytes']} bytes); delete "
-                                  f"{self.directory} and run `ladder prepare` again")
+        shards = self.manifest["shards"]
+        if str(verify) == "auto":
+            verify = sum(s["bytes"] for s in shards) <= VERIFY_FULL_BYTES
+        for shard in shards:
+            path = self.directory / shard["path"]  # a pretokenized corpus's files are absolute paths
+            offset = int(shard.get("offset", 0))
+            if not path.exists() or path.stat().st_size != shard.get("file_bytes", shard["bytes"]):
+                raise LadderError(f"{path}: missing or truncated (expected {shard.get('file_bytes', shard['bytes'])} "
+                                  f"bytes); delete {self.directory} and run `ladder prepare` again")
             if verify:
-                digest = hashlib.sha256()
+                digest, left = hashlib.sha256(), shard["bytes"]
                 with open(path, "rb") as f:
-                    while chunk := f.read(1 << 24):
+                    f.seek(offset)
+                    while left and (chunk := f.read(min(1 << 24, left))):
                         digest.update(chunk)
+                        left -= len(chunk)
                 if digest.hexdigest() != shard["sha256"]:
                     raise LadderError(f"{path}: sha256 mismatch, the shard is corrupted; delete {self.directory} "
                                       f"and run `ladder prepare` again")
-            self.splits[shard["split"]].append(np.memmap(path, dtype=self.manifest["dtype"], mode="r"))
+            self.splits[shard["split"]].append(np.memmap(path, dtype=self.manifest["dtype"], mode="r", offset=offset,
+                                                         shape=(int(shard["tokens"]),)))
 
     @property
     def fingerprint(self) -> str:

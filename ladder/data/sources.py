@@ -5,6 +5,8 @@
   are skipped and counted in the manifest.
 - `local`: .txt (one document per file), .jsonl/.json and .parquet (one per row, `text_field`) files, a glob or a dir.
 - `hub`: a Hugging Face dataset by name, streamed (never held in memory).
+- `pretokenized`: token ids already made (pretokenized.py): token files read in place, or a `datasets` dataset with
+  an input_ids column, streamed like the others.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Iterator
 from ladder.errors import LadderError, require
 from ladder.net import reachable
 
-SOURCES = ("stdlib", "local", "hub")
+SOURCES = ("stdlib", "local", "hub", "pretokenized")
 LOCAL_BUILDERS = {".txt": "text", ".text": "text", ".md": "text", ".py": "text", ".jsonl": "json",
                   ".json": "json", ".parquet": "parquet"}
 HUB_HOST = "huggingface.co"
@@ -55,6 +57,8 @@ class Source:
         out = {"files": len(self.files), "files_sha256": digest.hexdigest(), "text_field": self.text_field}
         if self.kind == "stdlib":
             out["python"] = sys.version.split()[0]
+        if self.kind == "pretokenized":
+            out["format"] = self.builder
         return out
 
 
@@ -89,6 +93,16 @@ def resolve_source(cfg: dict, key: str = "data") -> Source:
         builders = {LOCAL_BUILDERS[s] for s in suffixes}
         require(len(builders) == 1, f"{key}.path={path}: mixes {sorted(builders)} files; point it at one kind")
         return Source(cfg["name"], kind, text_field, builders.pop(), files, key=key)
+    if kind == "pretokenized":
+        from ladder.data.pretokenized import pretokenized_format
+        path = cfg.get("path")
+        require(path, f"{key}.path: missing; give token files (.npy, .bin, .ds), a directory or a glob, or a "
+                      f"datasets directory with an input_ids column")
+        fmt, files = pretokenized_format(_expand(str(path), key), str(path), str(cfg.get("format") or "auto"))
+        if fmt == "disk":  # a save_to_disk directory: its files fingerprint it
+            return Source(cfg["name"], kind, str(cfg.get("ids_field") or "input_ids"), fmt, _expand(files[0], key),
+                          hub_path=files[0], key=key)
+        return Source(cfg["name"], kind, str(cfg.get("ids_field") or "input_ids"), fmt, files, key=key)
     hub_path = cfg.get("path")
     require(hub_path, f"{key}.path: missing; name the hub dataset (e.g. HuggingFaceFW/fineweb-edu)")
     return Source(cfg["name"], kind, text_field, hub_path=str(hub_path), subset=cfg.get("subset"),
@@ -132,6 +146,9 @@ def _open(source: Source, piece: tuple[int, int] = (0, 1)):
         revision = {} if os.path.exists(source.hub_path) else {"revision": source.revision}  # a local copy: offline
         stream = datasets.load_dataset(source.hub_path, name=source.subset, split=source.split, streaming=True,
                                        **revision)
+    elif source.builder == "disk":  # datasets' save_to_disk directory, one stream shard per Arrow file
+        saved = datasets.load_from_disk(source.hub_path)
+        stream = saved.to_iterable_dataset(num_shards=max(1, len(saved.cache_files)))
     else:
         extra = {"sample_by": "document"} if source.builder == "text" else {}
         stream = datasets.load_dataset(source.builder, data_files=source.files, split="train", streaming=True,

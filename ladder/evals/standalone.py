@@ -60,7 +60,7 @@ def evaluate_budgets(cfg, plan, rung, run: RunDir, summary: dict, finished: list
         require(label in finished, f"budget={label}: not a finished budget of {rung.name}; use one of "
                                    f"{', '.join(finished) or '(none yet)'}")
     data = TokenData(open_data(OmegaConf.to_container(cfg.data, resolve=True), plan.data_tokens,
-                               may_prepare=not on_cluster()), verify=bool(cfg.data.verify))
+                               may_prepare=not on_cluster()), verify=cfg.data.verify)
     require(data.fingerprint == summary.get("data_fingerprint"),
             f"data: differs from the data {rung.name} was trained on (fingerprint {data.fingerprint[:12]} != "
             f"{str(summary.get('data_fingerprint'))[:12]}); pass the same data.* overrides as its training")

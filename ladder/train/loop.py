@@ -76,7 +76,7 @@ class Trainer:
 
         data_dir = open_data(OmegaConf.to_container(cfg.data, resolve=True), data_tokens or rung.tokens,
                              may_prepare=not on_cluster(), progress=self.dist.is_main)
-        self.data = TokenData(data_dir, verify=bool(cfg.data.verify))
+        self.data = TokenData(data_dir, verify=cfg.data.verify)
         require(self.data.vocab_size <= rung.spec.vocab_size,
                 f"ladder.vocab_size={rung.spec.vocab_size} is smaller than the tokenizer's vocabulary "
                 f"({self.data.vocab_size}); set ladder.vocab_size={self.data.vocab_size} or change data.tokenizer")
@@ -414,7 +414,16 @@ def make_suite(cfg, data: TokenData, seq_len: int) -> EvalSuite:
     """The run's eval entries (cfg.eval), read and tokenized with the training corpus's tokenizer."""
     entries = OmegaConf.to_container(cfg.eval, resolve=True) if cfg.get("eval") else {}
     limit = cfg.train.get("eval_max_items")
-    tokenizer = load_saved(data.manifest["tokenizer"], data.directory)
+    # a pretokenized corpus's tokenizer is only named: loaded (from the hub cache) when evaluations need it
+    tokenizer = None
+    if entries:
+        try:
+            tokenizer = load_saved(data.manifest["tokenizer"], data.directory)
+        except LadderError as error:
+            require(not data.manifest["tokenizer"].get("pretokenized"),
+                    f"eval=[{','.join(entries)}]: evaluations tokenize text with the corpus's tokenizer, and {error}"
+                    f"; or train without them (eval=[])")
+            raise
     return EvalSuite(entries, tokenizer, seq_len, int(limit) if limit else None, int(float(cfg.train.eval_tokens)),
                      heldout=lambda: heldout_documents(data, tokenizer))
 
