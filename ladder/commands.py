@@ -35,10 +35,10 @@ def demo(cfg, overrides) -> int:
 
 
 def plan(cfg, overrides) -> int:
-    from ladder.plan import format_plan, make_plan, plan_to_dict
+    from ladder.plan import format_plan, make_plan, plan_to_dict, with_corpus
 
     fmt = _format(cfg)
-    resolved = make_plan(cfg)
+    resolved = with_corpus(make_plan(cfg), _plain(cfg.data))
     if fmt == "json":
         print_json(plan_to_dict(resolved))
     else:

@@ -87,6 +87,7 @@ class Plan:
     params_convention: str = "total"  # N in every fit of this ladder (ladder.params_convention)
     params_for: str = "olmo"  # N in the recipe's rules (recipe.params_for)
     notes: list[str] = field(default_factory=list)
+    corpus: dict | None = None  # the training split's tokens (with_corpus), beside each rung's
 
     @property
     def ladder_flops(self) -> float:
@@ -280,6 +281,23 @@ def target_entry(target) -> dict:
     return {k: number(v) if k in ("params", "tokens", "flops") and v is not None else v for k, v in out.items()}
 
 
+def with_corpus(plan: Plan, data: dict) -> Plan:
+    """The plan with the corpus's training tokens, and a warning (before any job starts) for every rung that would
+    read them more than data.max_epochs times."""
+    from ladder.data.prepare import corpus_size
+
+    plan.corpus = {"name": data["name"], **corpus_size(data, plan.data_tokens)}
+    limit, tokens = float(data.get("max_epochs") or 1), plan.corpus["train_tokens"]
+    for rung in plan.rungs if tokens else []:
+        epochs = rung.tokens / tokens
+        if epochs > limit:
+            plan.notes.append(f"rung {rung.name} reads data={data['name']}'s training split {epochs:.1f} times "
+                              f"(data.max_epochs={limit:g}); use a larger corpus (another data=, a larger data.subset, "
+                              f"more files), smaller ladder.budgets, or data.max_epochs={math.ceil(epochs)} to accept "
+                              f"the repetition")
+    return plan
+
+
 def plan_to_dict_for(rung: Rung) -> dict:
     """The resolved rung a run directory records (config.yaml, W&B) and its identity hashes."""
     return {"name": rung.name, "shape": rung.spec.to_dict(), "recipe": rung.recipe.to_dict(),
@@ -316,6 +334,7 @@ def plan_to_dict(plan: Plan) -> dict:
         "ladder_flops": plan.ladder_flops,
         "ladder_gpu_hours": sum(r["gpu_hours"] for r in rungs),
         "cost_fraction": plan.ladder_flops / target.flops,
+        **({"corpus": plan.corpus} if plan.corpus else {}),
     }
 
 
@@ -331,6 +350,12 @@ def plan_table(plan: Plan):
              f"{r['gpu_hours']:.3g}"] for r in data["rungs"]]
     rows.append(["total", "", "", "", "", human(sum(r["tokens"] for r in data["rungs"])), f"{data['ladder_flops']:.2e}",
                  "", "", str(sum(r["steps"] for r in data["rungs"])), f"{data['ladder_gpu_hours']:.3g}"])
+    corpus = plan.corpus or {}
+    if corpus.get("train_tokens"):  # each rung's tokens against the corpus's
+        header.append("epochs")
+        for row, r in zip(rows, data["rungs"]):
+            row.append(f"{r['tokens'] / corpus['train_tokens']:.2f}")
+        rows[-1].append("")
     t = data["target"]
     title = (f"ladder {data['ladder']}: {len(rows) - 1} rungs; FLOPs as {data['flops_convention']}; N in fits: "
              f"{data['params_convention']} parameters; GPU-hours on "
@@ -338,6 +363,8 @@ def plan_table(plan: Plan):
     notes = ["", f"target {t['name']}: {_shape(t['shape'])} ({t['shape_from']}), {human(t['params'])} params, "
                  f"{human(t['tokens'])} tokens, {t['flops']:.2e} FLOPs, {t['gpu_hours']:.3g} GPU-h",
              f"ladder cost: {data['cost_fraction']:.2%} of the target's FLOPs",
+             *([f"data {corpus['name']}: {human(corpus['train_tokens']) if corpus['train_tokens'] else '?'} training "
+                f"tokens ({corpus['how']})"] if corpus else []),
              *[f"warning: {note}" for note in plan.notes]]
     return TextTable(header, rows, title, notes)
 

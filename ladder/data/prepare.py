@@ -130,6 +130,37 @@ def resolve(cfg: dict, needed_tokens: int | None = None) -> tuple[Source, dict, 
     return source, settings, cache_root(cfg) / f"{source.name}-{digest[:16]}"
 
 
+def corpus_size(cfg: dict, needed_tokens: int | None = None) -> dict:
+    """The corpus's training tokens without preparing it: the manifest's count once prepared; before that a hub
+    corpus's data.max_tokens, or the size of local text files (one token per byte for the bytes tokenizer, about
+    four for a BPE) or of token files."""
+    source, s, directory = resolve(cfg, needed_tokens)
+    keep = 1 - s["val_fraction"]
+    if (directory / "manifest.json").exists():
+        return {"train_tokens": int(load_manifest(directory)["tokens"]["train"]), "how": "prepared"}
+    if source.kind == "hub":
+        card = int(float(cfg["card_tokens"])) if cfg.get("card_tokens") else None
+        if card is not None and (s["max_tokens"] is None or card < s["max_tokens"]):
+            return {"train_tokens": int(card * keep), "how": "data.card_tokens, the dataset card's size"}
+        if s["max_tokens"] is None:
+            return {"train_tokens": None, "how": "unknown until `ladder prepare`"}
+        return {"train_tokens": s["max_tokens"], "how": "data.max_tokens; the hub corpus may hold fewer"}
+    files = source.files
+    if s["limit"] is not None:  # data.max_documents: text files are one document each; other files, unknown
+        if source.builder != "text":
+            return {"train_tokens": None, "how": "unknown until `ladder prepare` (data.max_documents)"}
+        files = files[:int(s["limit"])]
+    size = sum(os.path.getsize(f) for f in files)
+    if source.kind == "pretokenized":
+        if source.builder not in MEMMAP_FORMATS.values():
+            return {"train_tokens": None, "how": "unknown until `ladder prepare`"}
+        width = 4 if str(cfg.get("dtype")) == "uint32" else 2
+        return {"train_tokens": int(size / width * keep), "how": "estimated from the files' size"}
+    per_token = 1 if cfg["tokenizer"]["kind"] == "bytes" else 4
+    return {"train_tokens": int(size / per_token * keep),
+            "how": f"estimated at {per_token} byte{'s' if per_token > 1 else ''} of text per token"}
+
+
 def prepared(cfg: dict, needed_tokens: int | None = None) -> Path | None:
     """The finished shard directory for this data config, or None."""
     directory = resolve(cfg, needed_tokens)[2]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ladder.errors import require
 from ladder.io import read_json
-from ladder.plan import Plan, Rung, make_plan
+from ladder.plan import Plan, Rung, make_plan, with_corpus
 from ladder.train.options import check_train_options
 from ladder.sweep.status import SLURM_WAITING, format_status, rung_status, scheduler_states, sweep_root
 
@@ -123,8 +123,12 @@ def submit_prepare(cfg, overrides: list[str], plan: Plan) -> str | None:
 
 
 def run_sweep(cfg, overrides: list[str]) -> int:
+    from omegaconf import OmegaConf
+
     check_train_options(cfg.train)  # before any job is launched
-    plan = make_plan(cfg)
+    plan = with_corpus(make_plan(cfg), OmegaConf.to_container(cfg.data, resolve=True))
+    for note in plan.notes:  # a rung that would repeat its data, a shape that misses its size: said before launch
+        print(f"warning: {note}", file=sys.stderr)
     launcher = launcher_of(overrides)
     submit_only = bool(cfg.submit_only)
     require(not submit_only or launcher in ("slurm", "local"),
@@ -157,8 +161,6 @@ def run_sweep(cfg, overrides: list[str]) -> int:
     if launcher in ("slurm", "submitit_slurm"):
         after = submit_prepare(cfg, overrides, plan)
     else:
-        from omegaconf import OmegaConf
-
         from ladder.data import prepare
         prepare(OmegaConf.to_container(cfg.data, resolve=True), needed_tokens=plan.data_tokens)
     runs_dir = str(Path(cfg.runs_dir).resolve())
