@@ -335,3 +335,13 @@ def test_a_hub_tokenizer_over_65536_ids_writes_uint32_shards(tmp_path):
     assert np.array_equal(ids[0], ids[1]) and ids[0].max() > 65535
     expected = {2 + i for i in range(70_000)} | {0}  # words -> their ids, and EOS
     assert set(ids[0].tolist()) == expected
+
+
+def test_a_rung_on_a_cluster_never_tokenizes(tmp_path, run_cli, monkeypatch):
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")  # inside a Slurm job, the data not prepared
+    monkeypatch.setenv("LADDER_CACHE", str(tmp_path / "cache"))
+    code, out, err = run_cli("train", "rung=tiny-14k", f"runs_dir={tmp_path / 'runs'}", "data.max_documents=100",
+                             "logger.wandb=disabled")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "not prepared" in err and "ladder prepare" in err and "hydra/launcher=slurm" in err
+    assert not list((tmp_path / "cache").rglob("*.bin"))  # nothing tokenized

@@ -144,3 +144,32 @@ def test_tune_runs_its_sweep_on_slurm(cluster, tmp_path):
     assert len(runs) == 10
     for run in runs:  # every run was a Slurm job
         assert summary(out / "runs", run, "tiny-tune")["slurm_job_id"], run
+
+
+def test_prepare_runs_as_a_job_and_the_rung_starts_after_it(cluster, tmp_path):
+    """The sweep submits the data's prepare as a job of its own and the rung with a dependency on it: no rung
+    tokenizes, and the rung starts only once the shards exist."""
+    runs, cache = tmp_path / "runs", tmp_path / "cache"
+    env = {**cluster, "LADDER_CACHE": str(cache)}  # nothing prepared here
+    result = ladder(env, "sweep", f"runs_dir={runs}", "rungs=[tiny-14k]", "ladder.budgets=[1e4]",
+                    "hydra/launcher=slurm", "submit_only=true", "sweep.prepare_cpus=1", *TINY)
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = json.loads((runs / "tiny" / ".sweep" / "jobs.json").read_text())
+    (prepare_job,) = [job for key, job in jobs.items() if key.startswith("prepare:")]
+    assert f"job {prepare_job}" in result.stdout and "submitted tiny-14k: job" in result.stdout
+    assert not list(cache.rglob("manifest.json"))  # submitted, not prepared in the sweep's process
+    assert wait_for(lambda: (runs / "tiny" / "tiny-14k" / "summary.json").exists()
+                    and summary(runs, "tiny-14k")["status"] == "done", timeout=600)
+    (manifest,) = cache.rglob("manifest.json")
+    assert summary(runs, "tiny-14k")["data_fingerprint"] == json.loads(manifest.read_text())["fingerprint"]
+    def accounting():
+        out = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,State,Start,End", "-j",
+                              f"{prepare_job},{jobs['tiny-14k']}"], capture_output=True, text=True).stdout
+        return out, {line.split("|")[0]: line.split("|")[1:] for line in out.splitlines() if "|" in line}
+
+    assert wait_for(lambda: accounting()[1].get(jobs["tiny-14k"], ["?"])[0] == "COMPLETED", timeout=120)
+    times, rows = accounting()
+    assert rows[prepare_job][0] == "COMPLETED", times
+    assert rows[jobs["tiny-14k"]][1] >= rows[prepare_job][2], times  # ISO times: the rung started after it ended
+    again = ladder(env, "prepare", "hydra/launcher=slurm", "sweep.prepare_cpus=1", f"runs_dir={runs}", *TINY)
+    assert again.returncode == 0 and "already prepared" in again.stdout, again.stderr[-2000:]

@@ -48,7 +48,7 @@ def resources(rung: Rung, plan: Plan, cfg, launcher: str) -> dict:
             "timeout_min": min(timeout, int(scfg.max_timeout_min))}
 
 
-def check_slurm(cfg, overrides: list[str], wanted: dict) -> None:
+def check_slurm(cfg, overrides: list[str], wanted: dict, cpus_from: str = "sweep.cpus or sweep.cpus_per_gpu") -> None:
     """Refuse, before submitting, what the partition cannot give."""
     require(shutil.which("sinfo") is not None, "hydra/launcher=slurm: sinfo not found; run on a Slurm login node "
                                                "(or bring one up: sudo bash scripts/slurm_local.sh)")
@@ -65,7 +65,7 @@ def check_slurm(cfg, overrides: list[str], wanted: dict) -> None:
                                              f"{gpus} GPUs per node; lower it or set sweep.max_gpus_per_node")
     need = wanted["cpus_per_task"] * wanted["tasks_per_node"]
     require(need <= cpus, f"hydra.launcher.cpus_per_task={wanted['cpus_per_task']}: {where} has {cpus} CPUs per "
-                          f"node; lower sweep.cpus or sweep.cpus_per_gpu")
+                          f"node; lower {cpus_from}")
 
 
 def sweep_task(cfg) -> int:
@@ -110,10 +110,11 @@ def submit_prepare(cfg, overrides: list[str], plan: Plan) -> str | None:
         return known
     wanted = {"gpus_per_node": 0, "tasks_per_node": 1, "cpus_per_task": int(cfg.sweep.prepare_cpus),
               "timeout_min": int(cfg.sweep.prepare_timeout_min)}
-    check_slurm(cfg, overrides, wanted)
+    check_slurm(cfg, overrides, wanted, cpus_from="sweep.prepare_cpus")
     extra = [f"hydra.launcher.{k}={v}" for k, v in wanted.items()
              if not any(o.startswith(f"hydra.launcher.{k}=") for o in overrides)]
-    passthrough = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in ("submit_only", "rungs", "rung")]
+    passthrough = [o for o in overrides
+                   if o.split("=", 1)[0].lstrip("+~") not in ("submit_only", "rungs", "rung", "runs_dir")]
     argv = ["ladder prepare", "--multirun", *passthrough, *extra, "hydra.launcher.submit_only=true",
             f"+prepare_of={key.split(':', 1)[1]}", f"runs_dir={Path(cfg.runs_dir).resolve()}",
             f"hydra.sweep.dir={sweep_root(Path(cfg.runs_dir).resolve(), plan.ladder) / time.strftime('%Y%m%d-%H%M%S-prepare')}",
