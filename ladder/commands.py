@@ -110,12 +110,13 @@ def sweep(cfg, overrides) -> int:
 
 def status(cfg, overrides) -> int:
     from ladder.plan import make_plan
-    from ladder.sweep.status import format_status, rung_status
+    from ladder.sweep.status import data_status, format_data_status, format_status, rung_status
 
     require(isinstance(cfg.report, bool), f"report={cfg.report!r}: use true (refresh the ladder's report page) or "
                                           f"false")
     plan = make_plan(cfg)
     rows = rung_status(plan, cfg.runs_dir)
+    data = data_status(_plain(cfg.data), plan, cfg.runs_dir)
     report = None
     if cfg.report:
         from ladder.report.ladder_page import write_ladder_report
@@ -124,9 +125,10 @@ def status(cfg, overrides) -> int:
         except LadderError as error:  # nothing to fit yet is no failure of `status`
             report = {"not_written": str(error)}
     if _format(cfg) == "json":
-        print_json({"rungs": rows, **({"report": report} if report else {})})
+        print_json({"rungs": rows, "data": data, **({"report": report} if report else {})})
         return 0
     print(format_status(rows))
+    print(format_data_status(data))
     if report:
         print(f"report: {report['page']} (from the rungs finished so far)" if "page" in report else
               f"report: not written yet: {report['not_written']}")

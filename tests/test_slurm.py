@@ -158,6 +158,8 @@ def test_prepare_runs_as_a_job_and_the_rung_starts_after_it(cluster, tmp_path):
     (prepare_job,) = [job for key, job in jobs.items() if key.startswith("prepare:")]
     assert f"job {prepare_job}" in result.stdout and "submitted tiny-14k: job" in result.stdout
     assert not list(cache.rglob("manifest.json"))  # submitted, not prepared in the sweep's process
+    status = ladder(env, "status", f"runs_dir={runs}", "format=json", "ladder.budgets=[1e4]", *TINY)
+    assert json.loads(status.stdout)["data"]["prepare_job"] == prepare_job, status.stderr[-2000:]
     assert wait_for(lambda: (runs / "tiny" / "tiny-14k" / "summary.json").exists()
                     and summary(runs, "tiny-14k")["status"] == "done", timeout=600)
     (manifest,) = cache.rglob("manifest.json")

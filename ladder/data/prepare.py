@@ -205,23 +205,7 @@ def prepare(cfg: dict, progress: bool = True, needed_tokens: int | None = None, 
                   f"data.val_fraction={s['val_fraction']}; each document's last {s['val_fraction']:.0%} of tokens "
                   f"is validation (split by token range)", file=sys.stderr, flush=True)
         workers = _workers(cfg, s["tasks"]) if workers is None else max(1, int(workers))
-        if source.kind == "pretokenized" and source.builder in MEMMAP_FORMATS.values():  # read in place
-            stated = StatedTokenizer(cfg)
-            found = views(source.files, source.builder, str(cfg.get("dtype", "auto")), s["val_fraction"],
-                          stated.eos_id)
-            tokenizer, dtype, pieces_found = stated.describe(found["max_id"]), found["dtype"], [found]
-        else:
-            if source.kind == "pretokenized":  # a datasets dataset of ids: copied into shards by the same tasks
-                stated = StatedTokenizer(cfg)
-                dtype = "uint32" if str(cfg.get("dtype", "auto")) == "auto" else choose_dtype(cfg["dtype"], 0)
-                description = {"eos_id": stated.eos_id}
-            else:
-                tokenized = _tokenizer(cfg, source, s, work)
-                dtype = choose_dtype(cfg.get("dtype", "auto"), tokenized.vocab_size)
-                description = tokenized.describe()
-            pieces_found = _tokenize(source, s, work, description, dtype, workers, progress)
-            tokenizer = stated.describe(max(p["max_id"] for p in pieces_found)) if source.kind == "pretokenized" \
-                else description
+        tokenizer, dtype, pieces_found = _contents(cfg, source, s, work, workers, progress)
         manifest = _manifest(source, s, tokenizer, dtype, pieces_found, workers, time.time() - started)
         atomic_write_json(work / "manifest.json", manifest)
         if final.exists():  # shards nothing vouches for (no manifest): replaced
@@ -230,6 +214,24 @@ def prepare(cfg: dict, progress: bool = True, needed_tokens: int | None = None, 
             shutil.rmtree(final, ignore_errors=True)
         work.rename(final)
     return final
+
+
+def _contents(cfg: dict, source: Source, s: dict, work: Path, workers: int, progress: bool) -> tuple:
+    """(tokenizer description, dtype, each piece's shards and counts): token files are read where they lie, a
+    dataset of ids is copied by the tasks, and text is tokenized by them."""
+    if source.kind == "pretokenized":
+        stated = StatedTokenizer(cfg)
+        if source.builder in MEMMAP_FORMATS.values():
+            found = views(source.files, source.builder, str(cfg.get("dtype", "auto")), s["val_fraction"],
+                          stated.eos_id)
+            return stated.describe(found["max_id"]), found["dtype"], [found]
+        requested = str(cfg.get("dtype", "auto"))  # ids of unknown range: 32 bits unless told (the tasks check)
+        dtype = "uint32" if requested == "auto" else choose_dtype(requested, 0)
+        pieces_found = _tokenize(source, s, work, {"eos_id": stated.eos_id}, dtype, workers, progress)
+        return stated.describe(max(p["max_id"] for p in pieces_found)), dtype, pieces_found
+    description = _tokenizer(cfg, source, s, work).describe()
+    dtype = choose_dtype(cfg.get("dtype", "auto"), description["vocab_size"])
+    return description, dtype, _tokenize(source, s, work, description, dtype, workers, progress)
 
 
 def _tokenizer(cfg: dict, source: Source, s: dict, work: Path):
@@ -257,8 +259,7 @@ def _tokenize(source: Source, s: dict, work: Path, tokenizer: dict, dtype: str, 
     step = TokenizePiece(source, work, tokenizer, dtype=dtype, shard_tokens=s["shard_tokens"],
                          seed=s["seed"], val_fraction=s["val_fraction"], split_by=s["split_by"],
                          limit=task_limit(s["limit"], s["tasks"]),
-                         max_train_tokens=None if s["max_tokens"] is None else math.ceil(s["max_tokens"] / s["tasks"]),
-                         tokenizer_threads=max(1, owned_cpus() // workers) if workers > 1 else None)
+                         max_train_tokens=None if s["max_tokens"] is None else math.ceil(s["max_tokens"] / s["tasks"]))
     if progress:
         print(f"data {source.name}: tokenizing {s['tasks']} piece(s) with {workers} worker(s) (datatrove)",
               file=sys.stderr, flush=True)
@@ -331,7 +332,7 @@ def split_rule(source: Source, limit, val_fraction: float) -> str:
 
 
 def _remove_stale(root: Path) -> None:
-    """Temporary directories of prepares that died (their process is gone)."""
+    """Temporary directories that prepares of earlier versions left when they died (their process is gone)."""
     for tmp in root.glob(".*.tmp-*") if root.exists() else []:
         pid = tmp.name.rsplit("-", 1)[-1]
         if pid.isdigit() and not pid_alive(int(pid)):

@@ -78,6 +78,24 @@ def rung_status(plan: Plan, runs_dir: str | Path) -> list[dict]:
     return rows
 
 
+def data_status(data: dict, plan: Plan, runs_dir: str | Path) -> dict:
+    """Whether the ladder's data is prepared, and the Slurm job preparing it if one was submitted."""
+    from ladder.data.prepare import resolve
+
+    directory = resolve(data, plan.data_tokens)[2]
+    registry = sweep_root(runs_dir, plan.ladder) / "jobs.json"
+    job = (read_json(registry) if registry.exists() else {}).get(f"prepare:{directory.name}")
+    return {"name": data["name"], "directory": str(directory), "prepared": (directory / "manifest.json").exists(),
+            "prepare_job": job, "prepare_state": scheduler_states([job]).get(job) if job else None}
+
+
+def format_data_status(row: dict) -> str:
+    if row["prepared"]:
+        return f"data {row['name']}: prepared ({row['directory']})"
+    job = f"; prepare job {row['prepare_job']} {row['prepare_state'] or ''}".rstrip() if row["prepare_job"] else ""
+    return f"data {row['name']}: not prepared{job or '; ladder prepare (or ladder sweep) prepares it'}"
+
+
 def _holder(summary: dict) -> str:
     held = summary.get("lease") or {}
     return f"pid {held.get('pid')} on {held.get('host')}"
