@@ -8,10 +8,11 @@ import numpy as np
 
 from omegaconf import OmegaConf
 
-from ladder.cli import print_json
+from ladder.report import print_json
 from ladder.errors import LadderError, require
 from ladder.io import atomic_write_text
 from ladder.report import format_table, human
+from ladder.rundir import ladder_dir
 from ladder.report.tables import format_fit
 
 
@@ -88,14 +89,14 @@ def train(cfg, overrides) -> int:
 def evaluate(cfg, overrides) -> int:
     import logging
 
-    from ladder.evals.standalone import eval_rung
+    from ladder.train.evaluate import eval_rung
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     return eval_rung(cfg)
 
 
 def export(cfg, overrides) -> int:
-    from ladder.evals.export import export_rung
+    from ladder.train.export import export_rung
 
     out = export_rung(cfg)
     print(f"wrote {out}: lm_eval --model hf --model_args pretrained={out},add_bos_token=True --tasks ...")
@@ -159,7 +160,7 @@ def fit(cfg, overrides) -> int:
     if law_options.get("task"):  # two_step on an eval entry: its bits per byte and its accuracy metric
         columns.update(task_loss=f"eval/{law_options['task']}/bpb",
                        accuracy=f"eval/{law_options['task']}/{law_options.get('accuracy') or 'acc'}")
-    path = Path(cfg.runs) if cfg.runs else Path(cfg.runs_dir) / cfg.ladder.name
+    path = Path(cfg.runs) if cfg.runs else ladder_dir(cfg.runs_dir, cfg.ladder.name)
     columns["params"], params_used = _params_column(cfg, path, columns, overrides)
     table = load_table(path, columns, law.required_columns, curves=bool(cfg.curves or law.reads_curves))
     table, excluded = exclude_runs(table, list(cfg.fit.exclude or []), str(path))
@@ -233,7 +234,7 @@ def collect(cfg, overrides) -> int:
     elif cfg.runs and not Path(cfg.runs).is_dir():
         table, source = standard_table(Table.read_csv(cfg.runs), _plain(cfg.columns), str(cfg.runs)), str(cfg.runs)
     else:
-        path = Path(cfg.runs) if cfg.runs else Path(cfg.runs_dir) / cfg.ladder.name
+        path = Path(cfg.runs) if cfg.runs else ladder_dir(cfg.runs_dir, cfg.ladder.name)
         table, source = collect_runs(path, bool(cfg.curves)), str(path)
     if cfg.out:
         table.write_csv(cfg.out)
@@ -334,7 +335,7 @@ def _reproduce_gadre(cfg) -> int:
 
 
 def design(cfg, overrides) -> int:
-    from ladder.cli import CONF_DIR, compose_config
+    from ladder.config import CONF_DIR, compose_config
     from ladder.design.prior import load_prior
     from ladder.fit.calibrate import IntervalOptions
     from ladder.design.run import format_design, run_design
@@ -371,7 +372,7 @@ def design(cfg, overrides) -> int:
 def tune(cfg, overrides) -> int:
     import logging
 
-    from ladder.cli import CONF_DIR, compose_config
+    from ladder.config import CONF_DIR, compose_config
     from ladder.io import atomic_write_json
     from ladder.tune.grid import TuneOptions
     from ladder.tune.report import format_tune, recipe_yaml, write_report

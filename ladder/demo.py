@@ -11,7 +11,6 @@ directory, so it can never enter the fit. Re-running reuses finished rungs.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig, open_dict
@@ -25,7 +24,7 @@ from ladder.plan import Plan, format_plan, make_plan
 from ladder.report import format_table, human
 from ladder.report.ladder_page import write_ladder_report
 from ladder.train.loop import train_rung
-from ladder.train.rundir import RunDir
+from ladder.rundir import RunDir, heldout_ladder, ladder_dir, report_dir
 
 
 def heldout_config(cfg: DictConfig, plan: Plan) -> DictConfig:
@@ -33,7 +32,7 @@ def heldout_config(cfg: DictConfig, plan: Plan) -> DictConfig:
     target = cfg.target
     held = cfg.copy()
     with open_dict(held):
-        held.ladder.name = f"{plan.ladder}-heldout"
+        held.ladder.name = heldout_ladder(plan.ladder)
         held.ladder.sizes = {plan.target.name: {"preset": target.preset} if target.get("preset") and
                              target.get("params") is None else {"params": target.params}}
         held.ladder.budgets = [target.tokens]
@@ -45,8 +44,9 @@ def train_all(cfg: DictConfig, plan: Plan) -> None:
         print(f"[{i}/{len(plan.rungs)}] {rung.name}: {rung.spec.shape}, {human(rung.counts.non_embedding)} "
               f"non-embedding params, budgets {', '.join(rung.budgets)}", flush=True)
         code = train_rung(cfg, rung.name)
-        require(code == 0, f"rung {rung.name} did not finish (exit {code}); see {cfg.runs_dir}/{plan.ladder}/"
-                           f"{rung.name}/summary.json, fix it, and run ladder demo again to resume")
+        require(code == 0, f"rung {rung.name} did not finish (exit {code}); see "
+                           f"{RunDir.of(cfg.runs_dir, plan.ladder, rung.name).summary_path}, fix it, and run ladder "
+                           f"demo again to resume")
 
 
 def run_demo(cfg: DictConfig) -> int:
@@ -57,8 +57,8 @@ def run_demo(cfg: DictConfig) -> int:
     plan = make_plan(cfg)
     require(plan.target.counts.non_embedding >= 3 * max(r.counts.non_embedding for r in plan.rungs),
             "target: the held-out rung must have at least 3x the parameters of the largest fitted rung")
-    root = Path(cfg.runs_dir) / plan.ladder
-    report_dir = root / "report"
+    root = ladder_dir(cfg.runs_dir, plan.ladder)
+    report = report_dir(cfg.runs_dir, plan.ladder)
     print(format_plan(plan), "\n", flush=True)
 
     train_all(cfg, plan)
@@ -73,7 +73,7 @@ def run_demo(cfg: DictConfig) -> int:
     law, table, result = fit.law, fit.table, fit.result
     for line in format_checks(result):
         print(line, flush=True)
-    write_outputs(law, table, result, report_dir / "fit")
+    write_outputs(law, table, result, report / "fit")
     forecast = fit.forecast
     bt = result["backtest"]
     off = table["loss"] / law.predict(table).value - 1  # each point against the law fitted to all of them
@@ -82,28 +82,28 @@ def run_demo(cfg: DictConfig) -> int:
           f"{table['run'][worst]} at {table['budget'][worst]} ({off[worst]:+.2%})", flush=True)
     print(f"forecast for {held_rung.name}: loss {forecast['loss']:.4f}, {result['ci_level']:.0%} predictive interval "
           f"[{forecast['lo']:.4f}, {forecast['hi']:.4f}] (the mean law's band [{forecast['band_lo']:.4f}, "
-          f"{forecast['band_hi']:.4f}]; written to {report_dir / 'fit' / 'fit.json'} before the rung trains)\n"
+          f"{forecast['band_hi']:.4f}]; written to {report / 'fit' / 'fit.json'} before the rung trains)\n"
           f"the ladder's own rolling backtest: {bt['coverage']:.0%} of {bt['n_test']} held-out rows covered, median "
           f"|error| {bt['median_abs_rel_error']:.2%}\n", flush=True)
     task = None
     if fit.task is not None:
         require(fit.task.law is not None, f"fit.task={fit.task.name}: {fit.task.result.get('error')}")
-        write_outputs(fit.task.law, fit.task.table, fit.task.result, report_dir / "task_fit")
+        write_outputs(fit.task.law, fit.task.table, fit.task.result, report / "task_fit")
         task = task_summary(fit.task)
         predicted = task["predicted"]
         print(f"task forecast ({task['name']}, two-step law on {len(fit.task.table)} evaluations): bits per byte "
               f"{predicted['task_loss']['value']:.4f}, {task['columns']['accuracy']} "
               f"{predicted['accuracy']['value']:.3f} [{predicted['accuracy']['lo']:.3f}, "
-              f"{predicted['accuracy']['hi']:.3f}] (written to {report_dir / 'task_fit' / 'fit.json'})\n", flush=True)
+              f"{predicted['accuracy']['hi']:.3f}] (written to {report / 'task_fit' / 'fit.json'})\n", flush=True)
 
     print(f"[held out] {held_rung.name}: {held_rung.spec.shape}, {human(held_rung.counts.non_embedding)} "
           f"non-embedding params, {label}", flush=True)
     code = train_rung(held_cfg, held_rung.name)
     require(code == 0, f"the held-out rung did not finish (exit {code}); run ladder demo again to resume")
-    held_summary = RunDir(Path(cfg.runs_dir) / held_plan.ladder / held_rung.name).summary()
+    held_summary = RunDir.of(cfg.runs_dir, held_plan.ladder, held_rung.name).summary()
     actual = held_summary["budgets"][label]["loss"]
 
-    ladder_summaries = [RunDir(root / r.name).summary() for r in plan.rungs]
+    ladder_summaries = [RunDir.of(cfg.runs_dir, plan.ladder, r.name).summary() for r in plan.rungs]
     spent = sum(s["tokens_seen"] * 6 * s["params"] for s in ladder_summaries)
     held_spent = held_summary["tokens_seen"] * 6 * held_summary["params"]
     comparison = {"rung": held_rung.name, "params": float(fit.targets["params"][0]), "tokens": tokens,
@@ -115,7 +115,7 @@ def run_demo(cfg: DictConfig) -> int:
                   "ladder_compute_fraction": spent / held_spent,
                   "rolling_coverage": bt["coverage"], "rolling_rows": bt["n_test"],
                   "max_abs_residual": float(np.abs(off).max()), "flagged": [f["run"] for f in result["flags"]]}
-    atomic_write_json(report_dir / "comparison.json", comparison)
+    atomic_write_json(report / "comparison.json", comparison)
     if task is not None:
         measured = held_summary["budgets"][label].get("eval", {})
         task["actual"] = {metric: measured.get(f"{task['name']}/{column}") for metric, column in task["columns"].items()}
@@ -125,10 +125,10 @@ def run_demo(cfg: DictConfig) -> int:
     print("\n" + text)
     elapsed = time.time() - started
     training_min = sum(s["wall_time_s"] for s in [*ladder_summaries, held_summary]) / 60
-    page = write_ladder_report(cfg, plan, fit, report_dir, subtitle=(
+    page = write_ladder_report(cfg, plan, fit, report, subtitle=(
         f"ladder {plan.ladder} on {cfg.data.name} ({cfg.data.tokenizer.kind} tokens), law {result['law']}; the rungs "
         f"trained for {training_min:.1f} minutes in all, this run of the demo took {elapsed / 60:.1f}"))
-    print(f"\nreport: {page} (one file, open it in a browser; {report_dir / 'report.md'} is the same in Markdown)")
+    print(f"\nreport: {page} (one file, open it in a browser; {report / 'report.md'} is the same in Markdown)")
     print(f"elapsed: {elapsed / 60:.1f} min")
     return 0
 

@@ -100,7 +100,7 @@ def main():
         body = []
         for name, table in real_ladders().items():
             body.append(bench_backtest(name, table, args.bootstrap, "calibrated"))
-            body.append(bench_backtest(f"  before (bootstrap band)", table, args.bootstrap, "bootstrap"))
+            body.append(bench_backtest("  before (bootstrap band)", table, args.bootstrap, "bootstrap"))
             print(format_table(header, body[-2:]), flush=True)
         print("\npublished ladders, rolling folds at 50-90% of the log-size range, 95% intervals")
         print(format_table(header, body), flush=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ladder.cli import compose_config
+from ladder.config import compose_config
 from ladder.design.prior import epoch_prior
 from ladder.design.search import DesignOptions, candidate_ladders, score_candidates
 from ladder.design.simulate import LadderRows, simulate

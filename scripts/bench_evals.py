@@ -9,13 +9,14 @@ the evals' own time (the `eval_s` of every record) and the overhead. Prints figu
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from ladder.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,9 +26,8 @@ def train(rung: str, runs: Path, extra: list[str]) -> tuple[float, float, dict]:
     subprocess.run([sys.executable, "-m", "ladder.cli", "train", f"rung={rung}", f"runs_dir={runs}",
                     "logger.wandb=disabled", *extra], check=True, cwd=ROOT, capture_output=True)
     wall = time.time() - started
-    run = runs / "tiny" / rung
-    eval_s = sum(json.loads(line).get("eval_s", 0.0) for line in open(run / "metrics.jsonl"))
-    return wall, eval_s, json.loads((run / "summary.json").read_text())
+    run = RunDir.of(runs, "tiny", rung)
+    return wall, sum(r.get("eval_s", 0.0) for r in run.metrics()), run.summary()
 
 
 def main() -> None:

@@ -17,16 +17,16 @@ import torch
 import torch.nn.functional as F
 from omegaconf import open_dict
 
-from ladder.cli import compose_config
+from ladder.config import compose_config
 from ladder.data import Sampler, TokenData, prepare
 from ladder.hardware import device_peak_flops
 from ladder.model import flops_per_token
 from ladder.model.build import build_model
 from ladder.plan import make_plan
-from ladder.train.distributed import set_threads, Dist
+from ladder.distributed import set_threads, Dist
 from ladder.train.loop import train_rung
 from ladder.train.optim import make_optimizer
-from ladder.io import read_metrics
+from ladder.rundir import RunDir
 from omegaconf import OmegaConf
 
 
@@ -104,7 +104,7 @@ def main():
             with open_dict(cfg):
                 cfg.runs_dir = str(runs)
             train_rung(cfg, rung.name)
-            ours.append(steady_throughput(read_metrics(runs / "tiny" / rung.name / "metrics.jsonl")))
+            ours.append(steady_throughput(RunDir.of(runs, "tiny", rung.name).metrics()))
         ours, reference = max(ours), max(reference)
     peak = device_peak_flops(torch.cuda.get_device_name()) if device.type == "cuda" else None
     executed = flops_per_token(rung.spec, "porian")

@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from ladder.cli import compose_config
+from ladder.config import compose_config
 from ladder.data import Sampler, TokenData, load_manifest, prepare
 from ladder.data.engine import is_validation
 from ladder.data.prepare import choose_dtype

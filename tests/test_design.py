@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from ladder.cli import compose_config
+from ladder.config import compose_config
 from ladder.design.prior import EPOCH_KAPPA, EPOCH_NOISE_SD, EPOCH_THETA_SD, epoch_prior, prior_from_fit
 from ladder.design.search import rows_of
 from ladder.design.simulate import LadderRows, fit_forecast, rung_losses, simulate

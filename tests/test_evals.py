@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from ladder.cli import compose_config
+from ladder.config import compose_config
 from ladder.data.tokenizers import ByteTokenizer, train_bpe
 from ladder.errors import LadderError
 from ladder.evals.scoring import (Requests, choice_metrics, continuation_logprobs, encode_items, _share,
                                   split_trailing_space)
 from ladder.evals.tasks import Item, Task
-from ladder.train.distributed import Dist
+from ladder.distributed import Dist
 from omegaconf import OmegaConf
 
 CPU = torch.device("cpu")
@@ -234,7 +234,7 @@ def test_mmlu_as_the_harness_asks_it(group, kept, subject, tmp_path):
 
 
 def test_every_task_config_names_its_hub_source():
-    from ladder.cli import CONF_DIR
+    from ladder.config import CONF_DIR
 
     tasks = [p.stem for p in (CONF_DIR / "eval").glob("*.yaml")]
     required = {"hellaswag", "arc_easy", "arc_challenge", "piqa", "social_iqa", "commonsense_qa", "openbookqa",

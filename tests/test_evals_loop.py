@@ -86,13 +86,13 @@ def test_a_few_steps_of_training_separate_the_hand_made_task(trained, files):
     import torch
     from omegaconf import OmegaConf
 
-    from ladder.cli import compose_config
+    from ladder.config import compose_config
     from ladder.data import TokenData, prepare
     from ladder.io import read_metrics
     from ladder.model.build import build_model
     from ladder.plan import make_plan
-    from ladder.train.distributed import Dist
-    from ladder.train.loop import make_suite
+    from ladder.distributed import Dist
+    from ladder.evals.suite import make_suite
 
     cfg = compose_config(overrides(files, trained))
     rung = make_plan(cfg).rung("tiny-40k")

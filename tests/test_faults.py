@@ -112,7 +112,7 @@ def test_a_crash_marks_the_rung_failed_with_its_reason(cache, tmp_path, monkeypa
 
 
 def test_a_second_trainer_of_one_rung_is_refused(cache, tmp_path):
-    from ladder.train.rundir import RunDir
+    from ladder.rundir import RunDir
 
     with RunDir(tmp_path / "tiny" / RUNG).lock():
         result = run_train(tmp_path)
@@ -189,7 +189,7 @@ def test_a_crafted_budget_model_cannot_run_code(reference, tmp_path, run_cli, mo
 def test_names_that_become_paths_are_plain(tmp_path):
     from omegaconf import open_dict
 
-    from ladder.cli import compose_config
+    from ladder.config import compose_config
     from ladder.errors import LadderError
     from ladder.plan import make_plan
 
@@ -311,7 +311,7 @@ def test_the_shape_rule_says_when_it_misses_the_size(tmp_path, run_cli):
 def test_a_lease_is_alive_by_pid_here_and_by_heartbeat_elsewhere():
     import socket
 
-    from ladder.train.rundir import LEASE_TIMEOUT_S, lease, lease_alive
+    from ladder.rundir import LEASE_TIMEOUT_S, lease, lease_alive
 
     assert lease_alive({"lease": lease()}) is True  # this process
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)

@@ -121,12 +121,12 @@ def ladder_items(setup, task: str):
 
     from omegaconf import OmegaConf
 
-    from ladder.cli import compose_config
+    from ladder.config import compose_config
     from ladder.data import TokenData, prepare
     from ladder.data.tokenizers import load_saved
     from ladder.evals.scoring import continuation_logprobs, encode_items, item_results
     from ladder.evals.tasks import Task
-    from ladder.train.distributed import Dist
+    from ladder.distributed import Dist
     from transformers import LlamaForCausalLM
 
     cfg = compose_config([*setup["train"], f"eval=[{task}]"])

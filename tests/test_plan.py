@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from ladder.cli import compose_config
+from ladder.config import compose_config
 from ladder.model import count_params
 from ladder.plan import make_plan
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from fit_data import chinchilla_table, isoflop_table
-from ladder.cli import compose_config
+from ladder.config import compose_config
 from ladder.plan import make_plan
 
 IMG = re.compile(r'<img src="([^"]*)"')

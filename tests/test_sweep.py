@@ -87,7 +87,7 @@ def test_slurm_request_beyond_the_partition_is_refused(tmp_path):
 
 
 def test_local_sweeps_run_in_waves_of_sweep_parallel_longest_first():
-    from ladder.cli import compose_config
+    from ladder.config import compose_config
     from ladder.plan import make_plan
     from ladder.sweep.run import _waves
 

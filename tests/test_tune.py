@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from ladder.cli import compose_config, ladder_files
+from ladder.config import compose_config, ladder_files
 from ladder.errors import LadderError
 from ladder.fit.checks import exclude_runs, flag_runs, lr_flags
 from ladder.fit.table import Table

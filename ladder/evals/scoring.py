@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ladder.evals.tasks import Item
-from ladder.train import distributed
+from ladder import distributed
 
 
 @dataclass

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ladder.data.sources import documents, resolve_source
-from ladder.errors import require
+from ladder.errors import LadderError, require
 from ladder.evals.scoring import choice_metrics, continuation_logprobs, encode_items, windows_loss
 from ladder.evals.tasks import Task
 
@@ -74,3 +74,26 @@ class EvalSuite:
             loss = windows_loss(module, windows, batch, device, autocast, info)
             results.update({f"{name}/loss": loss, f"{name}/bpb": loss / math.log(2) / bytes_per_token})
         return results
+
+
+def make_suite(cfg, data, seq_len: int) -> "EvalSuite":
+    """The run's eval entries (cfg.eval), read and tokenized with the training corpus's tokenizer (`data`: its
+    TokenData)."""
+    from omegaconf import OmegaConf
+
+    from ladder.data.tokenizers import load_saved
+    from ladder.evals.heldout import heldout_documents
+    entries = OmegaConf.to_container(cfg.eval, resolve=True) if cfg.get("eval") else {}
+    limit = cfg.train.get("eval_max_items")
+    # a pretokenized corpus's tokenizer is only named: loaded (from the hub cache) when evaluations need it
+    tokenizer = None
+    if entries:
+        try:
+            tokenizer = load_saved(data.manifest["tokenizer"], data.directory)
+        except LadderError as error:
+            require(not data.manifest["tokenizer"].get("pretokenized"),
+                    f"eval=[{','.join(entries)}]: evaluations tokenize text with the corpus's tokenizer, and {error}"
+                    f"; or train without them (eval=[])")
+            raise
+    return EvalSuite(entries, tokenizer, seq_len, int(limit) if limit else None, int(float(cfg.train.eval_tokens)),
+                     heldout=lambda: heldout_documents(data, tokenizer))

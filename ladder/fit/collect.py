@@ -17,7 +17,7 @@ import numpy as np
 
 from ladder.errors import require
 from ladder.fit.table import Table
-from ladder.io import read_json, read_metrics
+from ladder.rundir import iter_runs
 
 COUNT_COLUMNS = ("params", "non_embedding_params", "olmo_params")
 # ladder.params_convention -> the collected table's column of that count
@@ -43,15 +43,15 @@ def rows_from_summary(summary: dict, source: str) -> list[dict]:
     return rows
 
 
-def curve_rows(summary: dict, metrics_path: Path) -> list[dict]:
+def curve_rows(summary: dict, records: list[dict], source: str) -> list[dict]:
     """The main run's intermediate evaluations (records with a validation loss and no budget), as table rows."""
-    finals = rows_from_summary(summary, str(metrics_path))
-    if not finals or not metrics_path.exists():
+    finals = rows_from_summary(summary, source)
+    if not finals or not records:
         return []
     flops_per_token = finals[0]["flops"] / finals[0]["tokens"]
     base = {k: v for k, v in finals[0].items() if not k.startswith("eval/")}
     rows = []
-    for record in read_metrics(metrics_path):
+    for record in records:
         if "val_loss" not in record or "budget" in record:
             continue
         row = {**base, "budget": "", "tokens": record["tokens"], "flops": record["tokens"] * flops_per_token,
@@ -71,14 +71,14 @@ def collect_runs(directory: str | Path, curves: bool = False) -> Table:
     intermediate evaluation too."""
     directory = Path(directory)
     require(directory.is_dir(), f"runs={directory}: not a directory")
-    summaries = sorted(directory.glob("**/summary.json"))
-    require(summaries, f"runs={directory}: no summary.json below it; train some rungs first (ladder train)")
+    runs = list(iter_runs(directory))
+    require(runs, f"runs={directory}: no summary.json below it; train some rungs first (ladder train)")
     rows = []
-    for path in summaries:
-        summary = read_json(path)
-        rows += rows_from_summary(summary, str(path))
+    for run in runs:
+        summary = run.summary()
+        rows += rows_from_summary(summary, str(run.summary_path))
         if curves:
-            rows += curve_rows(summary, path.parent / "metrics.jsonl")
+            rows += curve_rows(summary, run.metrics(), str(run.metrics_path))
     require(rows, f"runs={directory}: no rung has finished a budget yet (see ladder status)")
     return table_from_rows(rows)
 

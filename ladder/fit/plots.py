@@ -329,16 +329,15 @@ def backtest_errors(backtest: dict, path: Path) -> Path:
     return save(fig, path)
 
 
-def loss_curves(metrics: dict, path: Path) -> Path:
-    """Validation loss against tokens for every run (main run and budget results), one colour per rung."""
+def loss_curves(metrics: dict[str, list[dict]], path: Path) -> Path:
+    """Validation loss against tokens for every run (main run and budget results), one colour per rung; `metrics`
+    maps a run's name to its records (RunDir.metrics)."""
     from matplotlib.lines import Line2D
 
-    from ladder.io import read_metrics
     fig, ax = plt.subplots(figsize=(8, 5))
-    for i, (name, file) in enumerate(metrics.items()):
-        if not Path(file).exists():
+    for i, (name, records) in enumerate(metrics.items()):
+        if not records:
             continue
-        records = read_metrics(file)
         color = plt.cm.viridis(i / max(1, len(metrics) - 1))
         train = [r for r in records if "loss" in r and "branch" not in r]
         ax.plot([r["tokens"] for r in train], [r["loss"] for r in train], color=color, alpha=0.25, lw=0.8)

@@ -18,3 +18,11 @@ def format_table(header: list[str], rows: list[list[str]]) -> str:
         return "  ".join(str(cell).rjust(width) if i else str(cell).ljust(width) for i, (cell, width) in
                          enumerate(zip(row, widths)))
     return "\n".join([line(header), line(["-" * w for w in widths]), *[line(row) for row in rows]])
+
+
+def print_json(data) -> None:
+    """`format=json`: NaN and infinities as null, so the output is valid JSON."""
+    import json
+
+    from ladder.io import _json_safe
+    print(json.dumps(_json_safe(data), indent=2, default=float))

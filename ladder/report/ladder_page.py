@@ -13,7 +13,7 @@ from pathlib import Path
 from ladder.errors import LadderError
 from ladder.fit.forecast import write_outputs
 from ladder.fit.ladder import LadderFit, fit_ladder, ladder_evaluations
-from ladder.io import read_json
+from ladder.rundir import RunDir, heldout_ladder, ladder_dir, report_dir
 from ladder.fit.plots import loss_curves, loss_vs_compute
 from ladder.plan import Plan, plan_table
 from ladder.report import human
@@ -98,22 +98,22 @@ class Measured:
     tokens: float
     loss: float
     evals: dict  # {"<entry>/<metric>": value}
-    directory: Path  # its run directory
+    run: RunDir
 
 
 def measured_target(runs_dir: Path, plan: Plan) -> Measured | None:
     """The held-out run of the target (runs_dir/<ladder>-heldout/<target>, as `ladder demo` trains it), if done."""
-    directory = runs_dir / f"{plan.ladder}-heldout" / plan.target.name
-    summary = read_json(directory / "summary.json") if (directory / "summary.json").exists() else None
+    run = RunDir.of(runs_dir, heldout_ladder(plan.ladder), plan.target.name)
+    summary = run.summary()
     if not summary or summary.get("status") != "done":
         return None
     result = next(iter(summary["budgets"].values()))
-    return Measured(plan.target.name, result["tokens"], result["loss"], result.get("eval", {}), directory)
+    return Measured(plan.target.name, result["tokens"], result["loss"], result.get("eval", {}), run)
 
 
-def _summaries(plan: Plan, root: Path) -> dict[str, dict]:
-    paths = {r.name: root / r.name / "summary.json" for r in plan.rungs}
-    return {name: read_json(path) for name, path in paths.items() if path.exists()}
+def _summaries(plan: Plan, runs_dir: Path) -> dict[str, dict]:
+    runs = {r.name: RunDir.of(runs_dir, plan.ladder, r.name) for r in plan.rungs}
+    return {name: summary for name, run in runs.items() if (summary := run.summary()) is not None}
 
 
 def plan_section(plan: Plan, summaries: dict[str, dict]) -> Section:
@@ -195,10 +195,10 @@ def write_ladder_report(cfg, plan: Plan, fit: LadderFit | None = None, directory
                         subtitle: str = "") -> Path:
     """runs_dir/<ladder>/report/index.html and report.md from what has finished; `fit` (the demo's, already
     written) is made here when not given."""
-    root = Path(cfg.runs_dir) / plan.ladder
-    directory = directory or root / "report"
+    root = ladder_dir(cfg.runs_dir, plan.ladder)
+    directory = directory or report_dir(cfg.runs_dir, plan.ladder)
     measured = measured_target(Path(cfg.runs_dir), plan)
-    summaries = _summaries(plan, root)
+    summaries = _summaries(plan, Path(cfg.runs_dir))
     evaluations = ladder_evaluations(plan, root)
     target = (measured.name, measured.tokens) if measured else None
     if fit is None:
@@ -211,9 +211,9 @@ def write_ladder_report(cfg, plan: Plan, fit: LadderFit | None = None, directory
                         directory / "fit" / "plots" / "loss_vs_compute.png")
     if fit.task is not None and fit.task.law is not None and "plots" not in fit.task.result:
         write_outputs(fit.task.law, fit.task.table, fit.task.result, directory / "task_fit")
-    curves_of = {r.name: root / r.name / "metrics.jsonl" for r in plan.rungs}
+    curves_of = {r.name: RunDir.of(cfg.runs_dir, plan.ladder, r.name).metrics() for r in plan.rungs}
     if measured is not None:
-        curves_of[f"{measured.name} (held out)"] = measured.directory / "metrics.jsonl"
+        curves_of[f"{measured.name} (held out)"] = measured.run.metrics()
     curves = Section("Loss curves", "curves", figures=[Figure(loss_curves(curves_of, directory / "curves.png"),
                      "Every rung's train and validation loss; each star a budget's result after its cooldown.")],
                      warnings=flag_warnings(fit.result))

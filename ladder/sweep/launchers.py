@@ -51,10 +51,7 @@ def record_jobs(sweep_dir: Path, job_overrides, jobs) -> None:
         data = next((o.split("=", 1)[1] for o in overrides if o.startswith("+prepare_of=")), None)
         if rung or data:
             ids[rung or f"prepare:{data}"] = str(job.job_id)
-    registry = sweep_dir.parent / "jobs.json"
-    from ladder.io import atomic_write_json, read_json
-    known = read_json(registry) if registry.exists() else {}
-    known.update(ids)
-    atomic_write_json(registry, known)
+    from ladder.rundir import JobRecords
+    JobRecords.beside(sweep_dir).record(ids)
     for rung, job_id in ids.items():
         print(f"submitted {rung}: job {job_id}", flush=True)

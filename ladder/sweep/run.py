@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 
 from ladder.errors import require
-from ladder.io import read_json
 from ladder.plan import Plan, Rung, make_plan, with_corpus
 from ladder.train.options import check_train_options
-from ladder.sweep.status import SLURM_WAITING, format_status, rung_status, scheduler_states, sweep_root
+from ladder.rundir import JobRecords, sweep_dir
+from ladder.sweep.status import SLURM_WAITING, format_status, rung_status, scheduler_states
 
 SUBMITIT = {"slurm", "local", "submitit_slurm", "submitit_local"}
 
@@ -103,8 +103,8 @@ def submit_prepare(cfg, overrides: list[str], plan: Plan) -> str | None:
     if prepared(data, plan.data_tokens):
         return None
     key = f"prepare:{resolve(data, plan.data_tokens)[2].name}"
-    registry = sweep_root(cfg.runs_dir, plan.ladder) / "jobs.json"
-    known = read_json(registry).get(key) if registry.exists() else None
+    records = JobRecords.of(cfg.runs_dir, plan.ladder)
+    known = records.read().get(key)
     if known and scheduler_states([known]).get(known) in (*SLURM_WAITING, "RUNNING"):
         print(f"data: prepare job {known} is already queued or running; the rungs start after it")
         return known
@@ -117,10 +117,10 @@ def submit_prepare(cfg, overrides: list[str], plan: Plan) -> str | None:
                    if o.split("=", 1)[0].lstrip("+~") not in ("submit_only", "rungs", "rung", "runs_dir")]
     argv = ["ladder prepare", "--multirun", *passthrough, *extra, "hydra.launcher.submit_only=true",
             f"+prepare_of={key.split(':', 1)[1]}", f"runs_dir={Path(cfg.runs_dir).resolve()}",
-            f"hydra.sweep.dir={sweep_root(Path(cfg.runs_dir).resolve(), plan.ladder) / time.strftime('%Y%m%d-%H%M%S-prepare')}",
+            f"hydra.sweep.dir={sweep_dir(Path(cfg.runs_dir).resolve(), plan.ladder) / time.strftime('%Y%m%d-%H%M%S-prepare')}",
             "hydra.job.chdir=false"]
     require(_hydra_multirun(argv, prepare_task), "data: submitting the prepare job failed (see the error above)")
-    return str(read_json(registry)[key])
+    return str(records.read()[key])
 
 
 def run_sweep(cfg, overrides: list[str]) -> int:
@@ -184,7 +184,7 @@ def run_sweep(cfg, overrides: list[str]) -> int:
                       "+hydra.launcher.additional_parameters.kill_on_invalid_dep=yes"]
         argv = ["ladder sweep", "--multirun", f"rung={','.join(r.name for r in rungs)}", f"runs_dir={runs_dir}",
                 *passthrough, *extra,
-                f"hydra.sweep.dir={sweep_root(runs_dir, plan.ladder) / f'{stamp}-{i}'}", "hydra.sweep.subdir=${rung}",
+                f"hydra.sweep.dir={sweep_dir(runs_dir, plan.ladder) / f'{stamp}-{i}'}", "hydra.sweep.subdir=${rung}",
                 "hydra.job.chdir=false"]
         failed |= not _hydra_multirun(argv)
     if submit_only and failed:
@@ -210,7 +210,7 @@ def _waves(groups: dict[tuple, list[Rung]], parallel: int) -> dict[tuple, list[R
 def _hydra_multirun(argv: list[str], task=sweep_task) -> bool:
     import hydra
 
-    from ladder.cli import CONF_DIR
+    from ladder.config import CONF_DIR
     saved = sys.argv
     sys.argv = argv
     try:

@@ -6,16 +6,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from ladder.io import read_json
 from ladder.plan import Plan, rung_identity
-from ladder.train.rundir import RunDir, lease_alive
+from ladder.rundir import JobRecords, RunDir, lease_alive
 
 SLURM_WAITING = {"PENDING", "REQUEUED", "CONFIGURING", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SUSPENDED"}
 SLURM_FAILED = {"FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE"}
-
-
-def sweep_root(runs_dir: str | Path, ladder: str) -> Path:
-    return Path(runs_dir) / ladder / ".sweep"
 
 
 def scheduler_states(job_ids: list[str]) -> dict[str, str]:
@@ -41,12 +36,11 @@ def scheduler_states(job_ids: list[str]) -> dict[str, str]:
 
 
 def rung_status(plan: Plan, runs_dir: str | Path) -> list[dict]:
-    registry = sweep_root(runs_dir, plan.ladder) / "jobs.json"
-    jobs = read_json(registry) if registry.exists() else {}  # corrupt: one line naming it
+    jobs = JobRecords.of(runs_dir, plan.ladder).read()
     slurm = scheduler_states([jobs[r.name] for r in plan.rungs if r.name in jobs])
     rows = []
     for rung in plan.rungs:
-        summary = RunDir(Path(runs_dir) / plan.ladder / rung.name).summary() or {}
+        summary = RunDir.of(runs_dir, plan.ladder, rung.name).summary() or {}
         job = jobs.get(rung.name) or summary.get("slurm_job_id")
         job_state = slurm.get(str(job)) if job else None
         status, reason = summary.get("status"), summary.get("reason")
@@ -83,8 +77,7 @@ def data_status(data: dict, plan: Plan, runs_dir: str | Path) -> dict:
     from ladder.data.prepare import resolve
 
     directory = resolve(data, plan.data_tokens)[2]
-    registry = sweep_root(runs_dir, plan.ladder) / "jobs.json"
-    job = (read_json(registry) if registry.exists() else {}).get(f"prepare:{directory.name}")
+    job = JobRecords.of(runs_dir, plan.ladder).read().get(f"prepare:{directory.name}")
     return {"name": data["name"], "directory": str(directory), "prepared": (directory / "manifest.json").exists(),
             "prepare_job": job, "prepare_state": scheduler_states([job]).get(job) if job else None}
 

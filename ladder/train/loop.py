@@ -19,8 +19,7 @@ import os
 import random
 import signal
 import time
-from contextlib import ExitStack, nullcontext
-from pathlib import Path
+from contextlib import ExitStack
 
 import numpy as np
 import torch
@@ -28,21 +27,20 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from ladder.data import Sampler, TokenData, on_cluster, open_data
-from ladder.data.tokenizers import load_saved
 from ladder.errors import LadderError, require
-from ladder.evals import EvalSuite
-from ladder.evals.heldout import heldout_documents
+from ladder.device import autocast_for, pick_device
+from ladder.evals.suite import make_suite
 from ladder.evals.scoring import windows_loss
 from ladder.hardware import device_peak_flops
 from ladder.model import all_flops_per_token, flops_per_token
 from ladder.model.build import build_model
 from ladder.plan import Rung, make_plan, plan_to_dict_for, rung_identity
-from ladder.train import distributed
+from ladder import distributed
 from ladder.train.checkpoint import Checkpoints, save_verified
 from ladder.train.optim import make_optimizer, set_lr
 from ladder.train.options import check_train_options
 from ladder.train.parallel import Parallel
-from ladder.train.rundir import MetricsLog, RunDir, lease
+from ladder.rundir import MetricsLog, RunDir, lease
 from ladder.train.schedule import branch_factor, fork_step, lr_factor
 from ladder.train.wandb_log import WandbLogger
 
@@ -63,7 +61,7 @@ class Trainer:
     def __init__(self, cfg, rung: Rung, ladder: str, data_tokens: int | None = None):
         self.cfg, self.rung, self.ladder = cfg, rung, ladder
         self.tcfg = cfg.train
-        self.run = RunDir(Path(cfg.runs_dir) / ladder / rung.name)
+        self.run = RunDir.of(cfg.runs_dir, ladder, rung.name)
         self.device = pick_device(str(self.tcfg.device))
         self.dist = distributed.init_distributed(self.device.type)
         self.threads = distributed.set_threads(self.tcfg.threads, self.dist)
@@ -410,39 +408,6 @@ def failure_reason(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def make_suite(cfg, data: TokenData, seq_len: int) -> EvalSuite:
-    """The run's eval entries (cfg.eval), read and tokenized with the training corpus's tokenizer."""
-    entries = OmegaConf.to_container(cfg.eval, resolve=True) if cfg.get("eval") else {}
-    limit = cfg.train.get("eval_max_items")
-    # a pretokenized corpus's tokenizer is only named: loaded (from the hub cache) when evaluations need it
-    tokenizer = None
-    if entries:
-        try:
-            tokenizer = load_saved(data.manifest["tokenizer"], data.directory)
-        except LadderError as error:
-            require(not data.manifest["tokenizer"].get("pretokenized"),
-                    f"eval=[{','.join(entries)}]: evaluations tokenize text with the corpus's tokenizer, and {error}"
-                    f"; or train without them (eval=[])")
-            raise
-    return EvalSuite(entries, tokenizer, seq_len, int(limit) if limit else None, int(float(cfg.train.eval_tokens)),
-                     heldout=lambda: heldout_documents(data, tokenizer))
-
-
-def pick_device(requested: str) -> torch.device:
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    require(requested in ("cpu", "cuda"), f"train.device={requested!r}: use auto, cpu or cuda")
-    require(requested == "cpu" or torch.cuda.is_available(), "train.device=cuda: no CUDA device here; use cpu")
-    return torch.device(requested)
-
-
-def autocast_for(device: torch.device, dtype: str):
-    """bf16 autocast on CUDA unless train.dtype=fp32; fp32 on CPU."""
-    if device.type == "cuda" and dtype in ("auto", "bf16"):
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
-
-
 def format_summary(summary: dict) -> str:
     results = ", ".join(f"{label}: {r['loss']:.4f}" for label, r in summary["budgets"].items()
                         if r.get("loss") is not None)
@@ -455,7 +420,7 @@ def train_rung(cfg, rung_name: str | None) -> int:
     plan = make_plan(cfg)
     require(rung_name, f"rung: missing; name one of {', '.join(r.name for r in plan.rungs)} (rung=NAME)")
     rung = plan.rung(str(rung_name))
-    run = RunDir(Path(cfg.runs_dir) / plan.ladder / rung.name)
+    run = RunDir.of(cfg.runs_dir, plan.ladder, rung.name)
     overwrite = bool(cfg.train.get("overwrite", False))
     existing = run.summary()
     if existing and existing.get("status") == "done" and not overwrite:
@@ -482,7 +447,7 @@ def train_rung(cfg, rung_name: str | None) -> int:
                     OmegaConf.create({"resolved_rung": json.loads(json.dumps(plan_to_dict_for(rung), default=str))}))
                 if refused is None:
                     run.claim(config, trainer.identity)
-                    run.write_version(trainer.data.fingerprint, str(trainer.device))
+                    run.write_version(trainer.data.fingerprint, str(trainer.device), torch.__version__)
             except LadderError as error:
                 refused = error
         failed, done = distributed.all_reduce_sum([float(isinstance(refused, LadderError)), float(refused == "done")],

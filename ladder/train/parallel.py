@@ -9,7 +9,7 @@ from contextlib import nullcontext
 import torch
 
 from ladder.errors import require
-from ladder.train.distributed import Dist
+from ladder.distributed import Dist
 
 
 class Parallel:

@@ -21,6 +21,7 @@ from ladder.fit.collect import collect_runs
 from ladder.io import atomic_write_json, atomic_write_text, read_json
 from ladder.plan import Plan, make_plan, target_entry
 from ladder.recipe import budget_label
+from ladder.rundir import RunDir, has_runs, ladder_dir
 from ladder.tune.grid import TuneOptions, ladder_file, tune_ladder, tune_sizes
 from ladder.tune.optimum import LRRule, curve_optimum, fit_rule, lr_cost, nearest_curvature
 
@@ -61,7 +62,7 @@ def run_tune(cfg, overrides: list[str], options: TuneOptions, out: Path, compose
         tune_plan = make_plan(tune_cfg)
         require(tune_cfg.recipe.name == recipe["name"], f"recipe={recipe_choice}: its name is "
                                                         f"{tune_cfg.recipe.name!r}; name a recipe file as its file")
-        diverged = [r.name for r in tune_plan.rungs if _summary(runs_dir / name / r.name).get("diverged")]
+        diverged = [r.name for r in tune_plan.rungs if _summary(runs_dir, name, r.name).get("diverged")]
         todo = [r.name for r in tune_plan.rungs if r.name not in diverged]  # a diverged run stays diverged
         print(f"tune: {len(tune_plan.rungs)} runs ({', '.join(sizes)} x LR multipliers {_multipliers(grid)}"
               f"{' x ' + str(len(settings)) + ' settings' if len(settings) > 1 else ''}), "
@@ -75,11 +76,11 @@ def run_tune(cfg, overrides: list[str], options: TuneOptions, out: Path, compose
         if cfg.submit_only and waiting:
             return {"submitted": len(waiting), "ladder_file": str(out / "ladder" / f"{name}.yaml")}
         failed = [run for run in todo if states.get(run) != "done"
-                  and not _summary(runs_dir / name / run).get("diverged")]
+                  and not _summary(runs_dir, name, run).get("diverged")]
         require(not failed, f"tune: {len(failed)} run(s) did not finish ({', '.join(failed[:3])}); see "
                             f"ladder status ladder={out / 'ladder' / f'{name}.yaml'} runs_dir={runs_dir}, fix, and run "
                             f"the same ladder tune command again")
-        rows = run_rows(tune_plan, runs, runs_dir / name)
+        rows = run_rows(tune_plan, runs, runs_dir)
         curves = optima(rows, sizes, settings, options)
         grown = _widen(grid, widened, curves, int(options.extend))
         if not grown:
@@ -113,9 +114,8 @@ def run_tune(cfg, overrides: list[str], options: TuneOptions, out: Path, compose
     }
 
 
-def _summary(directory: Path) -> dict:
-    path = directory / "summary.json"
-    return read_json(path) if path.exists() else {}
+def _summary(runs_dir: Path, ladder: str, rung: str) -> dict:
+    return RunDir.of(runs_dir, ladder, rung).summary() or {}
 
 
 def short_budgets(plan: Plan, budgets: list) -> list:
@@ -142,14 +142,15 @@ def _multipliers(grid: dict) -> str:
     return "[" + ", ".join(f"{m:g}" for m in values) + "]"
 
 
-def run_rows(tune_plan: Plan, runs: dict, directory: Path) -> list[dict]:
+def run_rows(tune_plan: Plan, runs: dict, runs_dir: Path) -> list[dict]:
     """One row per finished (run, budget) and per budget a diverged run never reached (loss None): size, N in the
     recipe's convention, tokens, the LR the run trained with and its loss."""
-    if not directory.is_dir() or not any(directory.glob("*/summary.json")):
+    directory = ladder_dir(runs_dir, tune_plan.ladder)
+    if not has_runs(directory):
         return []
     table = collect_runs(directory)
     by_rung = {r.name: r for r in tune_plan.rungs}
-    summaries = {r.name: _summary(directory / r.name) for r in tune_plan.rungs}  # read once, not per budget row
+    summaries = {r.name: _summary(runs_dir, tune_plan.ladder, r.name) for r in tune_plan.rungs}  # read once
     rows = []
     for i in range(len(table)):
         rung = by_rung.get(str(table["rung"][i]))

@@ -6,7 +6,6 @@ for rungs trained before a task was added. Results merge into summary.json (the 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from omegaconf import OmegaConf
 
@@ -16,9 +15,10 @@ from ladder.model.build import build_model
 from ladder.plan import make_plan
 from ladder.report import format_table
 from ladder.train.checkpoint import Checkpoints, load_verified
-from ladder.train.distributed import Dist
-from ladder.train.loop import autocast_for, pick_device, make_suite
-from ladder.train.rundir import MetricsLog, RunDir
+from ladder.distributed import Dist
+from ladder.device import autocast_for, pick_device
+from ladder.evals.suite import make_suite
+from ladder.rundir import MetricsLog, RunDir
 from ladder.train.wandb_log import WandbLogger
 
 
@@ -41,7 +41,7 @@ def finished_rung(cfg):
     plan = make_plan(cfg)
     require(cfg.rung, f"rung: missing; name one of {', '.join(r.name for r in plan.rungs)} (rung=NAME)")
     rung = plan.rung(str(cfg.rung))
-    run = RunDir(Path(cfg.runs_dir) / plan.ladder / rung.name)
+    run = RunDir.of(cfg.runs_dir, plan.ladder, rung.name)
     summary = run.summary()
     require(summary is not None, f"{run.path}: no summary.json; train the rung first (ladder train rung={rung.name})")
     finished = [label for label, r in summary["budgets"].items() if r.get("loss") is not None]

@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 from ladder.data import TokenData, on_cluster, open_data
 from ladder.data.tokenizers import EOS_TEXT, load_saved
 from ladder.errors import require
-from ladder.evals.standalone import budget_weights, finished_rung
+from ladder.train.evaluate import budget_weights, finished_rung
 from ladder.model.build import build_model
 
 

@@ -1,11 +1,21 @@
-"""The run directory, a contract other stages read: runs/<ladder>/<rung>/
+"""The run directory, the contract the stages share. Only this module names a run file or builds a run path:
+training writes through it; status, collect, eval, the report, tune, the demo and the benches read through it.
 
-  config.yaml     the fully resolved config, with the resolved rung (shape, recipe, budgets)
-  version.json    git commit and dirty flag, package version, data fingerprint, torch, python, device
-  metrics.jsonl   one JSON object per record, appended and flushed
-  summary.json    status (running, done, failed, interrupted) and every result, rewritten atomically
-  checkpoints/    see checkpoint.py
-  budgets/        <budget>.pt: the model at each budget's end (train.save_budget_models), read by `ladder eval`
+  runs/<ladder>/<rung>/
+    config.yaml     the fully resolved config, with the resolved rung (shape, recipe, budgets)
+    version.json    git commit and dirty flag, package version, data fingerprint, torch, python, device
+    identity        the hash of the rung's config the files here belong to
+    metrics.jsonl   one JSON object per record, appended and flushed
+    summary.json    status (running, done, failed, interrupted) and every result, rewritten atomically
+    checkpoints/    see train/checkpoint.py
+    budgets/        <budget>.pt: the model at each budget's end (train.save_budget_models), read by `ladder eval`
+  runs/<ladder>/report/  the ladder's report page (report/)
+  runs/<ladder>-heldout/<target>/  the target trained as a run of its own (`ladder demo`)
+  runs/<ladder>/.sweep/
+    jobs.json       rung (or prepare:<data>) -> scheduler job id, appended by every sweep
+    <stamp>-<n>/    Hydra's multirun directories
+
+Torch-free, so the fit side reads runs without it.
 """
 
 from __future__ import annotations
@@ -24,11 +34,13 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import torch
+from typing import Iterator
 
 from ladder import __version__
 from ladder.errors import LadderError
-from ladder.io import atomic_write_json, atomic_write_text, pid_alive, read_json
+from ladder.io import atomic_write_json, atomic_write_text, pid_alive, read_json, read_metrics
+
+STATUSES = ("running", "done", "failed", "interrupted")
 
 
 def code_version() -> dict:
@@ -45,6 +57,25 @@ def code_version() -> dict:
     return {"git_commit": commit, "git_dirty": bool(status) if commit else None, "package_version": __version__}
 
 
+def ladder_dir(runs_dir: str | Path, ladder: str) -> Path:
+    return Path(runs_dir) / ladder
+
+
+def report_dir(runs_dir: str | Path, ladder: str) -> Path:
+    """The ladder's report page (index.html, report.md) and the fits it shows."""
+    return ladder_dir(runs_dir, ladder) / "report"
+
+
+def heldout_ladder(ladder: str) -> str:
+    """The one-rung ladder that trains a ladder's target as a run of its own (`ladder demo`)."""
+    return f"{ladder}-heldout"
+
+
+def sweep_dir(runs_dir: str | Path, ladder: str) -> Path:
+    """Where a ladder's sweeps keep Hydra's multirun directories and the job records."""
+    return ladder_dir(runs_dir, ladder) / ".sweep"
+
+
 class RunDir:
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -52,6 +83,14 @@ class RunDir:
         self.summary_path = self.path / "summary.json"
         self.config_path = self.path / "config.yaml"
         self.checkpoints = self.path / "checkpoints"
+
+    @classmethod
+    def of(cls, runs_dir: str | Path, ladder: str, rung: str) -> "RunDir":
+        return cls(ladder_dir(runs_dir, ladder) / rung)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
 
     @contextmanager
     def lock(self):
@@ -104,13 +143,22 @@ class RunDir:
         return self.path / "budgets" / f"{label}.pt"
 
     def summary(self) -> dict | None:
+        """summary.json, checked: a mapping with a known status and a mapping of budgets (None if not written)."""
         if not self.summary_path.exists():
             return None
         summary = read_json(self.summary_path)
         if not isinstance(summary, dict) or "status" not in summary:
             raise LadderError(f"{self.summary_path}: not a rung summary (a {type(summary).__name__} without "
                               f"'status'); restore it, or delete the run directory to retrain")
+        if summary["status"] not in STATUSES or not isinstance(summary.get("budgets", {}), dict):
+            raise LadderError(f"{self.summary_path}: status {summary['status']!r} or its budgets are not a rung "
+                              f"summary's ({', '.join(STATUSES)}; budgets a mapping); restore it, or delete the run "
+                              f"directory to retrain")
         return summary
+
+    def metrics(self) -> list[dict]:
+        """Every record of metrics.jsonl ([] before the first)."""
+        return read_metrics(self.metrics_path) if self.metrics_path.exists() else []
 
     def write_summary(self, summary: dict) -> None:
         atomic_write_json(self.summary_path, summary)
@@ -126,11 +174,43 @@ class RunDir:
         atomic_write_text(self.config_path, config_yaml)
         atomic_write_text(identity_file, identity + "\n")
 
-    def write_version(self, data_fingerprint: str, device: str) -> None:
+    def write_version(self, data_fingerprint: str, device: str, torch_version: str) -> None:
         atomic_write_json(self.path / "version.json", {
-            **code_version(), "data_fingerprint": data_fingerprint, "torch": torch.__version__,
+            **code_version(), "data_fingerprint": data_fingerprint, "torch": torch_version,
             "python": sys.version.split()[0], "platform": platform.platform(), "host": socket.gethostname(),
             "device": device})
+
+
+def iter_runs(directory: str | Path) -> Iterator[RunDir]:
+    """Every run directory below `directory` (a runs dir, a ladder's dir or one rung's), in path order."""
+    for summary in sorted(Path(directory).glob("**/summary.json")):
+        yield RunDir(summary.parent)
+
+
+def has_runs(directory: str | Path) -> bool:
+    return Path(directory).is_dir() and next(iter_runs(directory), None) is not None
+
+
+class JobRecords:
+    """The sweep's jobs.json: rung (or prepare:<data directory>) -> scheduler job id, for `ladder status`."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    @classmethod
+    def of(cls, runs_dir: str | Path, ladder: str) -> "JobRecords":
+        return cls(sweep_dir(runs_dir, ladder) / "jobs.json")
+
+    @classmethod
+    def beside(cls, multirun_dir: str | Path) -> "JobRecords":
+        """The records of the ladder one of its multirun directories (sweep_dir / <stamp>) belongs to."""
+        return cls(Path(multirun_dir).parent / "jobs.json")
+
+    def read(self) -> dict[str, str]:
+        return read_json(self.path) if self.path.exists() else {}  # corrupt: one line naming it
+
+    def record(self, ids: dict[str, str]) -> None:
+        atomic_write_json(self.path, {**self.read(), **ids})
 
 
 LEASE_TIMEOUT_S = 1800  # a running rung on another host whose heartbeat is older than this is stale

@@ -1,0 +1,89 @@
+"""The configuration: conf/'s Hydra tree composed with the user's overrides, every bad key or group a one-line error.
+On the ground floor: the CLI and every stage that composes a config (sweep jobs, tune, reproduce, the benches)
+import it from here.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ladder.errors import LadderError
+
+CONF_DIR = Path(os.environ.get("LADDER_CONF", Path(__file__).resolve().parent.parent / "conf"))
+
+PLUGIN_OPTIONS = {"hydra/launcher": {"basic", "submitit_local", "submitit_slurm"}}
+
+
+def compose_config(overrides: list[str]):
+    """The composed config; a missing or misspelt key or group option becomes a one-line LadderError."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    search = [Path(p.strip().removeprefix("file://").rstrip("]")) for o in overrides
+              if o.startswith("hydra.searchpath=") for p in o.split("=", 1)[1].lstrip("[").split(",") if "file://" in p]
+    for override in overrides:
+        _check_group_choice(override, search)
+    import yaml
+
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return compose(config_name="config", overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as error:
+        message = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+        raise LadderError(message) from None
+    except yaml.YAMLError as error:  # a conf file that is not YAML (a tab, an unclosed bracket)
+        mark = getattr(error, "problem_mark", None)
+        where = f"{mark.name}, line {mark.line + 1}" if mark else "a config file"
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise LadderError(f"{where}: not valid YAML ({problem}); fix that line (YAML indents with spaces, never "
+                          f"tabs)") from None
+
+
+FILE_GROUPS = ("ladder", "recipe")  # groups that also take a file: ladder=DIR/ladder/NAME.yaml, recipe=DIR/recipe/...
+
+
+def ladder_files(overrides: list[str]) -> list[str]:
+    """`ladder=DIR/ladder/NAME.yaml` (a ladder file outside conf/, as `ladder design` writes it) becomes
+    `hydra.searchpath=[file://DIR]` and `ladder=NAME`, so every command, and the jobs a sweep launches, compose it;
+    `recipe=DIR/recipe/NAME.yaml` (as `ladder tune` writes it) likewise."""
+    out, search = [], []
+    for override in overrides:
+        key, _, value = override.partition("=")
+        if key not in FILE_GROUPS or not value.endswith((".yaml", ".yml")):
+            out.append(override)
+            continue
+        path = Path(value).expanduser().resolve()
+        if path.suffix != ".yaml":
+            raise LadderError(f"{key}={value}: Hydra reads .yaml files only; rename it {path.stem}.yaml")
+        if not path.is_file():
+            raise LadderError(f"{key}={value}: no such file")
+        if path.parent.name != key:
+            raise LadderError(f"{key}={value}: a {key} file must sit in a directory named {key}/ (as conf/{key}/ "
+                              f"does); move it there")
+        if (CONF_DIR / key / path.name).exists():  # conf/ comes first on Hydra's search path
+            raise LadderError(f"{key}={value}: {path.stem} is also a built-in {key} (conf/{key}/{path.name}), "
+                              f"which would load instead; rename the file")
+        search.append(f"file://{path.parent.parent}")
+        out.append(f"{key}={path.stem}")
+    if search:
+        out.insert(0, f"hydra.searchpath=[{','.join(dict.fromkeys(search))}]")
+    return out
+
+
+def _check_group_choice(override: str, search: list[Path] = ()) -> None:
+    key, sep, value = override.lstrip("+~").partition("=")
+    group = CONF_DIR / key
+    if not sep or "." in key or not group.is_dir():
+        return
+    options = sorted({p.stem for d in (CONF_DIR, *search) for p in (d / key).glob("*.yaml")}
+                     | PLUGIN_OPTIONS.get(key, set()))
+    listed = value.startswith("[") and value.endswith("]")  # several at once: eval=[hellaswag,arc_easy]
+    chosen = [v.strip() for v in value[1:-1].split(",") if v.strip()] if listed else [value]
+    for choice in chosen:
+        if choice not in options:
+            raise LadderError(f"{key}={value}: no such {key} {choice!r}; use one of {', '.join(options)} "
+                              f"(files in {group})")
+
+
