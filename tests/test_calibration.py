@@ -35,7 +35,7 @@ def test_rolling_folds_cut_the_log_size_range():
 def test_rows_of_one_run_are_resampled_together():
     """A WSD-S run's budgets share a run: the wild cluster bootstrap moves each run's residuals by one weight."""
     table = chinchilla_table(seed=5)
-    table = table.with_columns(run=table["rung"])  # one run per size, six budgets each (standard_table's name)
+    table = Table({**table.columns, "run": table["rung"]})  # one run per size, six budgets each (standard_table's name)
     law = make_law(LAW).fit(table)
     groups = run_groups(table)
     assert len(np.unique(groups)) == 7 and list(groups[:6]) == [groups[0]] * 6
@@ -50,7 +50,7 @@ def test_rows_of_one_run_are_resampled_together():
     assert set(np.round(np.abs(ratio[:, 0]) / inflation, 6)) == set(np.round(np.sqrt([0.5, 1.0, 1.5]), 6))
     law.bootstrap(table, 50, seed=0)
     assert law.resampling_.startswith("wild cluster bootstrap over 7 runs")
-    single = table.take(np.arange(len(table))).with_columns(run=np.array([f"r{i}" for i in range(len(table))]))
+    single = Table({**table.columns, "run": np.array([f"r{i}" for i in range(len(table))])})
     assert make_law(LAW).fit(single).bootstrap(single, 20).resampling_.startswith("rows with replacement")
 
 

@@ -232,13 +232,13 @@ def bad_conf(tmp_path, monkeypatch):
     """A copy of conf/ with broken ladder files, as LADDER_CONF."""
     import shutil
 
-    import ladder.cli
+    import ladder.config
     conf = tmp_path / "conf"
     shutil.copytree(ROOT / "conf", conf)
     (conf / "ladder" / "tabbed.yaml").write_text("ladder:\n\tname: x\n")
     (conf / "ladder" / "nobudgets.yaml").write_text("# @package _global_\nladder:\n  name: nob\n"
                                                     "  sizes: {a: {params: 1e5}}\n")
-    monkeypatch.setattr(ladder.cli, "CONF_DIR", conf)
+    monkeypatch.setattr(ladder.config, "CONF_DIR", conf)
     return conf
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 
 import numpy as np
@@ -35,30 +33,50 @@ class Table:
     def take(self, index) -> "Table":
         return Table({name: values[index] for name, values in self.columns.items()})
 
-    def with_columns(self, **columns) -> "Table":
-        return Table({**self.columns, **columns})
+    @classmethod
+    def from_frame(cls, frame) -> "Table":
+        """A pandas DataFrame's columns (integer columns become floats, as every law computes in them)."""
+        return cls({str(name): frame[name].to_numpy() for name in frame.columns})
+
+    def to_frame(self):
+        """A pandas DataFrame; whole-number columns (seeds, parameter counts, tokens) as integers."""
+        import pandas as pd
+
+        def column(values):
+            finite = values[np.isfinite(values)] if values.dtype.kind == "f" else None
+            if finite is not None and len(finite) and np.all(finite == np.round(finite)) and \
+                    np.all(np.abs(finite) < 2 ** 53):
+                return pd.array([None if np.isnan(v) else int(v) for v in values], dtype="Int64")
+            return values
+        return pd.DataFrame({name: column(values) for name, values in self.columns.items()})
 
     @classmethod
     def read_csv(cls, path: str | Path) -> "Table":
+        """Through pandas: a BOM (Excel's UTF-8 CSV) is not part of a name; `;` separators (with decimal commas)
+        and tabs are recognised; integer columns read as numbers; a blank cell is missing."""
+        import pandas as pd
+
         path = Path(path)
         require(path.exists(), f"runs={path}: no such file or directory")
         try:
-            with open(path, newline="", encoding="utf-8-sig") as f:  # a BOM (Excel's UTF-8 CSV) is not a name
-                rows = list(csv.DictReader(f))
-        except (UnicodeDecodeError, csv.Error) as error:
-            raise LadderError(f"{path}: not a readable CSV ({error})") from None
-        require(len(rows) > 0, f"{path}: no data rows")
-        names = list(rows[0].keys())
-        require(None not in names and all(names), f"{path}: malformed header {names}")
-        return cls({name: [row[name] if row[name] is not None else "" for row in rows] for name in names})
+            with open(path, encoding="utf-8-sig") as f:
+                header = f.readline()
+            sep = max(",;\t", key=header.count)
+            frame = pd.read_csv(path, sep=sep, decimal="," if sep == ";" else ".", encoding="utf-8-sig",
+                                keep_default_na=False, na_values=[""], skipinitialspace=True)
+        except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+            raise LadderError(f"{path}: not a readable CSV ({str(error).strip().splitlines()[0]})") from None
+        require(len(frame) > 0, f"{path}: no data rows")
+        names = [str(name) for name in frame.columns]
+        require(all(names) and not any(n.startswith("Unnamed: ") for n in names), f"{path}: malformed header "
+                f"{[n if not n.startswith('Unnamed: ') else '' for n in names]}")
+        for name in frame.columns:  # text columns keep "" for a blank, as the laws' checks expect
+            if frame[name].dtype == object:
+                frame[name] = frame[name].fillna("").astype(str)
+        return cls.from_frame(frame)
 
     def to_csv(self) -> str:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(self.columns)
-        for i in range(len(self)):
-            writer.writerow([_cell(values[i]) for values in self.columns.values()])
-        return buffer.getvalue()
+        return self.to_frame().to_csv(index=False, lineterminator="\n")
 
     def write_csv(self, path: str | Path) -> None:
         atomic_write_text(path, self.to_csv())
@@ -80,15 +98,6 @@ def _as_array(values) -> np.ndarray:
         return np.array([float(v) if v not in ("", None) else np.nan for v in array], dtype=float)
     except (TypeError, ValueError):
         return array.astype(str)
-
-
-def _cell(value):
-    if isinstance(value, (float, np.floating)):
-        if np.isnan(value):
-            return ""
-        # whole numbers (seeds, parameter counts, tokens) as integers; repr round-trips every other float
-        return str(int(value)) if float(value).is_integer() and abs(value) < 2 ** 53 else repr(float(value))
-    return str(value)
 
 
 def standard_table(table: Table, columns: dict, source: str, required=("params", "tokens", "loss")) -> Table:

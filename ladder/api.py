@@ -1,0 +1,124 @@
+"""The notebook API: the CLI's stages as three functions on pandas DataFrames.
+
+    from ladder.api import collect, fit, plan
+    runs = collect("runs/tiny")                        # a DataFrame: one row per (rung, budget)
+    law = fit(runs, law="chinchilla", target={"params": 7e9, "tokens": 1.4e11})
+    law.coefficients, law.intervals, law.forecasts     # dict; DataFrames
+    law.predict(params=[1e9, 7e9], tokens=[2e10, 1.4e11]); law.plots("fits/tiny")
+
+Each composes the same config as the command line (`overrides`: the CLI's key=value strings), so a notebook and a
+`ladder fit` of the same data agree to the last digit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ladder.errors import require
+
+
+def _config(overrides):
+    from omegaconf import OmegaConf
+
+    from ladder.config import compose_config
+    cfg = compose_config(list(overrides))
+    return cfg, (lambda node: OmegaConf.to_container(node, resolve=True))
+
+
+def plan(ladder: str = "tiny", overrides=()):
+    """The resolved ladder (rungs, shapes, recipes, budgets, cost) as `ladder plan` prints it."""
+    from ladder.plan import make_plan
+    cfg, _ = _config([f"ladder={ladder}", *overrides])
+    return make_plan(cfg)
+
+
+def collect(runs: str | Path, curves: bool = False):
+    """Every finished budget below a runs directory (a runs dir, a ladder's, one rung's) as a DataFrame, the same
+    table `ladder collect` writes."""
+    from ladder.fit.collect import collect_runs
+    return collect_runs(runs, curves).to_frame()
+
+
+@dataclass
+class Fit:
+    """A fitted law: its coefficients with intervals, the forecast of each target, and fit.json's whole content
+    (`summary`). `law` is the fitted estimator itself (fit(table) -> predict(points))."""
+
+    law: object
+    table: object  # the ladder Table it was fitted on
+    summary: dict
+    written: list[Path] = field(default_factory=list)
+
+    @property
+    def coefficients(self) -> dict[str, float]:
+        return dict(self.summary["params"])
+
+    @property
+    def intervals(self):
+        """One row per coefficient: value, lo, hi at the fit's ci_level (bootstrap percentiles)."""
+        import pandas as pd
+        ci = self.summary.get("ci") or {}
+        return pd.DataFrame([{"coefficient": name, "value": value, "lo": ci.get(name, [np.nan, np.nan])[0],
+                              "hi": ci.get(name, [np.nan, np.nan])[1]} for name, value in self.coefficients.items()])
+
+    @property
+    def forecasts(self):
+        """The targets' forecasts (value and its predictive interval), as predictions.csv holds them."""
+        import pandas as pd
+        return pd.DataFrame(self.summary.get("predictions") or [])
+
+    @property
+    def warnings(self) -> list[str]:
+        return list(self.summary.get("warnings") or [])
+
+    def predict(self, params, tokens):
+        """Forecasts at any (N, D) points, intervals included."""
+        import pandas as pd
+
+        from ladder.fit.table import Table
+        n, d = np.broadcast_arrays(np.atleast_1d(np.asarray(params, float)), np.atleast_1d(np.asarray(tokens, float)))
+        points = Table({"params": n, "tokens": d, "flops": 6 * n * d})
+        rows = []
+        for prediction in self.law.predict_all(points):
+            rows += [{"params": n[i], "tokens": d[i], "metric": prediction.metric, "value": prediction.value[i],
+                      "lo": prediction.lo[i], "hi": prediction.hi[i]} for i in range(len(n))]
+        return pd.DataFrame(rows)
+
+    def plots(self, directory: str | Path) -> list[Path]:
+        """The fit's plots (PNG) under `directory`."""
+        from ladder.fit.plots import plot_fit
+        return plot_fit(self.law, self.table, self.summary, Path(directory))
+
+
+def fit(data, law: str = "chinchilla", target: dict | None = None, *, columns: dict | None = None,
+        bootstrap: int | None = None, seed: int = 0, ci_level: float | None = None, overrides=()) -> Fit:
+    """Fit `law` to `data` (a DataFrame, a CSV path or a runs directory) and forecast `target` ({"params": N,
+    "tokens": D} or {"flops": C}). `columns` renames (canonical -> yours, as `columns.*`); `bootstrap` and
+    `ci_level` default to the config's (`bootstrap.n`, `ci_level`)."""
+    import pandas as pd
+
+    from ladder.fit.forecast import fit_and_forecast, load_table, resolve_targets
+    from ladder.fit.laws import LAWS
+    from ladder.fit.table import Table, flops_per_nd, standard_table
+
+    cfg, plain = _config([f"law={law}", *overrides])
+    law_options = plain(cfg.law)
+    require(law_options.get("name") in LAWS, f"law={law}: use one of {', '.join(LAWS)}")
+    names = {**plain(cfg.columns), **(columns or {})}
+    required = LAWS[law_options["name"]].required_columns
+    if isinstance(data, pd.DataFrame):
+        table, source = standard_table(Table.from_frame(data), names, "the DataFrame", required), "a DataFrame"
+    else:
+        table, source = load_table(Path(data), names, required), str(data)
+    given = {f"target.{key}" for key, value in (target or {}).items() if value is not None}
+    targets = resolve_targets({"name": "target", "params": None, "tokens": None, "flops": None, **(target or {})},
+                              given, None, flops_per_nd(table))
+    n_boot = int(cfg.bootstrap.n if bootstrap is None else bootstrap)
+    level = float(cfg.ci_level if ci_level is None else ci_level)
+    fitted, summary = fit_and_forecast(table, law_options, targets, n_boot, seed, level, None, source,
+                                       plain(cfg.interval), checks={**plain(cfg.fit), "excluded": [],
+                                                                    "params_column": names.get("params", "params")})
+    return Fit(fitted, table, summary)
