@@ -224,8 +224,9 @@ def test_a_csv_fit_reads_a_bom_names_its_target_and_keeps_the_run_names(run_cli,
 
 
 def test_whole_numbers_are_written_as_integers():
+    """Columns of whole numbers (seeds, counts) are written as integers; a column of measurements stays floats."""
     text = Table({"seed": [0.0, 1.0], "params": [20088.0, 3e9], "loss": [2.5, 3.0]}).to_csv()
-    assert text.splitlines()[1:] == ["0,20088,2.5", "1,3000000000,3"]
+    assert text.splitlines()[1:] == ["0,20088,2.5", "1,3000000000,3.0"]
     assert Table({"x": [0.1 + 0.2]}).to_csv().splitlines()[1] == repr(0.1 + 0.2)
 
 

@@ -62,8 +62,9 @@ class Table:
             with open(path, encoding="utf-8-sig") as f:
                 header = f.readline()
             sep = max(",;\t", key=header.count)
+            exact = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}  # 3: default
             frame = pd.read_csv(path, sep=sep, decimal="," if sep == ";" else ".", encoding="utf-8-sig",
-                                keep_default_na=False, na_values=[""], skipinitialspace=True)
+                                keep_default_na=False, na_values=[""], skipinitialspace=True, **exact)
         except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
             raise LadderError(f"{path}: not a readable CSV ({str(error).strip().splitlines()[0]})") from None
         require(len(frame) > 0, f"{path}: no data rows")
