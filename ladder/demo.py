@@ -22,6 +22,7 @@ from ladder.fit.ladder import TaskFit, fit_ladder, ladder_evaluations
 from ladder.io import atomic_write_json
 from ladder.plan import Plan, format_plan, make_plan
 from ladder.report import format_table, human
+from ladder.report.history import spent_flops
 from ladder.report.ladder_page import write_ladder_report
 from ladder.train.loop import train_rung
 from ladder.rundir import RunDir, heldout_ladder, ladder_dir, report_dir
@@ -43,7 +44,7 @@ def train_all(cfg: DictConfig, plan: Plan) -> None:
     for i, rung in enumerate(plan.rungs, 1):
         print(f"[{i}/{len(plan.rungs)}] {rung.name}: {rung.spec.shape}, {human(rung.counts.non_embedding)} "
               f"non-embedding params, budgets {', '.join(rung.budgets)}", flush=True)
-        code = train_rung(cfg, rung.name)
+        code = train_rung(cfg, rung.name, plan)
         require(code == 0, f"rung {rung.name} did not finish (exit {code}); see "
                            f"{RunDir.of(cfg.runs_dir, plan.ladder, rung.name).summary_path}, fix it, and run ladder "
                            f"demo again to resume")
@@ -98,14 +99,14 @@ def run_demo(cfg: DictConfig) -> int:
 
     print(f"[held out] {held_rung.name}: {held_rung.spec.shape}, {human(held_rung.counts.non_embedding)} "
           f"non-embedding params, {label}", flush=True)
-    code = train_rung(held_cfg, held_rung.name)
+    code = train_rung(held_cfg, held_rung.name, held_plan)
     require(code == 0, f"the held-out rung did not finish (exit {code}); run ladder demo again to resume")
     held_summary = RunDir.of(cfg.runs_dir, held_plan.ladder, held_rung.name).summary()
     actual = held_summary["budgets"][label]["loss"]
 
-    ladder_summaries = [RunDir.of(cfg.runs_dir, plan.ladder, r.name).summary() for r in plan.rungs]
-    spent = sum(s["tokens_seen"] * 6 * s["params"] for s in ladder_summaries)
-    held_spent = held_summary["tokens_seen"] * 6 * held_summary["params"]
+    ladder_summaries = {r.name: RunDir.of(cfg.runs_dir, plan.ladder, r.name).summary() for r in plan.rungs}
+    spent = spent_flops(plan, ladder_summaries, list(ladder_summaries))  # in the plan's FLOPs convention
+    held_spent = spent_flops(held_plan, {held_rung.name: held_summary}, [held_rung.name])
     comparison = {"rung": held_rung.name, "params": float(fit.targets["params"][0]), "tokens": tokens,
                   "predicted": forecast["loss"],
                   "lo": forecast["lo"], "hi": forecast["hi"], "band_lo": forecast["band_lo"],
@@ -124,7 +125,7 @@ def run_demo(cfg: DictConfig) -> int:
         text += "\n\n" + format_task(task)
     print("\n" + text)
     elapsed = time.time() - started
-    training_min = sum(s["wall_time_s"] for s in [*ladder_summaries, held_summary]) / 60
+    training_min = sum(s["wall_time_s"] for s in [*ladder_summaries.values(), held_summary]) / 60
     page = write_ladder_report(cfg, plan, fit, report, subtitle=(
         f"ladder {plan.ladder} on {cfg.data.name} ({cfg.data.tokenizer.kind} tokens), law {result['law']}; the rungs "
         f"trained for {training_min:.1f} minutes in all, this run of the demo took {elapsed / 60:.1f}"))

@@ -36,21 +36,27 @@ def _project(x: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
 
 def lbfgs_batch(fun: BatchObjective, x0: np.ndarray, data: np.ndarray | None = None,
                 bounds: np.ndarray | None = None, memory: int = 10, max_iter: int = 1000,
-                ftol: float = SCIPY_FTOL, gtol: float = SCIPY_GTOL, f_floor: float = 1.0) -> BatchResult:
+                ftol: float = SCIPY_FTOL, gtol: float = SCIPY_GTOL, f_floor: float = 1.0,
+                progress: str | None = None) -> BatchResult:
     """Minimise each row of x0 independently. Stops a row when its projected gradient is below gtol, or when a step
     lowers f by less than ftol * max(|f|, f_floor). scipy's f_floor is 1, which makes the rule absolute for
-    objectives far below 1 (the summed Huber is ~1e-3): pass f_floor=0 for a rule relative to f itself."""
+    objectives far below 1 (the summed Huber is ~1e-3): pass f_floor=0 for a rule relative to f itself.
+    `progress`: a bar of that name over the rows finished (on a terminal)."""
     x = np.array(x0, dtype=float)
     P = x.shape[1]
     lower = np.full(P, -np.inf) if bounds is None else bounds[:, 0]
     upper = np.full(P, np.inf) if bounds is None else bounds[:, 1]
     x = _project(x, lower, upper)
     f, g = fun(x, data)
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # non-finite trials fail the line search
-        return _lbfgs_loop(fun, x, f, g, data, lower, upper, memory, max_iter, ftol, gtol, f_floor)
+    from ladder.progress import bar
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
+            bar(len(x), progress or "", unit="fit") as shown:  # non-finite trials fail the line search
+        if progress is None:
+            shown.disable = True
+        return _lbfgs_loop(fun, x, f, g, data, lower, upper, memory, max_iter, ftol, gtol, f_floor, shown)
 
 
-def _lbfgs_loop(fun, x, f, g, data, lower, upper, memory, max_iter, ftol, gtol, f_floor) -> BatchResult:
+def _lbfgs_loop(fun, x, f, g, data, lower, upper, memory, max_iter, ftol, gtol, f_floor, shown) -> BatchResult:
     S, P = x.shape
     s_hist, y_hist = np.zeros((S, memory, P)), np.zeros((S, memory, P))
     rho = np.zeros((S, memory))  # 0 marks an empty or skipped slot: it then drops out of the recursion
@@ -102,6 +108,7 @@ def _lbfgs_loop(fun, x, f, g, data, lower, upper, memory, max_iter, ftol, gtol, 
         finished = done | stuck | (small_change & ~stuck)
         converged[idx] = done | (small_change & ~stuck)
         active[idx[finished]] = False
+        shown.update(int(finished.sum()))
     return BatchResult(x=x, f=f, converged=converged, iterations=iterations)
 
 

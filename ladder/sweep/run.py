@@ -11,13 +11,15 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from ladder.errors import require
 from ladder.plan import Plan, Rung, make_plan, with_corpus
-from ladder.train.options import check_train_options
 from ladder.rundir import JobRecords, sweep_dir
+from ladder.train.options import check_train_options
 from ladder.sweep.status import SLURM_WAITING, format_status, rung_status, scheduler_states
 
 SUBMITIT = {"slurm", "local", "submitit_slurm", "submitit_local"}
@@ -169,24 +171,25 @@ def run_sweep(cfg, overrides: list[str]) -> int:
                                                                                     "runs_dir")]
     stamp = time.strftime("%Y%m%d-%H%M%S")
     failed = False
-    for i, (key, rungs) in enumerate(groups.items()):
-        res = {k: v for k, v in key if k != "wave"}
-        extra = []
-        if launcher in SUBMITIT:
-            extra = [f"hydra.launcher.{k}={v}" for k, v in res.items()
-                     if not any(o.startswith(f"hydra.launcher.{k}=") for o in overrides)]
-            if str(cfg.train.threads) == "auto" and launcher in ("local", "submitit_local"):
-                extra.append(f"train.threads={res['cpus_per_task']}")  # submitit's local jobs are not pinned
-        if submit_only:
-            extra.append("hydra.launcher.submit_only=true")
-        if after:  # start once the prepare job succeeds; dropped, not left pending, if it fails
-            extra += [f"+hydra.launcher.additional_parameters.dependency=afterok:{after}",
-                      "+hydra.launcher.additional_parameters.kill_on_invalid_dep=yes"]
-        argv = ["ladder sweep", "--multirun", f"rung={','.join(r.name for r in rungs)}", f"runs_dir={runs_dir}",
-                *passthrough, *extra,
-                f"hydra.sweep.dir={sweep_dir(runs_dir, plan.ladder) / f'{stamp}-{i}'}", "hydra.sweep.subdir=${rung}",
-                "hydra.job.chdir=false"]
-        failed |= not _hydra_multirun(argv)
+    with sweep_progress(plan, cfg.runs_dir, enabled=not submit_only):
+        for i, (key, rungs) in enumerate(groups.items()):
+            res = {k: v for k, v in key if k != "wave"}
+            extra = []
+            if launcher in SUBMITIT:
+                extra = [f"hydra.launcher.{k}={v}" for k, v in res.items()
+                         if not any(o.startswith(f"hydra.launcher.{k}=") for o in overrides)]
+                if str(cfg.train.threads) == "auto" and launcher in ("local", "submitit_local"):
+                    extra.append(f"train.threads={res['cpus_per_task']}")  # submitit's local jobs are not pinned
+            if submit_only:
+                extra.append("hydra.launcher.submit_only=true")
+            if after:  # start once the prepare job succeeds; dropped, not left pending, if it fails
+                extra += [f"+hydra.launcher.additional_parameters.dependency=afterok:{after}",
+                          "+hydra.launcher.additional_parameters.kill_on_invalid_dep=yes"]
+            argv = ["ladder sweep", "--multirun", f"rung={','.join(r.name for r in rungs)}", f"runs_dir={runs_dir}",
+                    *passthrough, *extra,
+                    f"hydra.sweep.dir={sweep_dir(runs_dir, plan.ladder) / f'{stamp}-{i}'}",
+                    "hydra.sweep.subdir=${rung}", "hydra.job.chdir=false"]
+            failed |= not _hydra_multirun(argv)
     if submit_only and failed:
         print("sweep: submission failed (see the error above); nothing more was queued", file=sys.stderr)
     elif submit_only:
@@ -194,6 +197,42 @@ def run_sweep(cfg, overrides: list[str]) -> int:
     else:
         print(format_status(rung_status(plan, cfg.runs_dir)))
     return 1 if failed else 0
+
+
+@contextmanager
+def sweep_progress(plan: Plan, runs_dir, enabled: bool = True, every_s: float = 5.0):
+    """While the sweep waits for its rungs: a bar over the ladder's FLOPs with rungs done / running / queued and an
+    ETA, redrawn from the rungs' summaries every few seconds (on a terminal only)."""
+    from ladder.progress import bar
+
+    shown = bar(plan.ladder_flops, f"sweep {plan.ladder}", unit="FLOP", unit_scale=True) if enabled else None
+    if shown is None or shown.disable:
+        yield
+        return
+    stop = threading.Event()
+    flops = {r.name: r.flops for r in plan.rungs}
+
+    def redraw():
+        rows = rung_status(plan, runs_dir)
+        counts = {state: sum(r["state"] == state for r in rows) for state in ("done", "running", "queued")}
+        shown.n = sum(flops[r["name"]] * min(1.0, r["tokens_done"] / r["tokens_budget"]) for r in rows)
+        shown.set_postfix_str(", ".join(f"{n} {state}" for state, n in counts.items()) + f" of {len(rows)} rungs")
+
+    def poll():
+        while not stop.wait(every_s):
+            try:
+                redraw()
+            except Exception:  # a summary mid-rewrite: the next poll reads it whole
+                continue
+
+    watcher = threading.Thread(target=poll, daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        watcher.join()
+        shown.close()
 
 
 def _waves(groups: dict[tuple, list[Rung]], parallel: int) -> dict[tuple, list[Rung]]:

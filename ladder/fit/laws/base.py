@@ -256,7 +256,7 @@ class PowerLawLaw(Law):
             self.resampling_ = f"wild cluster bootstrap over {len(np.unique(groups))} runs (Webb weights)"
         # Relative stopping rule: scipy's absolute one would stop a ~1e-3 Huber objective at its first step.
         batch = lbfgs_batch(fun, starts, data=data, bounds=self.bounds, max_iter=self.max_iter, ftol=1e-10,
-                            gtol=1e-9, f_floor=0.0)
+                            gtol=1e-9, f_floor=0.0, progress=f"bootstrap {self.name}")
         self.theta_samples_ = batch.x
         draws = [self.readable(x) for x in batch.x]
         self.samples_ = {name: np.array([d[name] for d in draws]) for name in self.params_}

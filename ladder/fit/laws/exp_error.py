@@ -16,6 +16,7 @@ from scipy.optimize import OptimizeWarning, curve_fit
 from ladder.errors import require
 from ladder.fit.laws.base import Law, Prediction, resample_counts
 from ladder.fit.table import Table
+from ladder.progress import each
 
 NAMES = ("eps", "k", "gamma")
 STARTS = {"eps": [0.5, 0.8, 1.0], "k": [1.0, 10.0, 100.0], "gamma": [0.5, 1.0, 2.0]}
@@ -80,7 +81,7 @@ class ExpError(Law):
             return self
         x, y = self._xy(table)
         draws = []
-        for counts in resample_counts(len(x), n, seed):
+        for counts in each(resample_counts(len(x), n, seed), n, f"bootstrap {self.name}", "fit"):
             rows = np.repeat(np.arange(len(x)), counts.astype(int))
             theta = self._fit(x[rows], y[rows], [self.theta_]) if len(np.unique(x[rows])) > len(NAMES) else None
             draws.append(np.full(len(NAMES), np.nan) if theta is None else theta)

@@ -16,6 +16,7 @@ import numpy as np
 from ladder.errors import require
 from ladder.fit.laws.base import Law, Prediction, percentile_interval
 from ladder.fit.table import Table, flops_per_nd
+from ladder.progress import each
 from ladder.recipe import is_flops_budget
 
 SAME_COMPUTE = 0.01  # rows within 1% of compute belong to one isoFLOP curve (token counts round to batches)
@@ -61,7 +62,7 @@ class FrontierLaw(Law):
             return self
         rng = np.random.default_rng(seed)
         draws = []
-        for _ in range(n):
+        for _ in each(range(n), n, f"bootstrap {self.name}", "fit"):
             params = self._fit_params(table.take(self._resample(table, rng)))
             draws.append(params or {k: np.nan for k in self.params_})
         self.samples_ = {k: np.array([d[k] for d in draws]) for k in self.params_}

@@ -23,6 +23,7 @@ from ladder.fit.calibrate import IntervalOptions, noise_sd
 from ladder.fit.laws.base import Law, Prediction
 from ladder.fit.laws.chinchilla import Chinchilla
 from ladder.fit.table import Table
+from ladder.progress import each
 
 SIGMOID_NAMES = ("a", "k", "L0", "b")
 SIGMOID_BOUNDS = ([-1.0, 0.0, 0.0, 0.0], [0.0, np.inf, np.inf, 1.0])
@@ -134,7 +135,7 @@ class TwoStep(Law):
         x, y = self.step2_data_
         rng = np.random.default_rng(seed + 1)
         draws = []
-        for _ in range(n):
+        for _ in each(range(n), n, f"bootstrap {self.name} (step 2)", "fit"):
             pick = np.concatenate([[0], rng.integers(1, len(x), len(x) - 1)])  # keep the anchor in every resample
             try:
                 draws.append(self.fit_sigmoid(x[pick], y[pick], p0=self.sigmoid_))
