@@ -94,13 +94,17 @@ class Fit:
 
 
 def fit(data, law: str = "chinchilla", target: dict | None = None, *, columns: dict | None = None,
-        bootstrap: int | None = None, seed: int = 0, ci_level: float | None = None, overrides=()) -> Fit:
+        bootstrap: int | None = None, seed: int | None = None, ci_level: float | None = None, overrides=()) -> Fit:
     """Fit `law` to `data` (a DataFrame, a CSV path or a runs directory) and forecast `target` ({"params": N,
-    "tokens": D} or {"flops": C}). `columns` renames (canonical -> yours, as `columns.*`); `bootstrap` and
-    `ci_level` default to the config's (`bootstrap.n`, `ci_level`)."""
+    "tokens": D} or {"flops": C}), as `ladder fit` does: N is the ladder's `ladder.params_convention` count for a
+    table ladder collected, else the `params` column (`columns` renames, canonical -> yours, as `columns.*`);
+    `fit.exclude`, `backtest`, `law.task` and the rest come from `overrides`; `bootstrap`, `seed` and `ci_level`
+    default to the config's."""
     import pandas as pd
 
-    from ladder.fit.forecast import fit_and_forecast, load_table, resolve_targets
+    from ladder.fit.checks import exclude_runs
+    from ladder.fit.collect import COUNT_COLUMNS, collect_runs, params_column
+    from ladder.fit.forecast import fit_and_forecast, resolve_targets
     from ladder.fit.laws import LAWS
     from ladder.fit.table import Table, flops_per_nd, standard_table
 
@@ -108,17 +112,29 @@ def fit(data, law: str = "chinchilla", target: dict | None = None, *, columns: d
     law_options = plain(cfg.law)
     require(law_options.get("name") in LAWS, f"law={law}: use one of {', '.join(LAWS)}")
     names = {**plain(cfg.columns), **(columns or {})}
-    required = LAWS[law_options["name"]].required_columns
+    if law_options.get("task"):  # two_step on an eval entry: its bits per byte and its accuracy metric
+        names.update(task_loss=f"eval/{law_options['task']}/bpb",
+                     accuracy=f"eval/{law_options['task']}/{law_options.get('accuracy') or 'acc'}")
+    laws = LAWS[law_options["name"]]
     if isinstance(data, pd.DataFrame):
-        table, source = standard_table(Table.from_frame(data), names, "the DataFrame", required), "a DataFrame"
+        raw, source = Table.from_frame(data), "a DataFrame"
+    elif Path(data).is_dir():
+        raw, source = collect_runs(data, bool(cfg.curves or laws.reads_curves)), str(data)
     else:
-        table, source = load_table(Path(data), names, required), str(data)
+        raw, source = Table.read_csv(data), str(data)
+    explicit = "params" in (columns or {}) or any(o.lstrip("+").startswith("columns.params=") for o in overrides)
+    names["params"], params_used = params_column(str(cfg.ladder.get("params_convention")),
+                                                 set(COUNT_COLUMNS) <= set(raw.columns), names["params"], explicit,
+                                                 source)
+    table, excluded = exclude_runs(standard_table(raw, names, source, laws.required_columns),
+                                   list(cfg.fit.exclude or []), source)
     given = {f"target.{key}" for key, value in (target or {}).items() if value is not None}
     targets = resolve_targets({"name": "target", "params": None, "tokens": None, "flops": None, **(target or {})},
                               given, None, flops_per_nd(table))
-    n_boot = int(cfg.bootstrap.n if bootstrap is None else bootstrap)
-    level = float(cfg.ci_level if ci_level is None else ci_level)
-    fitted, summary = fit_and_forecast(table, law_options, targets, n_boot, seed, level, None, source,
-                                       plain(cfg.interval), checks={**plain(cfg.fit), "excluded": [],
-                                                                    "params_column": names.get("params", "params")})
+    fitted, summary = fit_and_forecast(
+        table, law_options, targets, int(cfg.bootstrap.n if bootstrap is None else bootstrap),
+        int(cfg.bootstrap.seed if seed is None else seed), float(cfg.ci_level if ci_level is None else ci_level),
+        cfg.backtest, source, plain(cfg.interval), str(names.get("run") or "run"),
+        checks={**plain(cfg.fit), "excluded": excluded, "params_column": names["params"]})
+    summary["params_used"] = params_used
     return Fit(fitted, table, summary)

@@ -195,19 +195,13 @@ def _params_column(cfg, path: Path, columns: dict, overrides) -> tuple[str, str]
     """(the table's column that is N, what the output says it is). A runs directory, or a CSV that `ladder
     collect` wrote (it has every count), gives the ladder's own convention (ladder.params_convention); a CSV of
     other origin gives the column columns.params names, as the user's count; columns.params=NAME always wins."""
-    from ladder.fit.collect import COUNT_COLUMN, COUNT_COLUMNS
+    from ladder.fit.collect import COUNT_COLUMNS, params_column
     from ladder.fit.table import Table
 
-    convention = str(cfg.ladder.get("params_convention"))
-    if any(o.lstrip("+").startswith("columns.params=") for o in overrides):
-        return columns["params"], f"column {columns['params']!r} (columns.params)"
+    explicit = any(o.lstrip("+").startswith("columns.params=") for o in overrides)
     collected = path.is_dir() or (path.exists() and set(COUNT_COLUMNS) <= set(Table.read_csv(path).columns))
-    if collected:
-        require(convention in COUNT_COLUMN, f"ladder.params_convention={convention!r}: use one of "
-                                            f"{', '.join(COUNT_COLUMN)}")
-        return COUNT_COLUMN[convention], f"{convention} parameters (ladder.params_convention; column " \
-                                         f"{COUNT_COLUMN[convention]!r})"
-    return columns["params"], f"column {columns['params']!r} of {path.name}, the count as given"
+    return params_column(str(cfg.ladder.get("params_convention")), collected, columns["params"], explicit,
+                         path.name)
 
 
 def _ladder_target(cfg, params_column: str) -> dict:

@@ -44,7 +44,7 @@ STATUSES = ("running", "done", "failed", "interrupted")
 
 
 def code_version() -> dict:
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[1]  # the checkout: ladder/rundir.py -> .
 
     def git(*args):
         try:

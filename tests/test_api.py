@@ -68,3 +68,23 @@ def test_csv_with_a_bom_semicolons_and_decimal_commas_reads_as_numbers(tmp_path)
     written = out.read_text().splitlines()
     assert written[0] == "run,params,tokens,loss" and written[1].split(",")[1] == "20000000"  # integers stay so
     assert np.array_equal(Table.read_csv(out)["loss"], table["loss"])  # floats round-trip exactly
+
+
+def test_a_collected_table_is_fitted_on_the_ladders_count_as_ladder_fit_does(tmp_path, run_cli):
+    from ladder.api import fit
+
+    frame = chinchilla_frame()  # the columns ladder collect writes: every count; the tiny ladder fits non-embedding
+    frame = frame.assign(non_embedding_params=(frame["params"] * 0.8).astype(np.int64),
+                         olmo_params=(frame["params"] * 0.9).astype(np.int64))
+    result = fit(frame, target={"params": 5.6e9, "tokens": 1.4e11}, bootstrap=20)
+    assert result.summary["params_used"].startswith("non_embedding parameters")
+    frame.to_csv(tmp_path / "collected.csv", index=False)
+    code, out, err = run_cli("fit", f"runs={tmp_path / 'collected.csv'}", "target.params=5.6e9",
+                             "target.tokens=1.4e11", "bootstrap.n=20", "plots=false", f"out={tmp_path / 'f'}",
+                             "format=json")
+    assert code == 0, err
+    cli = json.loads(out)
+    assert cli["params_used"] == result.summary["params_used"]
+    assert cli["params"] == pytest.approx(result.coefficients, rel=1e-12)
+    excluded = fit(frame, bootstrap=0, overrides=["fit.exclude=[r0,r1,r2]"])
+    assert excluded.summary["n_points"] == 12 and excluded.summary["excluded"] == ["r0", "r1", "r2"]

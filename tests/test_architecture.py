@@ -26,6 +26,10 @@ FORBIDDEN = {
     "ladder.plan": ["ladder.train.loop", "ladder.sweep", "ladder.fit", "ladder.cli", "ladder.commands"],
     "ladder.sweep": ["ladder.cli", "ladder.commands", "ladder.demo"],
     "ladder.report": ["ladder.cli", "ladder.commands", "ladder.demo", "ladder.train", "ladder.sweep"],
+    "ladder.api": ["ladder.train", "ladder.data", "ladder.sweep", "ladder.commands", "torch"],
+    "ladder.distributed": ["ladder.train", "ladder.evals", "ladder.data", "ladder.fit", "ladder.sweep"],
+    "ladder.device": ["ladder.train", "ladder.evals", "ladder.data", "ladder.fit", "ladder.sweep"],
+    "ladder.design": ["ladder.train", "ladder.sweep", "ladder.commands", "torch"],
 }
 CLI = "ladder.cli"  # only parses and dispatches: nothing in the package imports it
 
@@ -89,6 +93,7 @@ def test_no_import_circles():
 
 
 @pytest.mark.parametrize("module", ["ladder.rundir", "ladder.config", "ladder.plan", "ladder.fit.laws",
+                                    "ladder.fit.forecast", "ladder.fit.collect", "ladder.fit.plots", "ladder.api",
                                     "ladder.data.prepare"])
 def test_ground_floor_and_fit_side_never_load_torch(module):
     import subprocess

@@ -127,6 +127,21 @@ def test_pretokenized_ids_are_checked(tmp_path, run_cli, monkeypatch):
     assert code == 2 and "data.eos_id=999: never occurs" in err
     code, out, err = run_cli("prepare", *[d for d in data if not d.startswith("data.eos_id")])
     assert code == 2 and "data.eos_id: missing" in err
+    code, out, err = run_cli("prepare", *[d for d in data if not d.startswith("data.tokenizer")])
+    assert code == 2 and "name the tokenizer that made the ids" in err  # not a generic hub-tokenizer message
+    code, out, err = run_cli("prepare", *data, "data.max_tokens=1e4")  # never a silent cap: refused
+    assert code == 2 and "read in place, whole" in err
+
+
+def test_evaluations_need_the_stated_tokenizer(tmp_path, run_cli, monkeypatch):
+    monkeypatch.setenv("LADDER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the stated tokenizer is not cached here
+    token_stream().astype(np.uint16).tofile(tmp_path / "train.bin")
+    data = ["data=pretokenized", f"data.path={tmp_path / 'train.bin'}", "data.tokenizer.name=org/not-cached",
+            "data.val_fraction=0.05", f"data.eos_id={EOS}", "data.dtype=uint16"]
+    code, out, err = run_cli("train", *[t for t in TRAIN if t != "eval=[]"], *data, f"runs_dir={tmp_path / 'r'}")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "eval=[next_line]" in err and "data.tokenizer.name=org/not-cached" in err and "(eval=[])" in err
 
 
 def test_a_changed_token_file_is_refused(tmp_path):

@@ -104,7 +104,9 @@ def test_wsds_rung_yields_every_budget(reference):
     for name in ("config.yaml", "version.json", "summary.json", "checkpoints/latest"):
         assert (run / name).exists(), name
     version = json.loads((run / "version.json").read_text())
-    assert version["data_fingerprint"] == s["data_fingerprint"] and "git_commit" in version
+    assert version["data_fingerprint"] == s["data_fingerprint"]
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    assert version["git_commit"] == head and len(head) == 40  # the code this run was trained with
     assert "resolved_rung" in (run / "config.yaml").read_text()
 
 

@@ -41,6 +41,14 @@ def document_key(index: int, piece: int, tasks: int):
     return index if tasks == 1 else f"{piece}/{index}"
 
 
+def piece_limit(limit, piece: int, tasks: int) -> int | None:
+    """data.max_documents dealt among the pieces exactly (the first documents of each piece; all of it with one)."""
+    if limit is None:
+        return None
+    share, rest = divmod(int(limit), tasks)
+    return share + (piece < rest)
+
+
 class ShardWriter:
     """Appends token arrays to `<prefix>_NNN.bin` files of at most `shard_tokens` tokens, hashing as it goes."""
 
@@ -119,7 +127,8 @@ class TokenizePiece(PipelineStep):
         tokenizer = load_saved(self.tokenizer, self.directory)
         eos = np.array([tokenizer.eos_id])
         text_bytes = 0
-        stream = ((i, text) for i, text in enumerate(documents(self.source, self.limit, (rank, world_size)))
+        limit = piece_limit(self.limit, rank, world_size)
+        stream = ((i, text) for i, text in enumerate(documents(self.source, limit, (rank, world_size)))
                   if text)  # empty documents: skipped
         while batch := list(itertools.islice(stream, BATCH_DOCUMENTS)):
             indices, texts = zip(*batch)
@@ -150,7 +159,7 @@ class TokenizePiece(PipelineStep):
         """A `datasets` dataset's rows of ids -> shards, split by document; returns the largest id."""
         eos, largest = int(self.tokenizer["eos_id"]), -1
         limit = np.iinfo(self.dtype).max
-        for i, row in enumerate(records(self.source, self.limit, (rank, world_size))):
+        for i, row in enumerate(records(self.source, piece_limit(self.limit, rank, world_size), (rank, world_size))):
             ids = row_ids(row, self.source.text_field, i, eos)
             top = int(ids.max())
             require(top <= limit, f"data.dtype={self.dtype}: row {i} has id {top}; use data.dtype=uint32")
@@ -167,14 +176,18 @@ def run_pieces(step: TokenizePiece, tasks: int, workers: int) -> list[dict]:
     # fork on Linux: workers inherit the imported datasets and tokenizers, which forkserver's re-import costs ~2 s a
     # worker (2 workers on 2 cores: 1.84x one, against 1.67x); elsewhere (macOS) fork is unsafe, so forkserver
     start_method = "fork" if sys.platform == "linux" else "forkserver"
+    workers = min(workers, tasks)
     # several workers: each one's tokenizer on one thread (and no warning that the fork turned its threads off)
     single = {"TOKENIZERS_PARALLELISM": "false"} if workers > 1 else {}
-    saved = {key: os.environ.get(key) for key in single}
+    saved = {key: value for key, value in os.environ.items() if key.startswith("DATATROVE_")}
+    saved.update({key: os.environ.get(key) for key in single})
     os.environ.update(single)
     try:
-        LocalPipelineExecutor(pipeline=[step], tasks=tasks, workers=min(workers, tasks),
+        LocalPipelineExecutor(pipeline=[step], tasks=tasks, workers=workers,
                               logging_dir=str(step.directory / "datatrove"), start_method=start_method).run()
-    finally:
+    finally:  # one worker runs in this process: datatrove's environment does not outlive it
+        for key in [k for k in os.environ if k.startswith("DATATROVE_") and k not in saved]:
+            del os.environ[key]
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)

@@ -19,8 +19,10 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
+
 from ladder import __version__
-from ladder.data.pretokenized import MEMMAP_FORMATS, StatedTokenizer, views
+from ladder.data.pretokenized import MEMMAP_FORMATS, StatedTokenizer, file_layout, views
 from ladder.data.sources import Source, check_reachable, documents, resolve_source
 from ladder.data.tokenizers import ByteTokenizer, load_hf, load_saved, pieces, tokenizer_config_signature, train_bpe
 from ladder.errors import LadderError, require
@@ -66,7 +68,7 @@ def choose_dtype(requested: str, vocab_size: int) -> str:
 
 
 def make_tokenizer(cfg: dict, source: Source, seed: int, fraction: float, limit, split_by: str, tasks: int):
-    from ladder.data.engine import document_key, is_validation
+    from ladder.data.engine import document_key, is_validation, piece_limit
 
     tcfg = cfg["tokenizer"]
     tokenizer_config_signature(tcfg)
@@ -79,7 +81,7 @@ def make_tokenizer(cfg: dict, source: Source, seed: int, fraction: float, limit,
     def training_text():  # the training split only, up to train_bytes: validation text is never seen
         seen = 0
         for piece in range(tasks):  # the pieces in order: the corpus in order
-            for i, text in enumerate(documents(source, task_limit(limit, tasks), (piece, tasks))):
+            for i, text in enumerate(documents(source, piece_limit(limit, piece, tasks), (piece, tasks))):
                 if split_by == "token_range":  # each document's head (its tail is validation; cut by characters)
                     text = text[:len(text) - int(round(fraction * len(text)))]
                 elif is_validation(seed, document_key(i, piece, tasks), fraction):
@@ -90,11 +92,6 @@ def make_tokenizer(cfg: dict, source: Source, seed: int, fraction: float, limit,
                     if seen >= budget:
                         return
     return train_bpe(training_text(), int(tcfg["vocab_size"]))
-
-
-def task_limit(limit, tasks: int) -> int | None:
-    """data.max_documents shared among the pieces (all of it with one piece)."""
-    return None if limit is None else math.ceil(int(limit) / tasks)
 
 
 def max_train_tokens(cfg: dict, source: Source, needed_tokens: int | None) -> int | None:
@@ -123,6 +120,11 @@ def resolve(cfg: dict, needed_tokens: int | None = None) -> tuple[Source, dict, 
     require(tasks >= 1, f"data.tasks={tasks}: must be at least 1 (the pieces the corpus is tokenized in)")
     limit = cfg.get("max_documents")
     max_tokens = max_train_tokens(cfg, source, needed_tokens)
+    if source.kind == "pretokenized":  # said before the fingerprint, which needs them
+        StatedTokenizer(cfg)
+        if source.builder in MEMMAP_FORMATS.values():
+            require(limit is None and max_tokens is None, "data.max_documents, data.max_tokens: token files are "
+                    "read in place, whole; set them to null (or cut the files)")
     split_by = split_rule(source, limit, val_fraction)
     digest = fingerprint(cfg, source, split_by, max_tokens)
     settings = {"val_fraction": val_fraction, "seed": seed, "shard_tokens": shard_tokens, "tasks": tasks,
@@ -154,8 +156,11 @@ def corpus_size(cfg: dict, needed_tokens: int | None = None) -> dict:
     if source.kind == "pretokenized":
         if source.builder not in MEMMAP_FORMATS.values():
             return {"train_tokens": None, "how": "unknown until `ladder prepare`"}
-        width = 4 if str(cfg.get("dtype")) == "uint32" else 2
-        return {"train_tokens": int(size / width * keep), "how": "estimated from the files' size"}
+        tokens = 0
+        for path in files:
+            dtype, offset = file_layout(path, source.builder, str(cfg.get("dtype", "auto")))
+            tokens += (os.path.getsize(path) - offset) // np.dtype(dtype).itemsize
+        return {"train_tokens": int(tokens * keep), "how": "the token files' size"}
     per_token = 1 if cfg["tokenizer"]["kind"] == "bytes" else 4
     return {"train_tokens": int(size / per_token * keep),
             "how": f"estimated at {per_token} byte{'s' if per_token > 1 else ''} of text per token"}
@@ -180,8 +185,8 @@ def open_data(cfg: dict, needed_tokens: int | None = None, may_prepare: bool = T
         return directory
     expected = resolve(cfg, needed_tokens)[2]
     require(may_prepare, f"data={cfg.get('name')}: not prepared ({expected} has no manifest.json); run `ladder "
-                         f"prepare` with the same data.* overrides first (on Slurm: add hydra/launcher=slurm), or "
-                         f"`ladder sweep`, which submits the prepare job before the rungs")
+                         f"prepare` with the same ladder= and data.* overrides first (on Slurm: add "
+                         f"hydra/launcher=slurm), or `ladder sweep`, which submits the prepare job before the rungs")
     return prepare(cfg, progress, needed_tokens)
 
 
@@ -258,7 +263,7 @@ def _tokenize(source: Source, s: dict, work: Path, tokenizer: dict, dtype: str, 
 
     step = TokenizePiece(source, work, tokenizer, dtype=dtype, shard_tokens=s["shard_tokens"],
                          seed=s["seed"], val_fraction=s["val_fraction"], split_by=s["split_by"],
-                         limit=task_limit(s["limit"], s["tasks"]),
+                         limit=s["limit"],
                          max_train_tokens=None if s["max_tokens"] is None else math.ceil(s["max_tokens"] / s["tasks"]))
     if progress:
         print(f"data {source.name}: tokenizing {s['tasks']} piece(s) with {workers} worker(s) (datatrove)",

@@ -47,12 +47,16 @@ def file_layout(path: str, fmt: str, requested_dtype: str) -> tuple[str, int]:
         magic = f.read(6)
     if fmt == "npy" and magic == b"\x93NUMPY":
         array = np.load(path, mmap_mode="r")
-        require(array.dtype.name in TOKEN_DTYPES and array.ndim == 1,
-                f"data.path: {path} holds a {array.ndim}-d {array.dtype} array; token files are 1-d uint16 or uint32")
+        require(array.dtype.name in TOKEN_DTYPES and array.ndim == 1 and array.dtype.byteorder in "=|<",
+                f"data.path: {path} holds a {array.ndim}-d {array.dtype.str} array; token files are 1-d "
+                f"little-endian uint16 or uint32")
         return array.dtype.name, int(array.offset)
-    if fmt == "datatrove" and Path(f"{path}.metadata").exists():  # "tokenizer|token size" on its first line
-        size = int(Path(f"{path}.metadata").read_text().splitlines()[0].rsplit("|", 1)[-1])
-        return {2: "uint16", 4: "uint32"}[size], 0
+    metadata = Path(f"{path}.metadata")
+    if fmt == "datatrove" and metadata.exists():  # "tokenizer|token size" on its first line
+        size = (metadata.read_text().splitlines() or [""])[0].rsplit("|", 1)[-1]
+        require(size in ("2", "4"), f"{metadata}: its first line ends in {size!r}, not a token size (|2 or |4); "
+                                    f"fix it, or delete it and set data.dtype")
+        return {"2": "uint16", "4": "uint32"}[size], 0
     require(requested_dtype in TOKEN_DTYPES, f"data.dtype={requested_dtype}: {Path(path).name} is a raw token file "
                                              f"with no dtype in it; set data.dtype=uint16 (nanoGPT's GPT-2 ids) "
                                              f"or uint32 (OLMo's, vocabularies over 65536)")
@@ -115,15 +119,13 @@ def scan(path: str, offset: int, count: int, dtype: np.dtype, eos_id: int) -> tu
 class StatedTokenizer:
     """The tokenizer the user says made the ids: named (evaluations load it to tokenize text), never run here."""
 
-    kind = "hf"
-
     def __init__(self, cfg: dict):
         tcfg = cfg.get("tokenizer") or {}
         require(tcfg.get("kind") == "hf" and tcfg.get("name"), "data.tokenizer.name: missing; name the tokenizer "
                 "that made the ids (e.g. data.tokenizer.name=allenai/OLMo-2-1124-7B), as data=pretokenized needs")
         require(cfg.get("eos_id") is not None, "data.eos_id: missing; state the id that ends each document in the "
                                                "files (e.g. 50256 for GPT-2's, 100257 for OLMo 2's)")
-        self.name, self.eos_id, self.vocab_size = str(tcfg["name"]), int(cfg["eos_id"]), None
+        self.name, self.eos_id = str(tcfg["name"]), int(cfg["eos_id"])
 
     def describe(self, largest_id: int) -> dict:
         return {"kind": "hf", "name": self.name, "vocab_size": largest_id + 1, "eos_id": self.eos_id,

@@ -139,12 +139,19 @@ def load_hf(name: str, revision: str | None = None) -> FastTokenizer:
 
 
 def load_saved(description: dict, directory: Path):
-    """The tokenizer a manifest describes, from the shard directory (bytes and bpe) or the hub cache (hf)."""
+    """The tokenizer a manifest describes, from the shard directory (the exact one the shards were made with, a
+    pinned hub revision too), else (a pretokenized corpus's stated tokenizer) from the hub cache."""
     if description["kind"] == "bytes":
         return ByteTokenizer()
-    if description["kind"] == "bpe":
+    saved = Path(directory) / "tokenizer.json"
+    if description["kind"] == "bpe" or saved.exists():
         from tokenizers import Tokenizer
-        return FastTokenizer("bpe", Tokenizer.from_file(str(directory / "tokenizer.json")), description["eos_id"])
+        tokenizer = FastTokenizer(description["kind"], Tokenizer.from_file(str(saved)), description["eos_id"],
+                                  name=description.get("name"))
+        require(description.get("hash") in (None, tokenizer.describe()["hash"]),
+                f"{saved}: not the tokenizer its manifest describes (hash differs); delete {directory} and run "
+                f"`ladder prepare` again")
+        return tokenizer
     return load_hf(description["name"])
 
 

@@ -91,9 +91,11 @@ def make_suite(cfg, data, seq_len: int) -> "EvalSuite":
         try:
             tokenizer = load_saved(data.manifest["tokenizer"], data.directory)
         except LadderError as error:
-            require(not data.manifest["tokenizer"].get("pretokenized"),
-                    f"eval=[{','.join(entries)}]: evaluations tokenize text with the corpus's tokenizer, and {error}"
-                    f"; or train without them (eval=[])")
+            stated = data.manifest["tokenizer"]
+            require(not stated.get("pretokenized"), f"eval=[{','.join(entries)}]: evaluations tokenize text with the "
+                    f"tokenizer that made the ids, data.tokenizer.name={stated.get('name')}, which cannot be loaded "
+                    f"here ({str(error).split(';')[0].split(': ', 1)[-1]}); connect to the network once to cache it, "
+                    f"or train without them (eval=[])")
             raise
     return EvalSuite(entries, tokenizer, seq_len, int(limit) if limit else None, int(float(cfg.train.eval_tokens)),
                      heldout=lambda: heldout_documents(data, tokenizer))

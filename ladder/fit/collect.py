@@ -24,6 +24,20 @@ COUNT_COLUMNS = ("params", "non_embedding_params", "olmo_params")
 COUNT_COLUMN = {"total": "params", "non_embedding": "non_embedding_params", "olmo": "olmo_params"}
 
 
+def params_column(convention: str, collected: bool, given: str, explicit: bool, source: str) -> tuple[str, str]:
+    """(the table's column that is N, what the output says it is). A table ladder collected (runs, or a CSV with
+    every count) gives the ladder's own convention (ladder.params_convention); another table gives the column
+    `given` names, as the user's count; an explicit columns.params always wins."""
+    if explicit:
+        return given, f"column {given!r} (columns.params)"
+    if collected:
+        require(convention in COUNT_COLUMN, f"ladder.params_convention={convention!r}: use one of "
+                                            f"{', '.join(COUNT_COLUMN)}")
+        return COUNT_COLUMN[convention], f"{convention} parameters (ladder.params_convention; column " \
+                                         f"{COUNT_COLUMN[convention]!r})"
+    return given, f"column {given!r} of {source}, the count as given"
+
+
 def rows_from_summary(summary: dict, source: str) -> list[dict]:
     """One row per budget that has a loss; a running rung contributes the budgets it has finished."""
     for key in ("ladder", "rung", "params", "budgets"):

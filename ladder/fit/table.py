@@ -72,7 +72,7 @@ class Table:
         require(all(names) and not any(n.startswith("Unnamed: ") for n in names), f"{path}: malformed header "
                 f"{[n if not n.startswith('Unnamed: ') else '' for n in names]}")
         for name in frame.columns:  # text columns keep "" for a blank, as the laws' checks expect
-            if frame[name].dtype == object:
+            if not pd.api.types.is_numeric_dtype(frame[name]):
                 frame[name] = frame[name].fillna("").astype(str)
         return cls.from_frame(frame)
 

@@ -110,13 +110,14 @@ def submit_prepare(cfg, overrides: list[str], plan: Plan) -> str | None:
     if known and scheduler_states([known]).get(known) in (*SLURM_WAITING, "RUNNING"):
         print(f"data: prepare job {known} is already queued or running; the rungs start after it")
         return known
+    require(launcher_of(overrides) == "slurm", f"hydra/launcher={launcher_of(overrides)}: the prepare job needs "
+                                               f"hydra/launcher=slurm (ladder's, which records its job id)")
     wanted = {"gpus_per_node": 0, "tasks_per_node": 1, "cpus_per_task": int(cfg.sweep.prepare_cpus),
               "timeout_min": int(cfg.sweep.prepare_timeout_min)}
     check_slurm(cfg, overrides, wanted, cpus_from="sweep.prepare_cpus")
-    extra = [f"hydra.launcher.{k}={v}" for k, v in wanted.items()
-             if not any(o.startswith(f"hydra.launcher.{k}=") for o in overrides)]
-    passthrough = [o for o in overrides
-                   if o.split("=", 1)[0].lstrip("+~") not in ("submit_only", "rungs", "rung", "runs_dir")]
+    extra = [f"hydra.launcher.{k}={v}" for k, v in wanted.items()]  # its own, never the rungs' GPUs or time
+    mine = {"submit_only", "rungs", "rung", "runs_dir", *(f"hydra.launcher.{k}" for k in wanted)}
+    passthrough = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in mine]
     argv = ["ladder prepare", "--multirun", *passthrough, *extra, "hydra.launcher.submit_only=true",
             f"+prepare_of={key.split(':', 1)[1]}", f"runs_dir={Path(cfg.runs_dir).resolve()}",
             f"hydra.sweep.dir={sweep_dir(Path(cfg.runs_dir).resolve(), plan.ladder) / time.strftime('%Y%m%d-%H%M%S-prepare')}",
