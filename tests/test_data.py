@@ -345,3 +345,11 @@ def test_a_rung_on_a_cluster_never_tokenizes(tmp_path, run_cli, monkeypatch):
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert "not prepared" in err and "ladder prepare" in err and "hydra/launcher=slurm" in err
     assert not list((tmp_path / "cache").rglob("*.bin"))  # nothing tokenized
+
+
+def test_more_pieces_than_files_is_said_and_still_splits_the_records(tmp_path, capsys):
+    write_jsonl(tmp_path / "one.jsonl")  # one file, 60 records, 4 pieces: each piece reads it and keeps every 4th
+    cfg = data_cfg(tmp_path, f"data.path={tmp_path / 'one.jsonl'}", "data.tasks=4", "data.workers=1")
+    manifest = load_manifest(prepare(cfg, progress=False))
+    assert "data.tasks=4 but data=local has 1 file(s)" in capsys.readouterr().err
+    assert manifest["documents"]["train"] + manifest["documents"]["val"] == 60  # every record once

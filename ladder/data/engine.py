@@ -13,7 +13,9 @@ import hashlib
 import itertools
 import os
 import sys
+from contextlib import redirect_stderr
 from pathlib import Path
+from unittest.mock import patch
 
 import numpy as np
 from datatrove.executor import LocalPipelineExecutor
@@ -177,20 +179,13 @@ def run_pieces(step: TokenizePiece, tasks: int, workers: int) -> list[dict]:
     # worker (2 workers on 2 cores: 1.84x one, against 1.67x); elsewhere (macOS) fork is unsafe, so forkserver
     start_method = "fork" if sys.platform == "linux" else "forkserver"
     workers = min(workers, tasks)
-    # several workers: each one's tokenizer on one thread (and no warning that the fork turned its threads off)
+    # several workers: each one's tokenizer on one thread (and no warning that the fork turned its threads off);
+    # patch.dict puts the environment back whole, so datatrove's DATATROVE_* of an in-process run do not outlive it
     single = {"TOKENIZERS_PARALLELISM": "false"} if workers > 1 else {}
-    saved = {key: value for key, value in os.environ.items() if key.startswith("DATATROVE_")}
-    saved.update({key: os.environ.get(key) for key in single})
-    os.environ.update(single)
-    try:
-        LocalPipelineExecutor(pipeline=[step], tasks=tasks, workers=workers,
-                              logging_dir=str(step.directory / "datatrove"), start_method=start_method).run()
-    finally:  # one worker runs in this process: datatrove's environment does not outlive it
-        for key in [k for k in os.environ if k.startswith("DATATROVE_") and k not in saved]:
-            del os.environ[key]
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    logs = step.directory / "datatrove"
+    logs.mkdir(parents=True, exist_ok=True)
+    with patch.dict(os.environ, single), open(logs / "console.log", "a") as console, redirect_stderr(console):
+        # datatrove's console log (loguru on stderr) goes to a file beside its task logs, not the terminal
+        LocalPipelineExecutor(pipeline=[step], tasks=tasks, workers=workers, logging_dir=str(logs),
+                              start_method=start_method).run()
     return [read_json(step.directory / PIECE.format(rank)) for rank in range(tasks)]

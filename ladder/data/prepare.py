@@ -23,7 +23,7 @@ import numpy as np
 
 from ladder import __version__
 from ladder.data.pretokenized import MEMMAP_FORMATS, StatedTokenizer, file_layout, views
-from ladder.data.sources import Source, check_reachable, documents, resolve_source
+from ladder.data.sources import Source, check_reachable, documents, resolve_source, stream_files
 from ladder.data.tokenizers import ByteTokenizer, load_hf, load_saved, pieces, tokenizer_config_signature, train_bpe
 from ladder.errors import LadderError, require
 from ladder.hardware import owned_cpus
@@ -265,9 +265,12 @@ def _tokenize(source: Source, s: dict, work: Path, tokenizer: dict, dtype: str, 
                          seed=s["seed"], val_fraction=s["val_fraction"], split_by=s["split_by"],
                          limit=s["limit"],
                          max_train_tokens=None if s["max_tokens"] is None else math.ceil(s["max_tokens"] / s["tasks"]))
+    if s["tasks"] > 1 and (files := stream_files(source)) < s["tasks"]:
+        print(f"warning: data.tasks={s['tasks']} but data={source.name} has {files} file(s): each piece reads all of "
+              f"it and keeps one record in {s['tasks']}; set data.tasks to at most {files}", file=sys.stderr)
     if progress:
-        print(f"data {source.name}: tokenizing {s['tasks']} piece(s) with {workers} worker(s) (datatrove)",
-              file=sys.stderr, flush=True)
+        print(f"data {source.name}: tokenizing {s['tasks']} piece(s) with {workers} worker(s) (datatrove; its task "
+              f"logs stay beside the shards, in datatrove/)", file=sys.stderr, flush=True)
     return run_pieces(step, s["tasks"], workers)
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import glob
 import hashlib
-import logging
 import os
 import sys
 import sysconfig
@@ -159,11 +158,12 @@ def _open(source: Source, piece: tuple[int, int] = (0, 1)):
         return stream
     if stream.num_shards >= count:
         return stream.shard(num_shards=count, index=index, contiguous=True)
-    if source.kind == "hub" and index == 0:
-        logging.getLogger("ladder.data").warning(
-            "%s: data.tasks=%d but the dataset has %d files: each task streams all of it and keeps every %d-th "
-            "record; set data.tasks to at most %d", source.name, count, stream.num_shards, count, stream.num_shards)
-    return split_dataset_by_node(stream, rank=index, world_size=count)
+    return split_dataset_by_node(stream, rank=index, world_size=count)  # every piece reads it all (stream_files)
+
+
+def stream_files(source: Source) -> int:
+    """How many files (stream shards) the source has: pieces beyond that each read the whole stream."""
+    return _open(source).num_shards
 
 
 def records(source: Source, limit: int | None = None, piece: tuple[int, int] = (0, 1)) -> Iterator[dict]:
