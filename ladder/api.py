@@ -104,17 +104,14 @@ def fit(data, law: str = "chinchilla", target: dict | None = None, *, columns: d
 
     from ladder.fit.checks import exclude_runs
     from ladder.fit.collect import COUNT_COLUMNS, collect_runs, params_column
-    from ladder.fit.forecast import fit_and_forecast, resolve_targets
+    from ladder.fit.forecast import fit_and_forecast, input_columns, resolve_targets
     from ladder.fit.laws import LAWS
     from ladder.fit.table import Table, flops_per_nd, standard_table
 
     cfg, plain = _config([f"law={law}", *overrides])
     law_options = plain(cfg.law)
     require(law_options.get("name") in LAWS, f"law={law}: use one of {', '.join(LAWS)}")
-    names = {**plain(cfg.columns), **(columns or {})}
-    if law_options.get("task"):  # two_step on an eval entry: its bits per byte and its accuracy metric
-        names.update(task_loss=f"eval/{law_options['task']}/bpb",
-                     accuracy=f"eval/{law_options['task']}/{law_options.get('accuracy') or 'acc'}")
+    names = input_columns({**plain(cfg.columns), **(columns or {})}, law_options)
     laws = LAWS[law_options["name"]]
     if isinstance(data, pd.DataFrame):
         raw, source = Table.from_frame(data), "a DataFrame"

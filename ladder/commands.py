@@ -148,18 +148,15 @@ def report(cfg, overrides) -> int:
 
 def fit(cfg, overrides) -> int:
     from ladder.fit.checks import exclude_runs
-    from ladder.fit.forecast import load_table, resolve_targets, run_fit
+    from ladder.fit.forecast import input_columns, load_table, resolve_targets, run_fit
     from ladder.fit.laws import LAWS
     from ladder.fit.table import flops_per_nd
 
     fmt = _format(cfg)
     law_options = _plain(cfg.law)
     require(law_options.get("name") in LAWS, f"law={law_options.get('name')}: use one of {', '.join(LAWS)}")
-    columns = _plain(cfg.columns)
+    columns = input_columns(_plain(cfg.columns), law_options)
     law = LAWS[law_options["name"]]
-    if law_options.get("task"):  # two_step on an eval entry: its bits per byte and its accuracy metric
-        columns.update(task_loss=f"eval/{law_options['task']}/bpb",
-                       accuracy=f"eval/{law_options['task']}/{law_options.get('accuracy') or 'acc'}")
     path = Path(cfg.runs) if cfg.runs else ladder_dir(cfg.runs_dir, cfg.ladder.name)
     columns["params"], params_used = _params_column(cfg, path, columns, overrides)
     table = load_table(path, columns, law.required_columns, curves=bool(cfg.curves or law.reads_curves))

@@ -16,6 +16,16 @@ from ladder.io import atomic_write_json
 from ladder.recipe import parse_budget, to_number
 
 
+def input_columns(columns: dict, law_options: dict) -> dict:
+    """The input's column names (`columns.*`), with a two_step law on an eval entry (`law.task`) reading that entry's
+    bits per byte and its accuracy metric."""
+    task = law_options.get("task")
+    if not task:
+        return dict(columns)
+    accuracy = law_options.get("accuracy") or "acc"
+    return {**columns, "task_loss": f"eval/{task}/bpb", "accuracy": f"eval/{task}/{accuracy}"}
+
+
 def load_table(path: str | Path, columns: dict, required=("params", "tokens", "loss"), curves: bool = False) -> Table:
     path = Path(path)
     raw = collect_runs(path, curves) if path.is_dir() else Table.read_csv(path)
