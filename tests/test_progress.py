@@ -1,12 +1,12 @@
-"""Progress bars: the fit's bootstrap and a waiting sweep draw tqdm bars on a terminal (here: tqdm told the stream
-is one), and nothing where stderr is not a terminal."""
+"""Progress bars: the fit's bootstrap and a waiting sweep draw rich bars on a terminal (here: a rich console told
+it is one), and nothing where stderr is not a terminal."""
 
 import io
 import time
 
 import numpy as np
 import pytest
-from tqdm import tqdm
+from rich.console import Console
 
 import ladder.progress
 
@@ -15,15 +15,7 @@ import ladder.progress
 def terminal(monkeypatch):
     """Every bar drawn into one buffer, as on a terminal."""
     screen = io.StringIO()
-
-    def bar(total, description, unit="it", unit_scale=False):
-        return tqdm(total=total, desc=description, unit=unit, unit_scale=unit_scale, file=screen, disable=False,
-                    mininterval=0)
-
-    def each(iterable, total, description, unit="it"):
-        return tqdm(iterable, total=total, desc=description, unit=unit, file=screen, disable=False, mininterval=0)
-    monkeypatch.setattr(ladder.progress, "bar", bar)
-    monkeypatch.setattr(ladder.progress, "each", each)
+    monkeypatch.setattr(ladder.progress, "terminal", lambda: Console(file=screen, force_terminal=True, width=160))
     return screen
 
 
@@ -37,7 +29,12 @@ def test_the_bootstrap_shows_its_resamples_finishing(terminal):
                    "flops": 6 * params * tokens})
     make_law({"name": "chinchilla"}, 0.95).fit(table).bootstrap(table, 40, seed=0)
     drawn = terminal.getvalue()
-    assert "bootstrap chinchilla" in drawn and "40/40" in drawn
+    assert "bootstrap chinchilla" in drawn and "40/40 fit" in drawn
+
+
+def test_a_per_resample_loop_counts_each_resample(terminal):
+    shown = list(ladder.progress.each(range(7), 7, "bootstrap isoflop", "fit"))
+    assert shown == list(range(7)) and "7/7 fit" in terminal.getvalue()
 
 
 def test_a_waiting_sweep_shows_rungs_and_flops(terminal, tmp_path):
@@ -50,6 +47,7 @@ def test_a_waiting_sweep_shows_rungs_and_flops(terminal, tmp_path):
         time.sleep(0.5)
     drawn = terminal.getvalue()
     assert "sweep tiny" in drawn and "0 done, 0 running, 0 queued of 4 rungs" in drawn
+    assert f"0/{plan.ladder_flops:.3g} FLOPs" in drawn
     with sweep_progress(plan, tmp_path, enabled=False):  # submit_only: it returns at once, no bar
         pass
     assert terminal.getvalue() == drawn
@@ -57,5 +55,15 @@ def test_a_waiting_sweep_shows_rungs_and_flops(terminal, tmp_path):
 
 def test_no_bar_where_stderr_is_not_a_terminal(capsys):
     with ladder.progress.bar(10, "x") as shown:
-        shown.update(10)
-    assert shown.disable and capsys.readouterr().err == ""
+        shown.advance(10)
+    assert not shown.shown and capsys.readouterr().err == ""
+
+
+def test_tables_are_plain_text_with_cells_as_written():
+    from ladder.report import format_table
+
+    text = format_table(["rung", "interval"], [["tiny-201k", "[0.8975, 1.1061]"], ["b", "[bold]x"]])
+    header, rule, *rows = text.splitlines()
+    assert header.split() == ["rung", "interval"] and set(rule) == {"─"}
+    assert rows == ["tiny-201k   [0.8975, 1.1061]", "b                    [bold]x"]  # numbers right-aligned, no markup
+    assert "\x1b" not in text

@@ -50,9 +50,7 @@ def lbfgs_batch(fun: BatchObjective, x0: np.ndarray, data: np.ndarray | None = N
     f, g = fun(x, data)
     from ladder.progress import bar
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
-            bar(len(x), progress or "", unit="fit") as shown:  # non-finite trials fail the line search
-        if progress is None:
-            shown.disable = True
+            bar(len(x), progress or "", unit="fit", enabled=progress is not None) as shown:  # non-finite trials
         return _lbfgs_loop(fun, x, f, g, data, lower, upper, memory, max_iter, ftol, gtol, f_floor, shown)
 
 
@@ -108,7 +106,7 @@ def _lbfgs_loop(fun, x, f, g, data, lower, upper, memory, max_iter, ftol, gtol, 
         finished = done | stuck | (small_change & ~stuck)
         converged[idx] = done | (small_change & ~stuck)
         active[idx[finished]] = False
-        shown.update(int(finished.sum()))
+        shown.advance(int(finished.sum()))
     return BatchResult(x=x, f=f, converged=converged, iterations=iterations)
 
 

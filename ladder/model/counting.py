@@ -15,11 +15,37 @@ FLOPs-per-token conventions (training = forward + backward = 3x forward):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
-from ladder.errors import require
+from ladder.errors import LadderError, require
 from ladder.model.spec import ModelSpec
 
-PARAM_CONVENTIONS = ("total", "non_embedding", "olmo")
+
+class ParamCount(StrEnum):
+    """Which parameters N counts. Each member is also the name of its column in summary.json and in collected
+    tables, so `table[ParamCount.olmo]` is the OLMo count; configs may name either (`olmo` or `olmo_params`)."""
+    total = "params"
+    non_embedding = "non_embedding_params"
+    olmo = "olmo_params"
+
+    @classmethod
+    def named(cls, value, field: str) -> ParamCount:
+        """The convention a config value names (`non_embedding` or its column `non_embedding_params`)."""
+        for member in cls:
+            if value == member.name or value == member.value:
+                return member
+        raise LadderError(f"{field}={value!r}: unknown parameter count; use one of {', '.join(m.name for m in cls)}")
+
+    @classmethod
+    def of_column(cls, column: str) -> ParamCount | None:
+        """The convention whose column `column` is; None for a column of the user's own."""
+        return next((member for member in cls if member.value == column), None)
+
+    def describe(self) -> str:
+        return f"{self.name} parameters (column {self.value!r})"
+
+
+PARAM_CONVENTIONS = tuple(member.name for member in ParamCount)
 FLOPS_CONVENTIONS = ("chinchilla_6nd", "kaplan_6nd", "porian")
 DEFAULT_FLOPS_CONVENTION = "chinchilla_6nd"
 
@@ -35,14 +61,13 @@ class ParamCounts:
     def olmo(self) -> int:
         return self.total - self.embedding
 
-    def by_convention(self, convention: str) -> int:
-        require(convention in PARAM_CONVENTIONS,
-                f"params convention {convention!r} unknown; use one of {', '.join(PARAM_CONVENTIONS)}")
-        return getattr(self, convention)
+    def by_convention(self, convention: ParamCount | str) -> int:
+        return getattr(self, ParamCount.named(convention, "params convention").name)
 
     def to_dict(self) -> dict:
-        return {"params": self.total, "non_embedding_params": self.non_embedding,
-                "embedding_params": self.embedding, "output_params": self.output, "olmo_params": self.olmo}
+        """Every count under its column name (summary.json's and the collected table's)."""
+        return {ParamCount.total: self.total, ParamCount.non_embedding: self.non_embedding,
+                "embedding_params": self.embedding, "output_params": self.output, ParamCount.olmo: self.olmo}
 
 
 def count_params(spec: ModelSpec) -> ParamCounts:

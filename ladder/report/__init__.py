@@ -1,4 +1,4 @@
-"""What people read: the terminal's tables (here and in tables.py) and the HTML page (page.py, ladder_page.py)."""
+"""What people read: the terminal's tables (rich; here and in tables.py) and the HTML page (page.py, ladder_page.py)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,23 @@ def human(value: float) -> str:
 
 
 def format_table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    def line(row):
-        return "  ".join(str(cell).rjust(width) if i else str(cell).ljust(width) for i, (cell, width) in
-                         enumerate(zip(row, widths)))
-    return "\n".join([line(header), line(["-" * w for w in widths]), *[line(row) for row in rows]])
+    """A plain-text table (rich): the first column left-aligned, numbers right-aligned, never wrapped or coloured,
+    so logs and pipes read it as a terminal does."""
+    import io
+
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="", highlight=False)
+    for i, name in enumerate(header):
+        table.add_column(Text(str(name)), justify="right" if i else "left", no_wrap=True)
+    for row in rows:
+        table.add_row(*(Text(str(cell)) for cell in row))  # Text: a cell's "[lo, hi]" is not markup
+    screen = Console(file=io.StringIO(), width=100_000, color_system=None, highlight=False, emoji=False)
+    screen.print(table)
+    return "\n".join(line.rstrip() for line in screen.file.getvalue().rstrip("\n").splitlines())
 
 
 def print_json(data) -> None:

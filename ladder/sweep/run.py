@@ -206,8 +206,8 @@ def sweep_progress(plan: Plan, runs_dir, enabled: bool = True, every_s: float = 
     ETA, redrawn from the rungs' summaries every few seconds (on a terminal only)."""
     from ladder.progress import bar
 
-    shown = bar(plan.ladder_flops, f"sweep {plan.ladder}", unit="FLOP", unit_scale=True) if enabled else None
-    if shown is None or shown.disable:
+    shown = bar(plan.ladder_flops, f"sweep {plan.ladder}", unit="FLOPs", unit_scale=True, enabled=enabled)
+    if not shown.shown:
         yield
         return
     stop = threading.Event()
@@ -216,8 +216,8 @@ def sweep_progress(plan: Plan, runs_dir, enabled: bool = True, every_s: float = 
     def redraw():
         rows = rung_status(plan, runs_dir)
         counts = {state: sum(r["state"] == state for r in rows) for state in ("done", "running", "queued")}
-        shown.n = sum(flops[r["name"]] * min(1.0, r["tokens_done"] / r["tokens_budget"]) for r in rows)
-        shown.set_postfix_str(", ".join(f"{n} {state}" for state, n in counts.items()) + f" of {len(rows)} rungs")
+        shown.set(sum(flops[r["name"]] * min(1.0, r["tokens_done"] / r["tokens_budget"]) for r in rows),
+                  ", ".join(f"{n} {state}" for state, n in counts.items()) + f" of {len(rows)} rungs")
 
     def poll():
         while not stop.wait(every_s):

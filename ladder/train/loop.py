@@ -220,7 +220,7 @@ class Trainer:
                 loss, grad_norm = self.train_step(step, lr)
                 self._guard_finite(loss, step)
                 progress["work_steps"] += 1
-                bar.update(1)
+                bar.advance()
                 if (step + 1) % int(self.tcfg.log_every) == 0 or step + 1 == end:
                     self.record({"branch": label, "step": step + 1, "tokens": (step + 1) * recipe.batch_tokens,
                                  "loss": loss, "lr": lr, "grad_norm": grad_norm})
@@ -316,54 +316,53 @@ class Trainer:
                            {**config, "resolved_rung": plan_to_dict_for(self.rung)}, str(self.run.path))
 
     def _loop(self, progress: dict) -> int:
-        from tqdm import tqdm
+        from ladder.progress import bar as progress_bar
 
         recipe = self.rung.recipe
         log_every = int(self.tcfg.log_every)
         eval_every = max(1, self.main_end // max(1, int(self.tcfg.eval_points)))
         checkpoint_every = int(self.tcfg.checkpoint_every)
         branch_work = sum(self.budget_steps[label] - fork for fork, label in self.forks.items())
-        bar = tqdm(total=self.main_end + branch_work, initial=progress["step"], desc=self.rung.name, unit="step",
-                   disable=None if self.dist.is_main else True, dynamic_ncols=True, leave=False)
-        tick = time.time()
-        tokens_at_tick = progress["step"] * recipe.batch_tokens
-        while True:
-            step = progress["step"]
-            label = self.forks.get(step)
-            if label is not None and label not in progress["results"]:
-                self.checkpoint(progress, tag="fork")
-                progress["results"][label] = self.run_branch(label, step, progress, bar)
-                progress["tokens_seen"] += (self.budget_steps[label] - step) * recipe.batch_tokens
-                self.checkpoint(progress)
-                tick = time.time()  # throughput counts main-run steps only
-                continue
-            if step >= self.main_end:
-                break
-            lr = recipe.lr * lr_factor(step, self.total_steps, recipe.warmup_steps, recipe.schedule)
-            loss, grad_norm = self.train_step(step, lr)
-            self._guard_finite(loss, step)
-            progress.update(step=step + 1, last_loss=loss, work_steps=progress["work_steps"] + 1)
-            progress["tokens_seen"] += recipe.batch_tokens
-            bar.update(1)
-            done = step + 1
-            if done % log_every == 0 or done == self.main_end:
-                now = time.time()
-                tokens = done * recipe.batch_tokens
-                speed = (tokens - tokens_at_tick) / max(now - tick, 1e-9)
-                tick, tokens_at_tick = now, tokens
-                mfu = model_flops_utilization(speed, self.executed_flops_per_token, self.peak, self.dist.world_size)
-                progress.update(tokens_per_s=speed, mfu=mfu)
-                self.record({"step": done, "tokens": tokens, "flops": float(tokens) * self.flops_per_token,
-                             "loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens_per_s": speed, "mfu": mfu,
-                             "elapsed_s": progress["wall_s"] + now - self.started})
-                bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{speed:,.0f}")
-                self.heartbeat(progress, now)
-            if done % eval_every == 0 and done != self.main_end:
-                self.record({"step": done, "tokens": done * recipe.batch_tokens, **self.evaluate()})
-            if done % checkpoint_every == 0 and done not in self.forks:
-                self.checkpoint(progress)
-            self._check_stop()
-        bar.close()
+        with progress_bar(self.main_end + branch_work, self.rung.name, unit="steps", enabled=self.dist.is_main,
+                          initial=progress["step"]) as bar:
+            tick = time.time()
+            tokens_at_tick = progress["step"] * recipe.batch_tokens
+            while True:
+                step = progress["step"]
+                label = self.forks.get(step)
+                if label is not None and label not in progress["results"]:
+                    self.checkpoint(progress, tag="fork")
+                    progress["results"][label] = self.run_branch(label, step, progress, bar)
+                    progress["tokens_seen"] += (self.budget_steps[label] - step) * recipe.batch_tokens
+                    self.checkpoint(progress)
+                    tick = time.time()  # throughput counts main-run steps only
+                    continue
+                if step >= self.main_end:
+                    break
+                lr = recipe.lr * lr_factor(step, self.total_steps, recipe.warmup_steps, recipe.schedule)
+                loss, grad_norm = self.train_step(step, lr)
+                self._guard_finite(loss, step)
+                progress.update(step=step + 1, last_loss=loss, work_steps=progress["work_steps"] + 1)
+                progress["tokens_seen"] += recipe.batch_tokens
+                bar.advance()
+                done = step + 1
+                if done % log_every == 0 or done == self.main_end:
+                    now = time.time()
+                    tokens = done * recipe.batch_tokens
+                    speed = (tokens - tokens_at_tick) / max(now - tick, 1e-9)
+                    tick, tokens_at_tick = now, tokens
+                    mfu = model_flops_utilization(speed, self.executed_flops_per_token, self.peak, self.dist.world_size)
+                    progress.update(tokens_per_s=speed, mfu=mfu)
+                    self.record({"step": done, "tokens": tokens, "flops": float(tokens) * self.flops_per_token,
+                                 "loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens_per_s": speed, "mfu": mfu,
+                                 "elapsed_s": progress["wall_s"] + now - self.started})
+                    bar.advance(0, f"loss {loss:.3f}, {speed:,.0f} tokens/s")
+                    self.heartbeat(progress, now)
+                if done % eval_every == 0 and done != self.main_end:
+                    self.record({"step": done, "tokens": done * recipe.batch_tokens, **self.evaluate()})
+                if done % checkpoint_every == 0 and done not in self.forks:
+                    self.checkpoint(progress)
+                self._check_stop()
         if not self.branching:  # the one budget's result is the end of the run
             label = next(iter(self.rung.budgets))
             progress["results"][label] = self.budget_result(label, self.main_end, self.evaluate())
