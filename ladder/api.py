@@ -53,8 +53,13 @@ class Fit:
     written: list[Path] = field(default_factory=list)
 
     @property
+    def params_used(self) -> str:
+        """What N counts in this fit (the one choice: a ladder's convention, or the table's column)."""
+        return str(self.summary.get("params_used", ""))
+
+    @property
     def coefficients(self) -> dict[str, float]:
-        return dict(self.summary["params"])
+        return dict(self.summary["coefficients"])
 
     @property
     def intervals(self):
@@ -103,7 +108,7 @@ def fit(data, law: str = "chinchilla", target: dict | None = None, *, columns: d
     import pandas as pd
 
     from ladder.fit.checks import exclude_runs
-    from ladder.fit.collect import COUNT_COLUMNS, collect_runs, params_column
+    from ladder.fit.collect import collect_runs, is_collected, params_column
     from ladder.fit.forecast import fit_and_forecast, input_columns, resolve_targets
     from ladder.fit.laws import LAWS
     from ladder.fit.table import Table, flops_per_nd, standard_table
@@ -120,9 +125,8 @@ def fit(data, law: str = "chinchilla", target: dict | None = None, *, columns: d
     else:
         raw, source = Table.read_csv(data), str(data)
     explicit = "params" in (columns or {}) or any(o.lstrip("+").startswith("columns.params=") for o in overrides)
-    names["params"], params_used = params_column(str(cfg.ladder.get("params_convention")),
-                                                 set(COUNT_COLUMNS) <= set(raw.columns), names["params"], explicit,
-                                                 source)
+    names["params"], params_used = params_column(cfg.ladder.get("params_convention"), is_collected(raw.columns),
+                                                 names["params"], explicit, source)
     table, excluded = exclude_runs(standard_table(raw, names, source, laws.required_columns),
                                    list(cfg.fit.exclude or []), source)
     given = {f"target.{key}" for key, value in (target or {}).items() if value is not None}

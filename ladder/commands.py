@@ -80,25 +80,29 @@ def prepare(cfg, overrides) -> int:
 def train(cfg, overrides) -> int:
     import logging
 
+    from ladder.plan import make_plan
     from ladder.train.loop import train_rung
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return train_rung(cfg, cfg.rung)
+    plan = make_plan(cfg)
+    return train_rung(cfg, plan, plan.rung(cfg.rung))
 
 
 def evaluate(cfg, overrides) -> int:
     import logging
 
+    from ladder.plan import make_plan
     from ladder.train.evaluate import eval_rung
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    return eval_rung(cfg)
+    return eval_rung(cfg, make_plan(cfg))
 
 
 def export(cfg, overrides) -> int:
+    from ladder.plan import make_plan
     from ladder.train.export import export_rung
 
-    out = export_rung(cfg)
+    out = export_rung(cfg, make_plan(cfg))
     print(f"wrote {out}: lm_eval --model hf --model_args pretrained={out},add_bos_token=True --tasks ...")
     return 0
 
@@ -192,26 +196,24 @@ def _params_column(cfg, path: Path, columns: dict, overrides) -> tuple[str, str]
     """(the table's column that is N, what the output says it is). A runs directory, or a CSV that `ladder
     collect` wrote (it has every count), gives the ladder's own convention (ladder.params_convention); a CSV of
     other origin gives the column columns.params names, as the user's count; columns.params=NAME always wins."""
-    from ladder.fit.collect import COUNT_COLUMNS, params_column
+    from ladder.fit.collect import is_collected, params_column
     from ladder.fit.table import Table
 
     explicit = any(o.lstrip("+").startswith("columns.params=") for o in overrides)
-    collected = path.is_dir() or (path.exists() and set(COUNT_COLUMNS) <= set(Table.read_csv(path).columns))
-    return params_column(str(cfg.ladder.get("params_convention")), collected, columns["params"], explicit,
-                         path.name)
+    collected = path.is_dir() or (path.exists() and is_collected(Table.read_csv(path).columns))
+    return params_column(cfg.ladder.get("params_convention"), collected, columns["params"], explicit, path.name)
 
 
 def _ladder_target(cfg, params_column: str) -> dict:
+    from ladder.model import ParamCount
     from ladder.plan import resolve_target
 
     recipe = cfg.recipe
-    resolved = resolve_target(cfg.target, cfg.ladder, cfg.flops_convention, recipe.params_for,
-                              float(recipe.tokens_per_param))
-    from ladder.fit.collect import COUNT_COLUMN
-
-    convention = {column: name for name, column in COUNT_COLUMN.items()}.get(params_column)
+    resolved = resolve_target(cfg.target, cfg.ladder, cfg.flops_convention,
+                              ParamCount.named(recipe.params_for, "recipe.params_for"), float(recipe.tokens_per_param))
+    convention = ParamCount.of_column(params_column)
     require(convention is not None, f"columns.params={params_column}: forecasting the ladder's target needs N as one "
-                                    f"of the counts {', '.join(COUNT_COLUMN.values())}")
+                                    f"of the counts {', '.join(ParamCount)}")
     return {"name": resolved.name, "params": resolved.counts.by_convention(convention),
             "tokens": resolved.tokens, "flops": None}
 
@@ -257,7 +259,7 @@ def _reproduce_chinchilla(cfg) -> int:
         return 0
     names = ["E", "A", "B", "alpha", "beta"]
     header = ["", *names, "objective"]
-    rows = [["ours", *[f"{result['params'][n]:.5g}" for n in names], f"{result['objective']['value']:.8f}"]]
+    rows = [["ours", *[f"{result['coefficients'][n]:.5g}" for n in names], f"{result['objective']['value']:.8f}"]]
     if result["ci"]:
         rows.append([f"ours {result['ci_level']:.0%} CI",
                      *[f"{result['ci'][n][0]:.4g}-{result['ci'][n][1]:.4g}" for n in names], ""])

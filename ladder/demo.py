@@ -44,7 +44,7 @@ def train_all(cfg: DictConfig, plan: Plan) -> None:
     for i, rung in enumerate(plan.rungs, 1):
         print(f"[{i}/{len(plan.rungs)}] {rung.name}: {rung.spec.shape}, {human(rung.counts.non_embedding)} "
               f"non-embedding params, budgets {', '.join(rung.budgets)}", flush=True)
-        code = train_rung(cfg, rung.name, plan)
+        code = train_rung(cfg, plan, rung)
         require(code == 0, f"rung {rung.name} did not finish (exit {code}); see "
                            f"{RunDir.of(cfg.runs_dir, plan.ladder, rung.name).summary_path}, fix it, and run ladder "
                            f"demo again to resume")
@@ -67,8 +67,8 @@ def run_demo(cfg: DictConfig) -> int:
     held_plan = make_plan(held_cfg)
     held_rung = held_plan.rungs[0]
     label, tokens = next(iter(held_rung.budgets.items()))
-    print(f"\nfitting {cfg.law.name} to the finished budgets (N: {plan.params_convention} parameters, "
-          f"ladder.params_convention) and forecasting {held_rung.name} at {label} ({human(tokens)} tokens)",
+    print(f"\nfitting {cfg.law.name} to the finished budgets (N: {plan.params_convention.describe()}, "
+          f"by ladder.params_convention) and forecasting {held_rung.name} at {label} ({human(tokens)} tokens)",
           flush=True)
     fit = fit_ladder(cfg, plan, ladder_evaluations(plan, root), root, target=(held_rung.name, tokens))
     law, table, result = fit.law, fit.table, fit.result
@@ -99,7 +99,7 @@ def run_demo(cfg: DictConfig) -> int:
 
     print(f"[held out] {held_rung.name}: {held_rung.spec.shape}, {human(held_rung.counts.non_embedding)} "
           f"non-embedding params, {label}", flush=True)
-    code = train_rung(held_cfg, held_rung.name, held_plan)
+    code = train_rung(held_cfg, held_plan, held_rung)
     require(code == 0, f"the held-out rung did not finish (exit {code}); run ladder demo again to resume")
     held_summary = RunDir.of(cfg.runs_dir, held_plan.ladder, held_rung.name).summary()
     actual = held_summary["budgets"][label]["loss"]

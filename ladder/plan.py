@@ -16,7 +16,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ladder.errors import LadderError, require
 from ladder.hardware import peak_flops
-from ladder.model import (FLOPS_CONVENTIONS, PARAM_CONVENTIONS, ModelSpec, ParamCounts, count_params,
+from ladder.model import (FLOPS_CONVENTIONS, ModelSpec, ParamCount, ParamCounts, count_params,
                           flops_per_token, preset_shape)
 from ladder.model import shape_for_params
 from ladder.recipe import Recipe, budget_label, parse_budget, resolve_recipe, to_number
@@ -84,8 +84,8 @@ class Plan:
     target: Target
     gpu: str
     mfu: float
-    params_convention: str = "total"  # N in every fit of this ladder (ladder.params_convention)
-    params_for: str = "olmo"  # N in the recipe's rules (recipe.params_for)
+    params_convention: ParamCount = ParamCount.total  # N in every fit of this ladder (ladder.params_convention)
+    params_for: ParamCount = ParamCount.olmo  # N in the recipe's rules (recipe.params_for)
     notes: list[str] = field(default_factory=list)
     corpus: dict | None = None  # the training split's tokens (with_corpus), beside each rung's
 
@@ -102,7 +102,9 @@ class Plan:
         executed = float(flops_per_token(spec, EXECUTED_FLOPS_CONVENTION)) * tokens
         return executed / (peak_flops(self.gpu) * self.mfu) / 3600
 
-    def rung(self, name: str) -> Rung:
+    def rung(self, name: str | None) -> Rung:
+        """The rung `rung=NAME` names, refused in one line when missing or not in the ladder."""
+        require(name, f"rung: missing; name one of {', '.join(r.name for r in self.rungs)} (rung=NAME)")
         for rung in self.rungs:
             if rung.name == name:
                 return rung
@@ -125,7 +127,7 @@ def make_plan(cfg: DictConfig) -> Plan:
     recipe_cfg = _plain(cfg.recipe)
     tokens_per_param = to_number(recipe_cfg["tokens_per_param"], "recipe.tokens_per_param")
     require(tokens_per_param > 0, f"recipe.tokens_per_param={tokens_per_param}: must be positive")
-    params_for = recipe_cfg["params_for"]
+    params_for = ParamCount.named(recipe_cfg["params_for"], "recipe.params_for")
     unknown = sorted(set(lad.keys()) - LADDER_KEYS)
     require(not unknown, f"ladder.{unknown[0] if unknown else ''}: not a ladder key (misspelt?); a ladder has "
                          f"{', '.join(sorted(LADDER_KEYS))}")
@@ -135,10 +137,7 @@ def make_plan(cfg: DictConfig) -> Plan:
     budgets = _plain(lad.get("budgets"))
     require(budgets is None or isinstance(budgets, list), f"ladder.budgets={budgets!r}: a list, e.g. [{budgets}]")
     require(budgets, "ladder.budgets: missing or empty; give at least one budget, e.g. [1xC, 2xC]")
-    params_convention = lad.get("params_convention")
-    require(params_convention in PARAM_CONVENTIONS,
-            f"ladder.params_convention={params_convention!r}: name the N every fit of this ladder uses, one of "
-            f"{', '.join(PARAM_CONVENTIONS)} (e.g. ladder.params_convention=total)")
+    params_convention = ParamCount.named(lad.get("params_convention"), "ladder.params_convention")
     seeds = list(lad.get("seeds") or [0])
     for i, seed in enumerate(seeds):
         require(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0,
@@ -156,7 +155,7 @@ def make_plan(cfg: DictConfig) -> Plan:
             notes.append(f"{where}.params={asked:g}: the shape rule's closest shape has {counts.total:.3g} "
                          f"parameters ({counts.total / asked - 1:+.0%}); give an explicit shape or another size")
         n = counts.by_convention(params_for)
-        require(n > 0, f"{where}: has no parameters in the '{params_for}' convention; set recipe.params_for=total")
+        require(n > 0, f"{where}: has no {params_for.name} parameters; set recipe.params_for=total")
         recipe = resolve_recipe(size_recipe, n, spec.seq_len, f"{where}.recipe" if size_recipe is not recipe_cfg
                                 else "recipe")
         fpt = flops_per_token(spec, convention)
@@ -239,7 +238,7 @@ def resolve_spec(entry, lad, where: str) -> ModelSpec:
     return ModelSpec.from_dict(shape, where)
 
 
-def resolve_target(tcfg, lad, convention: str, params_for: str, tokens_per_param: float) -> Target:
+def resolve_target(tcfg, lad, convention: str, params_for: ParamCount, tokens_per_param: float) -> Target:
     tcfg = _plain(tcfg)
     entry = {}
     if tcfg.get("params") is not None:
@@ -325,7 +324,8 @@ def plan_to_dict(plan: Plan) -> dict:
             "trained_tokens": rung.trained_tokens, "gpu_hours": plan.gpu_hours(rung.spec, rung.trained_tokens)})
     target = plan.target
     return {
-        "ladder": plan.ladder, "flops_convention": plan.flops_convention, "params_convention": plan.params_convention,
+        "ladder": plan.ladder, "flops_convention": plan.flops_convention,
+        "params_convention": plan.params_convention.name, "params_column": plan.params_convention.value,
         "hardware": {"gpu": plan.gpu, "mfu": plan.mfu, "gpu_hours_from": EXECUTED_FLOPS_CONVENTION},
         "rungs": rungs,
         "target": {"name": target.name, "shape": target.spec.to_dict(), "shape_from": target.shape_from,
@@ -358,7 +358,7 @@ def plan_table(plan: Plan):
         rows[-1].append("")
     t = data["target"]
     title = (f"ladder {data['ladder']}: {len(rows) - 1} rungs; FLOPs as {data['flops_convention']}; N in fits: "
-             f"{data['params_convention']} parameters; GPU-hours on "
+             f"{plan.params_convention.describe()}; GPU-hours on "
              f"{plan.gpu} at {plan.mfu:.0%} MFU (executed FLOPs incl. attention)\n")
     notes = ["", f"target {t['name']}: {_shape(t['shape'])} ({t['shape_from']}), {human(t['params'])} params, "
                  f"{human(t['tokens'])} tokens, {t['flops']:.2e} FLOPs, {t['gpu_hours']:.3g} GPU-h",

@@ -73,7 +73,7 @@ def main():
     print(f"scipy    all {len(starts)} starts    {t_loop * len(starts) / args.slice:7.1f} s   (extrapolated)")
     print(f"speed-up on the grid: {t_loop * len(starts) / args.slice / t_grid:.0f}x; Epoch's grid best "
           f"objective {EPOCH_GRID_OBJECTIVE}")
-    print("params: " + ", ".join(f"{k}={v:.5g}" for k, v in law.params_.items()))
+    print("params: " + ", ".join(f"{k}={v:.5g}" for k, v in law.coefficients_.items()))
     print("95% CI: " + ", ".join(f"{k}=[{lo:.4g}, {hi:.4g}]" for k, (lo, hi) in law.ci().items()))
 
 

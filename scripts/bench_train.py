@@ -97,13 +97,13 @@ def main():
         cfg, rung = configure(args, Path(tmp) / "runs")
         threads = set_threads("auto", Dist())
         device = torch.device(args.device)
-        ours, reference = [], []
+        ours, reference, plan = [], [], make_plan(cfg)
         for repeat in range(args.repeats):  # alternate, so warm-up and machine noise hit both alike
             reference.append(reference_loop(cfg, rung, args.steps, device, args.compile))
             runs = Path(tmp) / f"runs{repeat}"
             with open_dict(cfg):
                 cfg.runs_dir = str(runs)
-            train_rung(cfg, rung.name)
+            train_rung(cfg, plan, rung)
             ours.append(steady_throughput(RunDir.of(runs, "tiny", rung.name).metrics()))
         ours, reference = max(ours), max(reference)
     peak = device_peak_flops(torch.cuda.get_device_name()) if device.type == "cuda" else None

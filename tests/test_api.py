@@ -35,7 +35,7 @@ def test_fit_a_dataframe_as_ladder_fit_fits_its_csv(tmp_path, run_cli):
                              "bootstrap.n=50", "plots=false", f"out={tmp_path / 'fit'}", "format=json")
     assert code == 0, err
     cli = json.loads(out)
-    assert cli["params"] == pytest.approx(result.coefficients, rel=1e-12)  # the same config, the same numbers
+    assert cli["coefficients"] == pytest.approx(result.coefficients, rel=1e-12)  # the same config, the same numbers
     assert cli["predictions"][0]["value"] == pytest.approx(forecast["value"], rel=1e-12)
     at = result.predict(params=[7e9], tokens=[1.4e11]).iloc[0]
     assert at["value"] == pytest.approx(forecast["value"], rel=1e-12) and at["lo"] < at["value"] < at["hi"]
@@ -77,7 +77,7 @@ def test_a_collected_table_is_fitted_on_the_ladders_count_as_ladder_fit_does(tmp
     frame = frame.assign(non_embedding_params=(frame["params"] * 0.8).astype(np.int64),
                          olmo_params=(frame["params"] * 0.9).astype(np.int64))
     result = fit(frame, target={"params": 5.6e9, "tokens": 1.4e11}, bootstrap=20)
-    assert result.summary["params_used"].startswith("non_embedding parameters")
+    assert result.params_used.startswith("non_embedding parameters (column 'non_embedding_params')")
     frame.to_csv(tmp_path / "collected.csv", index=False)
     code, out, err = run_cli("fit", f"runs={tmp_path / 'collected.csv'}", "target.params=5.6e9",
                              "target.tokens=1.4e11", "bootstrap.n=20", "plots=false", f"out={tmp_path / 'f'}",
@@ -85,6 +85,6 @@ def test_a_collected_table_is_fitted_on_the_ladders_count_as_ladder_fit_does(tmp
     assert code == 0, err
     cli = json.loads(out)
     assert cli["params_used"] == result.summary["params_used"]
-    assert cli["params"] == pytest.approx(result.coefficients, rel=1e-12)
+    assert cli["coefficients"] == pytest.approx(result.coefficients, rel=1e-12)
     excluded = fit(frame, bootstrap=0, overrides=["fit.exclude=[r0,r1,r2]"])
     assert excluded.summary["n_points"] == 12 and excluded.summary["excluded"] == ["r0", "r1", "r2"]

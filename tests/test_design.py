@@ -165,7 +165,7 @@ def test_prior_from_a_users_fit_json(run_cli, tmp_path):
     prior = prior_from_fit(tmp_path / "fit" / "fit.json")
     fit = json.loads((tmp_path / "fit" / "fit.json").read_text())
     assert prior.kappa == fit["interval"]["error_model"]["kappa_per_efold"] > 0
-    assert prior.readable()["alpha"] == pytest.approx(fit["params"]["alpha"])
+    assert prior.readable()["alpha"] == pytest.approx(fit["coefficients"]["alpha"])
     assert np.all(np.linalg.eigvalsh(prior.cov) > -1e-12) and prior.cov[2, 2] > 0
     code, _, err = run_cli("design", *SMALL, f"design.prior={tmp_path / 'fit' / 'fit.json'}", "design.error=0.5",
                            f"out={tmp_path / 'design'}")

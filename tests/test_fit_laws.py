@@ -19,7 +19,7 @@ def fitted(options, table, n_boot=0):
 def test_chinchilla_recovers_known_parameters_with_intervals():
     table = chinchilla_table(noise=0.003)
     law = fitted({"name": "chinchilla"}, table, n_boot=300)
-    p, ci = law.params_, law.ci()
+    p, ci = law.coefficients_, law.ci()
     assert p["E"] == pytest.approx(TRUE["E"], rel=0.03)
     assert p["alpha"] == pytest.approx(TRUE["alpha"], abs=0.03)
     assert p["beta"] == pytest.approx(TRUE["beta"], abs=0.03)
@@ -37,16 +37,16 @@ def test_chinchilla_mse_objective_and_tied_exponents():
     tied_truth = {**TRUE, "beta": TRUE["alpha"]}
     table = chinchilla_table(noise=0.002, p=tied_truth)
     tied = fitted({"name": "chinchilla", "tie_exponents": True}, table)
-    assert tied.params_["alpha"] == tied.params_["beta"] == pytest.approx(0.34, abs=0.02)
+    assert tied.coefficients_["alpha"] == tied.coefficients_["beta"] == pytest.approx(0.34, abs=0.02)
     assert tied.objective_["n_starts"] == 6 * 6 * 5 * 5  # no beta axis in the grid
     mse = fitted({"name": "chinchilla", "objective": "mse", "grid": SMALL_GRID}, chinchilla_table(noise=0.002))
     assert mse.objective_["kind"] == "mse" and mse.objective_["delta"] is None
-    assert mse.params_["E"] == pytest.approx(TRUE["E"], rel=0.05)
+    assert mse.coefficients_["E"] == pytest.approx(TRUE["E"], rel=0.05)
 
 
 def test_chinchilla_compute_optimal_matches_closed_form():
     law = fitted({"name": "chinchilla"}, chinchilla_table(noise=0.001))
-    p = law.params_
+    p = law.coefficients_
     optimal = law.compute_optimal([1e22])
     assert optimal["a"] == pytest.approx(p["beta"] / (p["alpha"] + p["beta"]))
     n_opt = optimal["params"][0]
@@ -66,22 +66,22 @@ def test_kaplan_recovers_single_variable_laws(variable, irreducible):
     table = Table({"params": x, "tokens": x * 3, "flops": x * 7, "loss": loss})
     scale = {"params": 1, "tokens": 3, "flops": 7}[variable]
     law = fitted({"name": "kaplan", "variable": variable, "irreducible": irreducible}, table)
-    assert law.params_["alpha"] == pytest.approx(0.3, abs=0.03)
-    assert law.params_["A"] == pytest.approx(300 * scale ** 0.3, rel=0.3)
+    assert law.coefficients_["alpha"] == pytest.approx(0.3, abs=0.03)
+    assert law.coefficients_["A"] == pytest.approx(300 * scale ** 0.3, rel=0.3)
     if irreducible:
-        assert law.params_["E"] == pytest.approx(1.5, rel=0.05)
+        assert law.coefficients_["E"] == pytest.approx(1.5, rel=0.05)
     else:
-        assert "E" not in law.params_
+        assert "E" not in law.coefficients_
 
 
 def test_isoflop_recovers_frontier_exponent_and_drops_edge_budgets():
     table = isoflop_table()
     law = fitted({"name": "isoflop"}, table, n_boot=200)
     a_true = TRUE["beta"] / (TRUE["alpha"] + TRUE["beta"])
-    assert law.params_["a"] == pytest.approx(a_true, abs=0.02)
-    assert law.params_["b"] == pytest.approx(1 - a_true, abs=0.02)
+    assert law.coefficients_["a"] == pytest.approx(a_true, abs=0.02)
+    assert law.coefficients_["b"] == pytest.approx(1 - a_true, abs=0.02)
     lo, hi = law.ci()["a"]
-    assert lo < law.params_["a"] < hi
+    assert lo < law.coefficients_["a"] < hi
     optimal = law.compute_optimal([1e23])
     assert optimal["params_ci"][0][0] < optimal["params"][0] < optimal["params_ci"][0][1]
     # shift one budget's sizes so that its lowest loss is the smallest size: dropped with a warning
@@ -97,7 +97,7 @@ def test_isoflop_groups_by_equal_flops_without_a_budget_column():
     table = isoflop_table()
     no_budget = Table({k: v for k, v in table.columns.items() if k != "budget"})
     with_col, without = fitted({"name": "isoflop"}, table), fitted({"name": "isoflop"}, no_budget)
-    assert without.params_["a"] == pytest.approx(with_col.params_["a"], rel=1e-3)
+    assert without.coefficients_["a"] == pytest.approx(with_col.coefficients_["a"], rel=1e-3)
 
 
 def test_envelope_recovers_frontier_from_training_curves():
@@ -107,7 +107,7 @@ def test_envelope_recovers_frontier_from_training_curves():
     table = Table({"params": params, "tokens": tokens, "flops": 6 * params * tokens,
                    "loss": chinchilla_loss(params, tokens)})
     law = fitted({"name": "envelope", "bins": 12}, table)
-    assert law.params_["a"] == pytest.approx(TRUE["beta"] / (TRUE["alpha"] + TRUE["beta"]), abs=0.06)
+    assert law.coefficients_["a"] == pytest.approx(TRUE["beta"] / (TRUE["alpha"] + TRUE["beta"]), abs=0.06)
 
 
 def two_step_table(seed=0):
@@ -130,9 +130,9 @@ def test_two_step_recovers_both_steps_and_chains_intervals():
     table, truth = two_step_table()
     table = standard_table(table, COLUMNS, "synthetic", ("params", "tokens", "run", "task_loss", "accuracy"))
     law = fitted({"name": "two_step"}, table, n_boot=100)
-    assert law.params_["step1.alpha"] == pytest.approx(truth["alpha"], abs=0.05)
-    assert law.params_["step2.k"] == pytest.approx(3.0, rel=0.2)
-    assert law.params_["step2.L0"] == pytest.approx(1.2, rel=0.1)
+    assert law.coefficients_["step1.alpha"] == pytest.approx(truth["alpha"], abs=0.05)
+    assert law.coefficients_["step2.k"] == pytest.approx(3.0, rel=0.2)
+    assert law.coefficients_["step2.L0"] == pytest.approx(1.2, rel=0.1)
     target = Table({"params": [7e9], "tokens": [1.4e11], "flops": [6 * 7e9 * 1.4e11]})
     task, accuracy = law.predict_all(target)
     true_task = chinchilla_loss(7e9, 1.4e11, truth)
@@ -178,10 +178,10 @@ def test_isoflop_minimum_from_a_local_parabola_is_unbiased_on_wide_sweeps():
     for seed in range(20):
         table = wide_sweep(seed, law)
         fit = fitted({"name": "isoflop"}, table, n_boot=100)
-        local.append(fit.params_["a"])
+        local.append(fit.coefficients_["a"])
         lo, hi = fit.ci()["a"]
         covered.append(lo <= a_true <= hi)
-        every.append(fitted({"name": "isoflop", "fit_points": 0}, table).params_["a"])
+        every.append(fitted({"name": "isoflop", "fit_points": 0}, table).coefficients_["a"])
     assert abs(np.median(every) - a_true) > 3 * np.std(every)  # the bias the all-sizes parabola has
     assert abs(np.median(local) - a_true) < 0.5 * np.std(local)
     assert np.mean(covered) >= 0.85

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from fit_data import chinchilla_loss, chinchilla_table, isoflop_table
+from ladder.config import compose_config
 from ladder.errors import LadderError
 from ladder.fit.forecast import resolve_targets, run_fit
 from ladder.fit.laws import make_law
@@ -67,7 +68,7 @@ def test_unidentifiable_data_is_refused(rows, message):
 # -- warnings ----------------------------------------------------------------------------------------------------
 def test_parameter_on_a_bound_is_warned():
     law = make_law({"name": "chinchilla", "bounds": {"alpha": [0.0, 0.2]}}).fit(chinchilla_table())
-    assert law.params_["alpha"] == pytest.approx(0.2)
+    assert law.coefficients_["alpha"] == pytest.approx(0.2)
     assert any("alpha sits on its upper bound" in w for w in law.warnings_)
 
 
@@ -112,11 +113,11 @@ def test_run_fit_writes_fit_json_predictions_and_plots(tmp_path):
     both = Table({k: np.concatenate([targets[k], compute[k]]) for k in targets.columns})
     result = run_fit(table, {"name": "chinchilla"}, both, 100, 0, 0.9, backtest_spec="largest", out=tmp_path)
     saved = json.loads((tmp_path / "fit.json").read_text())
-    assert saved["params"] == pytest.approx(result["params"])  # what it returns is what it wrote
-    for key in ("law", "n_points", "params", "ci", "objective", "predictions", "compute_optimal", "backtest",
+    assert saved["coefficients"] == pytest.approx(result["coefficients"])  # what it returns is what it wrote
+    for key in ("law", "n_points", "coefficients", "ci", "objective", "predictions", "compute_optimal", "backtest",
                 "warnings"):
         assert key in saved, key
-    assert saved["ci_level"] == 0.9 and set(saved["params"]) == {"E", "A", "B", "alpha", "beta"}
+    assert saved["ci_level"] == 0.9 and set(saved["coefficients"]) == {"E", "A", "B", "alpha", "beta"}
     point, optimal = saved["predictions"]
     assert point["loss"] == pytest.approx(chinchilla_loss(7e9, 1.4e11), rel=0.01)
     assert point["lo"] < point["loss"] < point["hi"]
@@ -167,7 +168,7 @@ def test_fit_cli_flops_target_and_isoflop(run_cli, tmp_path):
                              "bootstrap.n=50", f"out={tmp_path / 'fit'}", "format=json")
     assert code == 0, err
     saved = json.loads(out)
-    assert 0.45 < saved["params"]["a"] < 0.6 and saved["predictions"][0]["metric"] == "params_opt"
+    assert 0.45 < saved["coefficients"]["a"] < 0.6 and saved["predictions"][0]["metric"] == "params_opt"
     assert (tmp_path / "fit" / "plots" / "frontier.png").exists()
 
 
@@ -188,7 +189,7 @@ def test_tied_exponents_from_the_cli(run_cli, tmp_path):
                            "bootstrap.n=0", "plots=false", f"out={tmp_path / 'fit'}")
     assert code == 0, err
     fit = json.loads((tmp_path / "fit" / "fit.json").read_text())
-    assert fit["params"]["alpha"] == fit["params"]["beta"] == pytest.approx(0.33, abs=0.01)
+    assert fit["coefficients"]["alpha"] == fit["coefficients"]["beta"] == pytest.approx(0.33, abs=0.01)
 
 
 def test_data_that_does_not_scale_is_refused_or_warned_about(run_cli, tmp_path):
@@ -238,7 +239,7 @@ def test_bootstrap_histogram_of_draws_piled_on_a_bound(tmp_path):
 
     draws = np.array([1.0, 1 - 1.1e-16] * 50)
     law = SimpleNamespace(samples_={"step2.b": draws, "step2.a": np.linspace(-0.8, -0.7, 100)},
-                          params_={"step2.b": 1.0, "step2.a": -0.75})
+                          coefficients_={"step2.b": 1.0, "step2.a": -0.75})
     assert bootstrap_exponents(law, tmp_path / "b.png").stat().st_size > 0
 
 
@@ -250,9 +251,10 @@ def test_the_fits_n_is_one_named_choice(run_cli, tmp_path):
                        "olmo_params": table["params"] * 0.9})
     collected.write_csv(tmp_path / "collected.csv")
     common = ["bootstrap.n=0", "plots=false", "target.params=7e9", "target.tokens=2e11"]
-    cases = [(["ladder=olmo"], "olmo parameters (ladder.params_convention; column 'olmo_params')", 0.9),
-             (["ladder=olmo", "ladder.params_convention=total"], "total parameters", 1.0),
-             (["ladder=olmo", "columns.params=non_embedding_params"], "column 'non_embedding_params'", 0.8)]
+    cases = [(["ladder=olmo"], "olmo parameters (column 'olmo_params') (ladder.params_convention)", 0.9),
+             (["ladder=olmo", "ladder.params_convention=params"], "total parameters (column 'params')", 1.0),
+             (["ladder=olmo", "columns.params=non_embedding_params"],
+              "non_embedding parameters (column 'non_embedding_params') (columns.params)", 0.8)]
     fits = {}
     for extra, said, scale in cases:
         out = tmp_path / f"fit{len(fits)}"
@@ -260,7 +262,7 @@ def test_the_fits_n_is_one_named_choice(run_cli, tmp_path):
         assert code == 0, err
         fit = json.loads((out / "fit.json").read_text())
         assert said in fit["params_used"] and f"N: {fit['params_used']}" in text
-        fits[scale] = fit["params"]["A"]
+        fits[scale] = fit["coefficients"]["A"]
     assert len({round(a, 6) for a in fits.values()}) == 3  # three different N, three different fits
     table.write_csv(tmp_path / "plain.csv")
     code, text, err = run_cli("fit", f"runs={tmp_path / 'plain.csv'}", *common, f"out={tmp_path / 'plain'}")
@@ -271,3 +273,24 @@ def test_the_fits_n_is_one_named_choice(run_cli, tmp_path):
 def test_a_ladder_must_name_its_params_convention(run_cli):
     code, _, err = run_cli("plan", "~ladder.params_convention")
     assert code == 2 and "ladder.params_convention" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run_cli("plan", "ladder.params_convention=embedding")
+    assert code == 2 and "ladder.params_convention='embedding'" in err and "total, non_embedding, olmo" in err
+
+
+def test_one_param_count_type_names_the_columns():
+    """ParamCount's members are the columns summaries and collected tables hold; a config names either spelling."""
+    from ladder.model import ParamCount, count_params
+    from ladder.plan import make_plan, plan_to_dict
+
+    assert [str(c) for c in ParamCount] == ["params", "non_embedding_params", "olmo_params"]
+    assert ParamCount.named("olmo", "f") is ParamCount.named("olmo_params", "f") is ParamCount.olmo
+    assert ParamCount.of_column("non_embedding_params") is ParamCount.non_embedding
+    assert ParamCount.of_column("my_n") is None
+    plan = make_plan(compose_config(["ladder.params_convention=olmo_params"]))
+    assert plan.params_convention is ParamCount.olmo
+    rung = plan.rungs[0]
+    counts = count_params(rung.spec).to_dict()
+    for member in ParamCount:  # every count under its member's name, as summary.json writes them
+        assert counts[member] == rung.counts.by_convention(member) == rung.counts.by_convention(member.name)
+    data = plan_to_dict(plan)
+    assert data["params_convention"] == "olmo" and data["params_column"] == "olmo_params"

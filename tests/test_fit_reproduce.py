@@ -22,7 +22,7 @@ def test_drops_the_five_highest_losses(chinchilla_fit):
 
 def test_point_estimate_matches_epoch(chinchilla_fit):
     _, law = chinchilla_fit
-    p = law.params_
+    p = law.coefficients_
     assert law.objective_["n_starts"] == 4500
     assert law.objective_["value"] <= EPOCH_GRID_OBJECTIVE + 0.0000001  # 0.0010183
     assert p["E"] == pytest.approx(1.817, abs=0.005)

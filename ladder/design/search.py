@@ -21,7 +21,7 @@ from ladder.design.prior import LawPrior
 from ladder.design.simulate import LadderRows, simulate
 from ladder.fit.calibrate import IntervalOptions
 from ladder.errors import require
-from ladder.model import PARAM_CONVENTIONS, count_params
+from ladder.model import ParamCount, count_params
 from ladder.plan import Plan, make_plan, plan_to_dict, resolve_spec
 from ladder.recipe import to_number
 from ladder.report import human
@@ -78,8 +78,7 @@ class DesignOptions:
         require(0 < out.error < 1, f"design.error={out.error}: a relative error in (0, 1), e.g. 0.02 for 2%")
         require(out.max_gpu_hours is None or out.max_gpu_hours > 0, "design.max_gpu_hours: must be positive")
         require(out.max_params is None or out.max_params > 0, "design.max_params: must be positive")
-        require(out.params in PARAM_CONVENTIONS,
-                f"design.params={out.params!r}: use one of {', '.join(PARAM_CONVENTIONS)} (the prior law's N)")
+        ParamCount.named(out.params, "design.params")  # the prior law's N
         require(all(0 < f <= 1 for f in out.largest), f"design.largest={list(out.largest)}: fractions of the "
                                                       f"target's params in (0, 1]")
         require(all(n >= 2 for n in out.n_sizes), f"design.n_sizes={list(out.n_sizes)}: at least 2 sizes each")
@@ -159,7 +158,7 @@ def _resolve(cfg, recipe: str, sizes: dict, budgets: list[str], seeds: list[int]
                      cost["ladder_gpu_hours"], cost["cost_fraction"], float(n[-1]))
 
 
-def rows_of(plan: Plan, params_convention: str) -> LadderRows:
+def rows_of(plan: Plan, params_convention: ParamCount | str) -> LadderRows:
     """The results a planned ladder gives: one row per (rung, budget), N in `params_convention`."""
     rows = [(rung.counts.by_convention(params_convention), tokens, rung.name, rung.seed)
             for rung in plan.rungs for tokens in rung.budgets.values()]

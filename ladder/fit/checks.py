@@ -97,8 +97,8 @@ def leave_one_size_out(law_options: dict, table: Table, max_error: float, ci_lev
 def lr_flags(table: Table, tune_path: str, max_lr_cost: float, params_column: str = "params") -> list[dict]:
     """Runs whose learning rate costs more than `max_lr_cost` (relative loss) by the tune's rule and curvature;
     `params_column` is the input's column that became `params`."""
-    from ladder.fit.collect import COUNT_COLUMN
     from ladder.io import read_json
+    from ladder.model.counting import ParamCount
     from ladder.tune.optimum import LRRule, lr_cost, nearest_curvature
 
     path = Path(tune_path)
@@ -108,9 +108,9 @@ def lr_flags(table: Table, tune_path: str, max_lr_cost: float, params_column: st
     require("rule" in tune and "curves" in tune, f"fit.tune={tune_path}: not a ladder tune result")
     require("lr" in table, "fit.tune: the table has no lr column (runs trained before lr was recorded: retrain, or "
                            "add an lr column to the CSV)")
-    column = COUNT_COLUMN.get(tune["params_for"], "params")
+    column = ParamCount.named(tune["params_for"], f"fit.tune={tune_path}: its params_for").value
     require(column in table or params_column == column,
-            f"fit.tune: the tune's rule counts N as {tune['params_for']} parameters and the table has no "
+            f"fit.tune: the tune's rule counts N as {ParamCount(column).name} parameters and the table has no "
             f"{column!r} column; add it (or refit with columns.params={column})")
     n = table[column] if column in table else table["params"]
     rule = LRRule.from_dict(tune["rule"])

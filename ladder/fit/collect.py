@@ -17,24 +17,25 @@ import numpy as np
 
 from ladder.errors import require
 from ladder.fit.table import Table
+from ladder.model.counting import ParamCount
 from ladder.rundir import iter_runs
 
-COUNT_COLUMNS = ("params", "non_embedding_params", "olmo_params")
-# ladder.params_convention -> the collected table's column of that count
-COUNT_COLUMN = {"total": "params", "non_embedding": "non_embedding_params", "olmo": "olmo_params"}
+
+def is_collected(columns) -> bool:
+    """Whether a table holds every count ladder writes (runs, or a CSV `ladder collect` wrote)."""
+    return set(ParamCount) <= set(columns)
 
 
-def params_column(convention: str, collected: bool, given: str, explicit: bool, source: str) -> tuple[str, str]:
-    """(the table's column that is N, what the output says it is). A table ladder collected (runs, or a CSV with
-    every count) gives the ladder's own convention (ladder.params_convention); another table gives the column
-    `given` names, as the user's count; an explicit columns.params always wins."""
+def params_column(convention, collected: bool, given: str, explicit: bool, source: str) -> tuple[str, str]:
+    """The one choice of N per fit: (the table's column that is N, what every output says it is). A table ladder
+    collected gives the ladder's own count (ladder.params_convention); another table gives the column `given`
+    names, as the user's count; an explicit columns.params always wins."""
     if explicit:
-        return given, f"column {given!r} (columns.params)"
+        known = ParamCount.of_column(given)
+        return given, (known.describe() if known and collected else f"column {given!r}") + " (columns.params)"
     if collected:
-        require(convention in COUNT_COLUMN, f"ladder.params_convention={convention!r}: use one of "
-                                            f"{', '.join(COUNT_COLUMN)}")
-        return COUNT_COLUMN[convention], f"{convention} parameters (ladder.params_convention; column " \
-                                         f"{COUNT_COLUMN[convention]!r})"
+        chosen = ParamCount.named(convention, "ladder.params_convention")
+        return chosen.value, f"{chosen.describe()} (ladder.params_convention)"
     return given, f"column {given!r} of {source}, the count as given"
 
 
@@ -48,7 +49,7 @@ def rows_from_summary(summary: dict, source: str) -> list[dict]:
             continue
         row = {"ladder": summary["ladder"], "rung": summary["rung"], "size": summary.get("size", summary["rung"]),
                "seed": summary.get("seed", 0), "budget": label,
-               **{c: summary.get(c, np.nan) for c in (*COUNT_COLUMNS, "lr", "batch_tokens")},
+               **{c: summary.get(c, np.nan) for c in (*map(str, ParamCount), "lr", "batch_tokens")},
                "tokens": result["tokens"], "flops": result["flops"],
                "flops_convention": summary.get("flops_convention", ""), "loss": result["loss"],
                "status": summary.get("status", ""), "final": 1}

@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 
 from ladder.errors import LadderError
 from ladder.fit.checks import exclude_runs
-from ladder.fit.collect import COUNT_COLUMN, collect_runs
+from ladder.fit.collect import collect_runs, params_column
 from ladder.fit.calibrate import IntervalOptions
 from ladder.fit.forecast import backtest_folds, fit_and_forecast
 from ladder.fit.laws import Law
@@ -65,12 +65,12 @@ def fit_ladder(cfg, plan: Plan, evaluations: Table, root: Path, target: tuple[st
     """The loss law on the finished budgets among `evaluations`, forecasting the ladder's target (or `target`:
     (name, tokens) at the target's size); the task law on every evaluation, when `fit.task` names an entry the rungs
     ran (and `task`). `checks`: flag runs first (fit.flag_error); fit.exclude always applies."""
-    params_column = COUNT_COLUMN[plan.params_convention]
-    columns = {**OmegaConf.to_container(cfg.columns, resolve=True), "params": params_column}
+    n_column, params_used = params_column(plan.params_convention, True, "params", False, str(root))
+    columns = {**OmegaConf.to_container(cfg.columns, resolve=True), "params": n_column}
     table = standard_table(evaluations.take(np.flatnonzero(evaluations["final"] == 1)), columns, str(root))
     fit_cfg = OmegaConf.to_container(cfg.fit, resolve=True)
     table, fit_cfg["excluded"] = exclude_runs(table, fit_cfg.get("exclude"), str(root))
-    fit_cfg["params_column"] = params_column
+    fit_cfg["params_column"] = n_column
     targets = target_table(plan, table, *(target or (None, None)))
     interval = OmegaConf.to_container(cfg.interval, resolve=True)
     skipped = None
@@ -85,8 +85,7 @@ def fit_ladder(cfg, plan: Plan, evaluations: Table, root: Path, target: tuple[st
                                    interval=interval, checks=fit_cfg if checks else None)
     if skipped:
         result["warnings"].append(f"{skipped}; {len(np.unique(table['params']))} sizes have finished")
-    result["params_used"] = (f"{plan.params_convention} parameters (ladder.params_convention; column "
-                             f"{params_column!r})")
+    result["params_used"] = params_used
     return LadderFit(law, table, result, targets,
                      task_fit(cfg, evaluations, columns, targets, root, interval) if task else None)
 

@@ -187,7 +187,7 @@ def bootstrap_exponents(law, path: Path) -> Path:
         # draws piled on a bound differ by rounding only: 40 bins of that width do not exist
         spread = np.ptp(draws) > 1e-9 * max(1.0, float(np.abs(draws).max())) if draws.size else False
         ax.hist(draws, bins=40 if spread else 1, color="steelblue", label=f"{len(draws)} resamples")
-        ax.axvline(law.params_[name], color=FORECAST, label="fit to all points")
+        ax.axvline(law.coefficients_[name], color=FORECAST, label="fit to all points")
         ax.set(title=name, xlabel=f"{name} (bootstrap draws)", ylabel="resamples")
         ax.ticklabel_format(axis="x", useOffset=False)  # draws piled on a bound: no "1e-12+0.1" offset label
         ax.legend(fontsize=7)
@@ -251,7 +251,7 @@ def frontier(law, table: Table, result: dict, path: Path) -> Path:
                                            if np.isfinite(p["flops"])]]
     grid = np.geomspace(optima["flops"].min() / 3, max(reach), 60)
     fit = law.compute_optimal(grid)
-    right.plot(grid, fit["params"], color=FORECAST, label=f"N_opt ~ C^{law.params_['a']:.3f}")
+    right.plot(grid, fit["params"], color=FORECAST, label=f"N_opt ~ C^{law.coefficients_['a']:.3f}")
     if "params_ci" in fit:
         band = np.array(fit["params_ci"])
         right.fill_between(grid, band[:, 0], band[:, 1], color=FORECAST, alpha=0.2,

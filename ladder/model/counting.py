@@ -44,8 +44,6 @@ class ParamCount(StrEnum):
     def describe(self) -> str:
         return f"{self.name} parameters (column {self.value!r})"
 
-
-PARAM_CONVENTIONS = tuple(member.name for member in ParamCount)
 FLOPS_CONVENTIONS = ("chinchilla_6nd", "kaplan_6nd", "porian")
 DEFAULT_FLOPS_CONVENTION = "chinchilla_6nd"
 

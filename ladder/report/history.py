@@ -46,7 +46,7 @@ def _fingerprint(cfg, plan: Plan, target: tuple | None) -> str:
     decides = {key: OmegaConf.to_container(cfg[key], resolve=True) for key in ("law", "interval", "bootstrap",
                                                                                   "columns", "target")}
     decides.update(ci_level=float(cfg.ci_level), exclude=list(cfg.fit.exclude or []), target_used=list(target or []),
-                   params=plan.params_convention, flops=plan.flops_convention)
+                   params=plan.params_convention.name, flops=plan.flops_convention)
     return hashlib.sha256(json.dumps(decides, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

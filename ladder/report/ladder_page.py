@@ -230,7 +230,7 @@ def write_ladder_report(cfg, plan: Plan, fit: LadderFit | None = None, directory
             sections.append(Section("Forecast as rungs landed", "history", warnings=[str(error)]))
     title = f"ladder {plan.ladder}: forecast of {plan.target.name}"
     subtitle = subtitle or (f"{len(fit.table)} points from {root}; law {fit.result['law']}; N as "
-                            f"{plan.params_convention} parameters, C as {plan.flops_convention} FLOPs")
+                            f"{plan.params_convention.describe()}, C as {plan.flops_convention} FLOPs")
     page = write_page(directory / "index.html", title, sections, headlines(fit.result, measured, plan), subtitle)
     write_markdown(directory / "report.md", title, subtitle, sections)
     return page

@@ -37,7 +37,7 @@ def fit_headline(result: dict) -> list[str]:
 def coefficients_table(result: dict) -> TextTable:
     ci = result.get("ci", {})
     rows = [[name, f"{value:.6g}", "" if name not in ci else f"[{ci[name][0]:.4g}, {ci[name][1]:.4g}]"]
-            for name, value in result["params"].items()]
+            for name, value in result["coefficients"].items()]
     return TextTable(["param", "value", "interval"], rows)
 
 
@@ -45,7 +45,7 @@ def predictions_table(result: dict) -> TextTable:
     """The forecasts with their interval, the mean law's band and each part of the interval (sd, % of the value)."""
     interval = result.get("interval", {})
     model = interval.get("error_model")
-    header = ["target", "params", "tokens", "FLOPs", "metric", "forecast", "interval", "band of mean law"]
+    header = ["target", "N", "tokens", "FLOPs", "metric", "forecast", "interval", "band of mean law"]
     if model:
         header += ["e-folds out", "sd: params", "noise", "extrap."]
     body = []
@@ -81,7 +81,7 @@ def backtest_table(bt: dict) -> TextTable:
     body = [[str(r.get(name, "")), human(r["params"]), human(r["tokens"]), f"{r['actual']:.4g}",
              f"{r['predicted']:.4g}", f"[{r['lo']:.4g}, {r['hi']:.4g}]", f"{r['rel_error']:+.2%}",
              "yes" if r["covered"] else "no"] for r in bt["rows"]]
-    return TextTable(["held out", "params", "tokens", "actual", "forecast", "interval", "error", "covered"], body,
+    return TextTable(["held out", "N", "tokens", "actual", "forecast", "interval", "error", "covered"], body,
                      title)
 
 

@@ -79,7 +79,8 @@ def sweep_task(cfg) -> int:
         import submitit
         submitit.helpers.TorchDistributedEnvironment().export()  # srun tasks -> torch.distributed ranks
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    code = train_rung(cfg, cfg.rung)
+    plan = make_plan(cfg)  # the job is a process of its own: its plan, made once
+    code = train_rung(cfg, plan, plan.rung(cfg.rung))
     if code == EXIT_INTERRUPTED:
         raise RuntimeError(f"rung {cfg.rung} interrupted; checkpointed, requeue or re-run the sweep to resume")
     if code != 0:

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from ladder.data import TokenData, on_cluster, open_data
 from ladder.errors import LadderError, require
 from ladder.model.build import build_model
-from ladder.plan import make_plan
+from ladder.plan import Plan
 from ladder.report import format_table
 from ladder.train.checkpoint import Checkpoints, load_verified
 from ladder.distributed import Dist
@@ -35,12 +35,10 @@ def budget_weights(run: RunDir, label: str, result: dict) -> dict:
                       f"or before ladder kept them); retrain the rung to evaluate it")
 
 
-def finished_rung(cfg):
-    """(plan, rung, run directory, summary, finished budget labels) of `rung=NAME`, refused in one line when it has
-    not been trained."""
-    plan = make_plan(cfg)
-    require(cfg.rung, f"rung: missing; name one of {', '.join(r.name for r in plan.rungs)} (rung=NAME)")
-    rung = plan.rung(str(cfg.rung))
+def finished_rung(cfg, plan: Plan):
+    """(rung, run directory, summary, finished budget labels) of `rung=NAME` in `plan`, refused in one line when it
+    has not been trained."""
+    rung = plan.rung(cfg.rung)
     run = RunDir.of(cfg.runs_dir, plan.ladder, rung.name)
     summary = run.summary()
     require(summary is not None, f"{run.path}: no summary.json; train the rung first (ladder train rung={rung.name})")
@@ -48,8 +46,8 @@ def finished_rung(cfg):
     return plan, rung, run, summary, finished
 
 
-def eval_rung(cfg) -> int:
-    plan, rung, run, summary, finished = finished_rung(cfg)
+def eval_rung(cfg, plan: Plan) -> int:
+    rung, run, summary, finished = finished_rung(cfg, plan)
     with run.lock():  # never beside a trainer of the rung: both rewrite its summary.json
         return evaluate_budgets(cfg, plan, rung, run, run.summary(), finished)
 

@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 from ladder.data import TokenData, on_cluster, open_data
 from ladder.data.tokenizers import EOS_TEXT, load_saved
 from ladder.errors import require
+from ladder.plan import Plan
 from ladder.train.evaluate import budget_weights, finished_rung
 from ladder.model.build import build_model
 
@@ -38,8 +39,8 @@ def hf_tokenizer(tokenizer):
                                    pad_token=eos_text)
 
 
-def export_rung(cfg) -> Path:
-    plan, rung, run, summary, finished = finished_rung(cfg)
+def export_rung(cfg, plan: Plan) -> Path:
+    rung, run, summary, finished = finished_rung(cfg, plan)
     label = str(cfg.budget) if cfg.get("budget") else (finished[-1] if finished else None)
     require(label in finished, f"budget={label}: not a finished budget of {rung.name}; use one of "
                                f"{', '.join(finished) or '(none yet)'}")

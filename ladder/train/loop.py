@@ -34,7 +34,7 @@ from ladder.evals.scoring import windows_loss
 from ladder.hardware import device_peak_flops
 from ladder.model import all_flops_per_token, flops_per_token
 from ladder.model.build import build_model
-from ladder.plan import Plan, Rung, make_plan, plan_to_dict_for, rung_identity
+from ladder.plan import Plan, Rung, plan_to_dict_for, rung_identity
 from ladder import distributed
 from ladder.train.checkpoint import Checkpoints, save_verified
 from ladder.train.optim import make_optimizer, set_lr
@@ -414,12 +414,10 @@ def format_summary(summary: dict) -> str:
             f"({summary['tokens_seen'] / 1e6:.2f}M tokens, {summary['wall_time_s']:.0f} s)")
 
 
-def train_rung(cfg, rung_name: str | None, plan: Plan | None = None) -> int:
-    """Train one rung of `plan` (made from cfg when not given: a command or a job of its own)."""
+def train_rung(cfg, plan: Plan, rung: Rung) -> int:
+    """Train `rung` of `plan` (the command's, made once); `cfg` gives the run's settings (train, data, logger,
+    runs_dir) and is saved whole beside it."""
     check_train_options(cfg.train)
-    plan = plan or make_plan(cfg)
-    require(rung_name, f"rung: missing; name one of {', '.join(r.name for r in plan.rungs)} (rung=NAME)")
-    rung = plan.rung(str(rung_name))
     run = RunDir.of(cfg.runs_dir, plan.ladder, rung.name)
     overwrite = bool(cfg.train.get("overwrite", False))
     existing = run.summary()

@@ -19,6 +19,7 @@ from omegaconf import OmegaConf, open_dict
 from ladder.errors import require
 from ladder.fit.collect import collect_runs
 from ladder.io import atomic_write_json, atomic_write_text, read_json
+from ladder.model import ParamCount
 from ladder.plan import Plan, make_plan, target_entry
 from ladder.recipe import budget_label
 from ladder.rundir import RunDir, has_runs, ladder_dir
@@ -100,7 +101,7 @@ def run_tune(cfg, overrides: list[str], options: TuneOptions, out: Path, compose
                     else None)
     middle = ladder_tokens_per_param(plan)
     return {
-        "ladder": plan.ladder, "recipe": str(recipe["name"]), "params_for": plan.params_for,
+        "ladder": plan.ladder, "recipe": str(recipe["name"]), "params_for": plan.params_for.name,
         "sizes": sizes, "budgets": [str(b) for b in budgets], "grid": grid, "settings": settings,
         "best_setting": best_setting, "window": options.window, "noise": options.noise,
         "runs": rows, "curves": curves, "edges": [f"{c['size']} at {c['budget']}" for c in edges],
@@ -168,7 +169,7 @@ def run_rows(tune_plan: Plan, runs: dict, runs_dir: Path) -> list[dict]:
     return rows
 
 
-def _row(rung, info: dict, params_for: str, budget: str, tokens: float, loss: float | None, summary: dict,
+def _row(rung, info: dict, params_for: ParamCount, budget: str, tokens: float, loss: float | None, summary: dict,
          directory: Path) -> dict:
     lr = float(summary.get("lr") or rung.recipe.lr)
     require(abs(lr / rung.recipe.lr - 1) < 1e-6,

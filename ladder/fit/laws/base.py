@@ -85,7 +85,7 @@ class Law:
 
     def __init__(self, ci_level: float = 0.95):
         self.ci_level = ci_level
-        self.params_: dict[str, float] = {}
+        self.coefficients_: dict[str, float] = {}
         self.samples_: dict[str, np.ndarray] | None = None  # parameter name -> bootstrap draws
         self.objective_: dict = {}
         self.warnings_: list[str] = []
@@ -135,7 +135,7 @@ class Law:
         return None
 
     def summary(self) -> dict:
-        return {"law": self.name, "n_points": self.n_points_, "params": self.params_, "ci": self.ci(),
+        return {"law": self.name, "n_points": self.n_points_, "coefficients": self.coefficients_, "ci": self.ci(),
                 "ci_level": self.ci_level, "objective": self.objective_, "interval": self.interval_summary(),
                 "warnings": self.warnings_}
 
@@ -220,7 +220,7 @@ class PowerLawLaw(Law):
         polished = [polish(fun, batch.x[i], bounds=self.bounds) for i in ranked]
         candidates = [(f, x) for x, f, _ in polished] + [(float(batch.f[i]), batch.x[i]) for i in ranked]
         value, theta = min(candidates, key=lambda c: c[0])
-        self.theta_, self.params_ = theta, self.readable(theta)
+        self.theta_, self.coefficients_ = theta, self.readable(theta)
         self.n_points_ = len(table)
         self.reach_ = reach_of(table, self.variables)
         self.objective_ = {"kind": self.objective_kind, "delta": self.delta if self.objective_kind == "huber_log"
@@ -259,7 +259,7 @@ class PowerLawLaw(Law):
                             gtol=1e-9, f_floor=0.0, progress=f"bootstrap {self.name}")
         self.theta_samples_ = batch.x
         draws = [self.readable(x) for x in batch.x]
-        self.samples_ = {name: np.array([d[name] for d in draws]) for name in self.params_}
+        self.samples_ = {name: np.array([d[name] for d in draws]) for name in self.coefficients_}
         if not batch.converged.all():
             self.warnings_.append(f"bootstrap: {int((~batch.converged).sum())} of {n} resamples did not converge")
         return self
@@ -277,7 +277,7 @@ class PowerLawLaw(Law):
     def fresh(self, **attributes) -> "PowerLawLaw":
         """An unfitted copy with the same options (and `attributes` changed): the rolling folds' law."""
         clone = copy.copy(self)
-        clone.__dict__.update(theta_=None, theta_samples_=None, samples_=None, params_={}, warnings_=[],
+        clone.__dict__.update(theta_=None, theta_samples_=None, samples_=None, coefficients_={}, warnings_=[],
                               objective_={}, error_=None, **attributes)
         return clone
 
@@ -323,9 +323,9 @@ class PowerLawLaw(Law):
         """Polished optima within 0.1% of the best objective that disagree on an exponent or on E."""
         near = [self.readable(x) for f, x in optima if f <= best_value * 1.001 + 1e-15]
         out = []
-        for name in [n for n in self.params_ if n in self.form.exponent_names or n == "E"]:
+        for name in [n for n in self.coefficients_ if n in self.form.exponent_names or n == "E"]:
             values = np.array([d[name] for d in near])
-            if len(values) > 1 and values.max() - values.min() > 0.02 * max(1.0, abs(self.params_[name])):
+            if len(values) > 1 and values.max() - values.min() > 0.02 * max(1.0, abs(self.coefficients_[name])):
                 out.append(f"flat valley: optima within 0.1% of the best objective disagree on {name} "
                            f"({values.min():.3g} to {values.max():.3g}); the data do not pin it down")
         return out

@@ -66,7 +66,7 @@ class Chinchilla(PowerLawLaw):
             loss = p["E"] + p["A"] / n_opt ** p["alpha"] + p["B"] / d_opt ** p["beta"]
             return {"a": p["beta"] / s, "b": p["alpha"] / s, "params": n_opt, "tokens": d_opt, "loss": loss}
 
-        point = frontier(self.params_)
+        point = frontier(self.coefficients_)
         out = {"a": point["a"], "b": point["b"], "flops": flops.tolist(), "flops_per_nd": k}
         band = None
         if self.samples_ is not None:

@@ -67,7 +67,7 @@ class ExpError(Law):
         require(len(x) > len(NAMES), f"{self.name}: {len(x)} rows for {len(NAMES)} parameters; need more rows")
         theta = self._fit(x, y, itertools.product(*(STARTS[n] for n in NAMES)))
         require(theta is not None, f"{self.name}: no start converged; check that the error falls with the loss")
-        self.theta_, self.params_ = theta, dict(zip(NAMES, map(float, theta)))
+        self.theta_, self.coefficients_ = theta, dict(zip(NAMES, map(float, theta)))
         self.objective_ = {"kind": "least squares on the error (curve_fit)",
                            "value": float(np.sum((exp_error(x, *theta) - y) ** 2))}
         self.n_points_ = len(x)

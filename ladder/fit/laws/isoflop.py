@@ -51,7 +51,7 @@ class FrontierLaw(Law):
         require(len(flops) >= 2, f"{self.name}: {len(flops)} usable compute budget(s) after dropping edge minima; "
                                  f"need at least 2 (add sizes around each budget's minimum, or more budgets)")
         self.optima_ = {"flops": flops, "params": n_opt, "tokens": d_opt}
-        self.params_ = self._fit_params(table)
+        self.coefficients_ = self._fit_params(table)
         self.n_points_ = len(table)
         self.objective_ = {"kind": "least squares on log N_opt and log D_opt vs log C", "n_optima": len(flops)}
         self.warnings_ = warnings
@@ -64,8 +64,8 @@ class FrontierLaw(Law):
         draws = []
         for _ in each(range(n), n, f"bootstrap {self.name}", "fit"):
             params = self._fit_params(table.take(self._resample(table, rng)))
-            draws.append(params or {k: np.nan for k in self.params_})
-        self.samples_ = {k: np.array([d[k] for d in draws]) for k in self.params_}
+            draws.append(params or {k: np.nan for k in self.coefficients_})
+        self.samples_ = {k: np.array([d[k] for d in draws]) for k in self.coefficients_}
         return self
 
     def _resample(self, table: Table, rng) -> np.ndarray:
@@ -76,9 +76,9 @@ class FrontierLaw(Law):
 
     def compute_optimal(self, flops) -> dict:
         flops = np.atleast_1d(np.asarray(flops, dtype=float))
-        n_opt, d_opt = self._frontier(self.params_, flops)
-        out = {"a": self.params_["a"], "b": self.params_["b"], "flops": flops.tolist(), "params": n_opt.tolist(),
-               "tokens": d_opt.tolist()}
+        n_opt, d_opt = self._frontier(self.coefficients_, flops)
+        out = {"a": self.coefficients_["a"], "b": self.coefficients_["b"], "flops": flops.tolist(),
+               "params": n_opt.tolist(), "tokens": d_opt.tolist()}
         if self.samples_:
             n_draws, d_draws = zip(*[self._frontier({k: v[i] for k, v in self.samples_.items()}, flops)
                                      for i in range(len(self.samples_["a"]))])

@@ -115,7 +115,7 @@ class TwoStep(Law):
         require(len(x) > 5, f"two_step: {len(x) - 1} step-2 rows after skipping; need more checkpoints per run")
         self.sigmoid_ = self.fit_sigmoid(x, y)
         self.step2_data_ = (x, y)
-        self.params_ = {**{f"step1.{k}": v for k, v in self.step1.params_.items()},
+        self.coefficients_ = {**{f"step1.{k}": v for k, v in self.step1.coefficients_.items()},
                         **{f"step2.{k}": float(v) for k, v in zip(SIGMOID_NAMES, self.sigmoid_)}}
         self.objective_ = {"step1": self.step1.objective_, "step2": "least squares on accuracy (curve_fit)"}
         self.warnings_ = [f"step1: {w}" for w in self.step1.warnings_]
