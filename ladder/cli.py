@@ -10,7 +10,7 @@ import importlib
 import sys
 from pathlib import Path
 
-from ladder.config import compose_config, ladder_files
+from ladder.config import compose_config, configure_logging, ladder_files
 from ladder.errors import LadderError
 
 # command -> (module:function, one-line help). Modules load lazily so `ladder plan` never imports torch.
@@ -56,6 +56,7 @@ def run(argv: list[str]) -> int:
         from omegaconf import OmegaConf
         print(OmegaConf.to_yaml(cfg, resolve=True))
         return 0
+    configure_logging(command)
     module, function = COMMANDS[command][0].split(":")
     return getattr(importlib.import_module(module), function)(cfg, overrides) or 0
 

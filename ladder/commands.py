@@ -27,11 +27,8 @@ def _plain(node):
 
 
 def demo(cfg, overrides) -> int:
-    import logging
-
     from ladder.demo import run_demo
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     return run_demo(cfg)
 
 
@@ -78,23 +75,17 @@ def prepare(cfg, overrides) -> int:
 
 
 def train(cfg, overrides) -> int:
-    import logging
-
     from ladder.plan import make_plan
     from ladder.train.loop import train_rung
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     plan = make_plan(cfg)
     return train_rung(cfg, plan, plan.rung(cfg.rung))
 
 
 def evaluate(cfg, overrides) -> int:
-    import logging
-
     from ladder.plan import make_plan
     from ladder.train.evaluate import eval_rung
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     return eval_rung(cfg, make_plan(cfg))
 
 
@@ -333,6 +324,7 @@ def design(cfg, overrides) -> int:
     from ladder.fit.calibrate import IntervalOptions
     from ladder.design.run import format_design, run_design
     from ladder.design.search import DesignOptions
+    from ladder.model import ParamCount
 
     fmt = _format(cfg)
     options = DesignOptions.from_config(_plain(cfg.design))
@@ -344,8 +336,9 @@ def design(cfg, overrides) -> int:
     cfgs = {name: (cfg if name == cfg.recipe.name else compose_config([*others, f"recipe={name}"])) for name in recipes}
     if "target.flops" in explicit and not explicit & {"target.params", "target.tokens", "target.preset"}:
         # compute alone: the target is the prior law's compute-optimal size at that compute
-        require(options.params == "total", f"target.flops alone: the compute-optimal size is in the prior's N; "
-                                           f"with design.params={options.params} give target.params too")
+        require(options.params is ParamCount.total, f"target.flops alone: the compute-optimal size is in the "
+                                                    f"prior's N; with design.params={options.params.name} give "
+                                                    f"target.params too")
         flops = float(cfg.target.flops)
         n_opt = _compute_optimal_params(load_prior(options.prior).readable(), flops)
         for c in cfgs.values():
@@ -363,15 +356,12 @@ def design(cfg, overrides) -> int:
 
 
 def tune(cfg, overrides) -> int:
-    import logging
-
     from ladder.config import CONF_DIR, compose_config
     from ladder.io import atomic_write_json
     from ladder.tune.grid import TuneOptions
     from ladder.tune.report import format_tune, recipe_yaml, write_report
     from ladder.tune.run import run_tune
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     options = TuneOptions.from_config(_plain(cfg.tune))
     name = options.name or f"{cfg.recipe.name}-tuned"
     require(not (CONF_DIR / "recipe" / f"{name}.yaml").exists(),

@@ -87,3 +87,8 @@ def _check_group_choice(override: str, search: list[Path] = ()) -> None:
                               f"(files in {group})")
 
 
+def configure_logging(command: str) -> None:
+    """One log format for every command and job: a training rung logs its INFO lines, the rest warnings only."""
+    import logging
+    logging.basicConfig(level=logging.INFO if command == "train" else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")

@@ -42,8 +42,9 @@ def heldout_config(cfg: DictConfig, plan: Plan) -> DictConfig:
 
 def train_all(cfg: DictConfig, plan: Plan) -> None:
     for i, rung in enumerate(plan.rungs, 1):
-        print(f"[{i}/{len(plan.rungs)}] {rung.name}: {rung.spec.shape}, {human(rung.counts.non_embedding)} "
-              f"non-embedding params, budgets {', '.join(rung.budgets)}", flush=True)
+        n = rung.counts.by_convention(plan.params_convention)
+        print(f"[{i}/{len(plan.rungs)}] {rung.name}: {rung.spec.shape}, {human(n)} {plan.params_convention.name} "
+              f"params, budgets {', '.join(rung.budgets)}", flush=True)
         code = train_rung(cfg, plan, rung)
         require(code == 0, f"rung {rung.name} did not finish (exit {code}); see "
                            f"{RunDir.of(cfg.runs_dir, plan.ladder, rung.name).summary_path}, fix it, and run ladder "
@@ -56,7 +57,8 @@ def run_demo(cfg: DictConfig) -> int:
         cfg.train.eval_points = cfg.demo.eval_points
         cfg.train.eval_tokens = cfg.demo.eval_tokens
     plan = make_plan(cfg)
-    require(plan.target.counts.non_embedding >= 3 * max(r.counts.non_embedding for r in plan.rungs),
+    n = plan.params_convention
+    require(plan.target.counts.by_convention(n) >= 3 * max(r.counts.by_convention(n) for r in plan.rungs),
             "target: the held-out rung must have at least 3x the parameters of the largest fitted rung")
     root = ladder_dir(cfg.runs_dir, plan.ladder)
     report = report_dir(cfg.runs_dir, plan.ladder)
@@ -97,8 +99,9 @@ def run_demo(cfg: DictConfig) -> int:
               f"{predicted['accuracy']['value']:.3f} [{predicted['accuracy']['lo']:.3f}, "
               f"{predicted['accuracy']['hi']:.3f}] (written to {report / 'task_fit' / 'fit.json'})\n", flush=True)
 
-    print(f"[held out] {held_rung.name}: {held_rung.spec.shape}, {human(held_rung.counts.non_embedding)} "
-          f"non-embedding params, {label}", flush=True)
+    print(f"[held out] {held_rung.name}: {held_rung.spec.shape}, "
+          f"{human(held_rung.counts.by_convention(plan.params_convention))} {plan.params_convention.name} params, "
+          f"{label}", flush=True)
     code = train_rung(held_cfg, held_plan, held_rung)
     require(code == 0, f"the held-out rung did not finish (exit {code}); run ladder demo again to resume")
     held_summary = RunDir.of(cfg.runs_dir, held_plan.ladder, held_rung.name).summary()
@@ -107,7 +110,8 @@ def run_demo(cfg: DictConfig) -> int:
     ladder_summaries = {r.name: RunDir.of(cfg.runs_dir, plan.ladder, r.name).summary() for r in plan.rungs}
     spent = spent_flops(plan, ladder_summaries, list(ladder_summaries))  # in the plan's FLOPs convention
     held_spent = spent_flops(held_plan, {held_rung.name: held_summary}, [held_rung.name])
-    comparison = {"rung": held_rung.name, "params": float(fit.targets["params"][0]), "tokens": tokens,
+    comparison = {"rung": held_rung.name, "params": float(fit.targets["params"][0]),
+                  "params_used": fit.result["params_used"], "tokens": tokens,
                   "predicted": forecast["loss"],
                   "lo": forecast["lo"], "hi": forecast["hi"], "band_lo": forecast["band_lo"],
                   "band_hi": forecast["band_hi"], "parts_sd": forecast.get("parts_sd", {}), "actual": actual,
@@ -156,12 +160,12 @@ def format_comparison(c: dict, level: float) -> str:
     rows = [["predicted loss", f"{c['predicted']:.4f}"],
             [f"{level:.0%} predictive interval", f"[{c['lo']:.4f}, {c['hi']:.4f}]"],
             ["  the mean law's band alone", f"[{c['band_lo']:.4f}, {c['band_hi']:.4f}]"],
-            ["  sd: parameters, noise, extrapolation",
-             ", ".join(f"{100 * parts[k]:.2f}%" for k in ("parameters", "noise", "extrapolation") if k in parts)],
+            ["  sd: coefficients, noise, extrapolation",
+             ", ".join(f"{100 * parts[k]:.2f}%" for k in ("coefficients", "noise", "extrapolation") if k in parts)],
             ["actual loss", f"{c['actual']:.4f}"],
             ["relative error", f"{c['rel_error']:+.2%}"],
             ["interval covers it", "yes" if c["covered"] else "no"],
             ["ladder compute / held-out rung's", f"{c['ladder_compute_fraction']:.1%}"],
             ["ladder's rolling backtest coverage", f"{c['rolling_coverage']:.0%} of {c['rolling_rows']} rows"]]
-    return (f"forecast vs actual: {c['rung']} ({human(c['params'])} params in the fit's count, "
+    return (f"forecast vs actual: {c['rung']} (N {human(c['params'])}: {c['params_used']}; "
             f"{human(c['tokens'])} tokens)\n" + format_table(["", "value"], rows))

@@ -106,7 +106,7 @@ class Plan:
         """The rung `rung=NAME` names, refused in one line when missing or not in the ladder."""
         require(name, f"rung: missing; name one of {', '.join(r.name for r in self.rungs)} (rung=NAME)")
         for rung in self.rungs:
-            if rung.name == name:
+            if rung.name == str(name):  # Hydra reads rung=123 as a number
                 return rung
         raise LadderError(f"rung={name!r}: not in ladder {self.ladder!r}; use one of "
                           f"{', '.join(r.name for r in self.rungs)}")
@@ -350,6 +350,11 @@ def plan_table(plan: Plan):
              f"{r['gpu_hours']:.3g}"] for r in data["rungs"]]
     rows.append(["total", "", "", "", "", human(sum(r["tokens"] for r in data["rungs"])), f"{data['ladder_flops']:.2e}",
                  "", "", str(sum(r["steps"] for r in data["rungs"])), f"{data['ladder_gpu_hours']:.3g}"])
+    if plan.params_convention is ParamCount.olmo:  # the ladder's N, when neither count shown is it
+        header.insert(5, "olmo")
+        for row, r in zip(rows, data["rungs"]):
+            row.insert(5, human(r[ParamCount.olmo]))
+        rows[-1].insert(5, "")
     corpus = plan.corpus or {}
     if corpus.get("train_tokens"):  # each rung's tokens against the corpus's
         header.append("epochs")

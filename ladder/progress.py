@@ -1,13 +1,50 @@
 """Progress bars (rich, the library that also prints ladder's tables) for the long waits: a sweep's rungs, a fit's
-bootstrap. Drawn on stderr when it is a terminal; logs, pipes and CI get none."""
+bootstrap, a rung's steps. Drawn on stderr when it is a terminal; logs, pipes and CI get none. Bars open at once
+(a sweep's and, in its process, a rung's) share one display, stacked."""
 
 from __future__ import annotations
 
+import sys
+import threading
+
+_lock = threading.Lock()
+_display = None  # the rich Progress every open bar draws in, while any is open
+_open = 0
+
 
 def terminal():
-    """Where bars are drawn: stderr, shown only when it is a terminal (rich's own test; tests hand it a screen)."""
+    """Where bars are drawn: a console on stderr, or None when stderr is no terminal (whatever FORCE_COLOR says,
+    a Slurm log gets no bar). Tests hand it a screen of their own."""
+    if not sys.stderr.isatty():
+        return None
     from rich.console import Console
     return Console(stderr=True)
+
+
+def _start(console):
+    global _display, _open
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    with _lock:
+        if _display is None:
+            # stdout printed meanwhile goes above the bars only when it is the same terminal; a redirected stdout
+            # keeps its lines (rich would send them to stderr)
+            _display = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[count]}"),
+                                TimeRemainingColumn(), TextColumn("{task.fields[status]}"), console=console,
+                                transient=True, redirect_stdout=sys.stdout.isatty())
+            _display.start()
+        _open += 1
+        return _display
+
+
+def _stop(task) -> None:
+    global _display, _open
+    with _lock:
+        _display.refresh()  # the bar's last count drawn before it goes
+        _display.remove_task(task)
+        _open -= 1
+        if _open == 0:
+            _display.stop()
+            _display = None
 
 
 class Bar:
@@ -19,18 +56,13 @@ class Bar:
         self.total, self.unit, self.unit_scale, self.completed = float(total), unit, unit_scale, float(initial)
         console = terminal() if enabled else None
         self.shown = console is not None and console.is_terminal
-        if not self.shown:
-            return
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[count]}"),
-                                  TimeRemainingColumn(), TextColumn("{task.fields[status]}"), console=console,
-                                  transient=True)
-        self._task = self._progress.add_task(description, total=self.total, completed=self.completed,
-                                             count=self._count(), status="")
-        self._progress.start()
+        if self.shown:
+            self._display = _start(console)
+            self._task = self._display.add_task(description, total=self.total, completed=self.completed,
+                                                count=self._count(), status="")
 
     def _count(self) -> str:
-        form = ".3g" if self.unit_scale else "g"
+        form = ".3g" if self.unit_scale else ",.0f"
         return f"{self.completed:{form}}/{self.total:{form}} {self.unit}"
 
     def advance(self, n: float = 1, status: str | None = None) -> None:
@@ -41,12 +73,12 @@ class Bar:
             return
         self.completed = float(completed)
         fields = {"count": self._count(), **({"status": status} if status is not None else {})}
-        self._progress.update(self._task, completed=self.completed, **fields)
+        self._display.update(self._task, completed=self.completed, **fields)
 
     def close(self) -> None:
         if self.shown:
-            self._progress.stop()
             self.shown = False
+            _stop(self._task)
 
     def __enter__(self) -> Bar:
         return self

@@ -16,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from ladder.report import format_table
 from ladder.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,18 +41,19 @@ def main() -> None:
     os.environ.setdefault("LADDER_CACHE", str(Path(tempfile.gettempdir()) / "ladder-bench-cache"))
     print(f"overrides: {' '.join(extra) or '(defaults)'}")
     # eval_s / (wall without evals) is the figure to read: wall-time differences on a shared machine are noisy
-    print(f"{'rung':<10} {'no evals s':>10} {'evals s':>8} {'eval_s':>7} {'eval share':>10} {'wall diff':>9}  "
-          f"final-budget task metrics")
+    rows = []
     for rung in args.rungs:
         with tempfile.TemporaryDirectory() as bare, tempfile.TemporaryDirectory() as full:
             base, _, bare_summary = train(rung, Path(bare), ["eval=[]", *extra])
             wall, eval_s, summary = train(rung, Path(full), extra)
-        speeds = f"train tok/s {bare_summary['tokens_per_s']:,.0f} vs {summary['tokens_per_s']:,.0f}"
         last = list(summary["budgets"].values())[-1].get("eval", {})
         shown = ", ".join(f"{k} {v:.3f}" for k, v in last.items() if k.endswith(("/acc_norm", "/bpb")))
-        print(f"{rung:<10} {base:>10.1f} {wall:>8.1f} {eval_s:>7.1f} {eval_s / base:>10.1%} {(wall - base) / base:>9.1%}  "
-              f"{shown}; {speeds}",
-              flush=True)
+        rows.append([rung, f"{base:.1f}", f"{wall:.1f}", f"{eval_s:.1f}", f"{eval_s / base:.1%}",
+                     f"{(wall - base) / base:.1%}", f"{bare_summary['tokens_per_s']:,.0f}",
+                     f"{summary['tokens_per_s']:,.0f}", shown])
+        print(f"{rung}: done", flush=True)
+    print(format_table(["rung", "no evals s", "evals s", "eval_s", "eval share", "wall diff", "tok/s bare",
+                        "tok/s evals", "final-budget task metrics"], rows))
 
 
 if __name__ == "__main__":

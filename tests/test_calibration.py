@@ -86,7 +86,7 @@ def test_predictive_interval_has_three_parts_and_widens_with_distance():
     assert p.distance == pytest.approx(np.log([1.0, 3, 10, 100]))
     assert np.all(np.diff(np.log(p.hi / p.lo)) > 0)  # wider the farther out
     assert np.all(p.lo < p.band_lo) and np.all(p.hi > p.band_hi)  # the mean law's band sits inside
-    assert set(p.parts) == {"parameters", "noise", "extrapolation"}
+    assert set(p.parts) == {"coefficients", "noise", "extrapolation"}
     assert p.parts["extrapolation"][0] == 0 and np.all(np.diff(p.parts["extrapolation"]) > 0)
     assert p.parts["noise"][0] == pytest.approx(0.004, rel=0.5)  # the scatter the table was drawn with
     assert len([f for f in law.error_.folds if f["used"]]) >= 3
@@ -136,7 +136,7 @@ def test_fit_json_names_the_method_and_parts(tmp_path):
     assert interval["method"].startswith("predictive") and interval["level"] == 0.95
     assert interval["error_model"]["n_folds"] >= 3 and interval["error_model"]["kappa_per_efold"] >= 0
     point, optimal = result["predictions"]
-    assert set(point["parts_sd"]) == {"parameters", "noise", "extrapolation"}
+    assert set(point["parts_sd"]) == {"coefficients", "noise", "extrapolation"}
     assert point["lo"] < point["band_lo"] < point["value"] < point["band_hi"] < point["hi"]
     assert point["distance_efolds"] == pytest.approx(np.log(7e9 / 2e9))
     assert optimal["lo"] < optimal["band_lo"] and optimal["hi"] > optimal["band_hi"]  # the optimum's loss too
@@ -175,7 +175,7 @@ def test_two_step_chained_interval_is_predictive():
     task, accuracy = law.predict_all(Table({"params": [7e9], "tokens": [1.4e11]}))
     assert task.metric == "task_loss" and task.lo[0] < task.band_lo[0] and task.hi[0] > task.band_hi[0]
     assert accuracy.hi[0] - accuracy.lo[0] > accuracy.band_hi[0] - accuracy.band_lo[0]
-    assert set(accuracy.parts) == {"parameters", "noise", "extrapolation"} and law.step2_noise_ > 0
+    assert set(accuracy.parts) == {"coefficients", "noise", "extrapolation"} and law.step2_noise_ > 0
     assert law.summary()["interval"]["step2_noise_sd"] == law.step2_noise_
 
 

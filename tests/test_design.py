@@ -10,6 +10,7 @@ from ladder.design.prior import EPOCH_KAPPA, EPOCH_NOISE_SD, EPOCH_THETA_SD, epo
 from ladder.design.search import rows_of
 from ladder.design.simulate import LadderRows, fit_forecast, rung_losses, simulate
 from ladder.fit.laws import make_law
+from ladder.model import ParamCount
 from ladder.fit.table import Table
 from ladder.plan import make_plan
 
@@ -104,7 +105,7 @@ def test_design_chooses_a_ladder_that_meets_the_goal_in_fresh_simulations(run_cl
     assert len(plan["rungs"]) == chosen["rungs"]
     # ... and fresh simulations of that plan, with another seed, meet the goal too
     cfg = compose_config([f"hydra.searchpath=[file://{out}]", "ladder=design-7b"])
-    fresh = simulate([rows_of(make_plan(cfg), "total")], *TARGET, epoch_prior(), n_sims=400, seed=11)[0]
+    fresh = simulate([rows_of(make_plan(cfg), ParamCount.total)], *TARGET, epoch_prior(), n_sims=400, seed=11)[0]
     assert fresh.score(epoch_prior(), 0.95)["error"] <= 0.06
 
 

@@ -53,10 +53,26 @@ def test_a_waiting_sweep_shows_rungs_and_flops(terminal, tmp_path):
     assert terminal.getvalue() == drawn
 
 
-def test_no_bar_where_stderr_is_not_a_terminal(capsys):
+def test_no_bar_where_stderr_is_not_a_terminal(capsys, monkeypatch):
+    monkeypatch.setenv("FORCE_COLOR", "1")  # rich would call a log a terminal then; a Slurm log still gets no bar
     with ladder.progress.bar(10, "x") as shown:
         shown.advance(10)
-    assert not shown.shown and capsys.readouterr().err == ""
+        print("a line of the run")
+    captured = capsys.readouterr()
+    assert not shown.shown and captured.err == "" and captured.out == "a line of the run\n"
+
+
+def test_bars_open_together_share_one_display(terminal):
+    """A sweep's bar and, in the same process, a rung's: stacked in one display, gone when both close."""
+    with ladder.progress.bar(4, "sweep tiny", unit="rungs") as outer:
+        with ladder.progress.bar(1_500_000, "tiny-14k", unit="steps") as inner:
+            assert inner._display is outer._display
+            inner.advance(1_200_000, "loss 3.1")
+            time.sleep(0.2)
+        outer.advance(1)
+    drawn = terminal.getvalue()
+    assert "1,200,000/1,500,000 steps" in drawn and "loss 3.1" in drawn and "1/4 rungs" in drawn
+    assert ladder.progress._display is None
 
 
 def test_tables_are_plain_text_with_cells_as_written():

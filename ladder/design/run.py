@@ -30,11 +30,11 @@ def run_design(cfgs: dict, options: DesignOptions, level: float, out: Path | Non
     name = options.name or re.sub(r"[^a-z0-9_.-]+", "-", f"design-{target.name}".lower())
     out = Path(out) if out else Path("designs") / name
     result = {
-        "target": f"{target.name} ({human(target.counts.by_convention(options.params))} {options.params} params, "
+        "target": f"{target.name} ({human(target.counts.by_convention(options.params))} {options.params.name} params, "
                   f"{human(target.tokens)} tokens, {target.flops:.3g} FLOPs)",
         "goal": options.error, "level": level, "n_candidates": len(candidates), "sims": options.sims,
         "prior": {"source": prior.source, **prior.readable(), "noise_sd": prior.noise_sd, "kappa": prior.kappa},
-        "branch_correlation": options.branch_correlation, "params_convention": options.params,
+        "branch_correlation": options.branch_correlation, "params_convention": options.params.name,
         "hardware": f"{first.hardware.gpu} at {float(first.hardware.mfu):.0%} MFU",
         "max_gpu_hours": options.max_gpu_hours, "max_params": options.max_params,
         "candidates": [candidate_dict(c) for c in sorted(candidates, key=lambda c: c.gpu_hours)],

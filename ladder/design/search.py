@@ -33,7 +33,7 @@ class DesignOptions:
     error: float = 0.05
     max_gpu_hours: float | None = None
     max_params: float | None = None
-    params: str = "total"
+    params: ParamCount = ParamCount.total  # the prior law's N (design.params)
     prior: str = "epoch"
     noise: float | None = None
     kappa: float | None = None
@@ -78,7 +78,7 @@ class DesignOptions:
         require(0 < out.error < 1, f"design.error={out.error}: a relative error in (0, 1), e.g. 0.02 for 2%")
         require(out.max_gpu_hours is None or out.max_gpu_hours > 0, "design.max_gpu_hours: must be positive")
         require(out.max_params is None or out.max_params > 0, "design.max_params: must be positive")
-        ParamCount.named(out.params, "design.params")  # the prior law's N
+        out.params = ParamCount.named(out.params, "design.params")
         require(all(0 < f <= 1 for f in out.largest), f"design.largest={list(out.largest)}: fractions of the "
                                                       f"target's params in (0, 1]")
         require(all(n >= 2 for n in out.n_sizes), f"design.n_sizes={list(out.n_sizes)}: at least 2 sizes each")
@@ -158,7 +158,7 @@ def _resolve(cfg, recipe: str, sizes: dict, budgets: list[str], seeds: list[int]
                      cost["ladder_gpu_hours"], cost["cost_fraction"], float(n[-1]))
 
 
-def rows_of(plan: Plan, params_convention: ParamCount | str) -> LadderRows:
+def rows_of(plan: Plan, params_convention: ParamCount) -> LadderRows:
     """The results a planned ladder gives: one row per (rung, budget), N in `params_convention`."""
     rows = [(rung.counts.by_convention(params_convention), tokens, rung.name, rung.seed)
             for rung in plan.rungs for tokens in rung.budgets.values()]

@@ -86,8 +86,10 @@ def fit_ladder(cfg, plan: Plan, evaluations: Table, root: Path, target: tuple[st
     if skipped:
         result["warnings"].append(f"{skipped}; {len(np.unique(table['params']))} sizes have finished")
     result["params_used"] = params_used
-    return LadderFit(law, table, result, targets,
-                     task_fit(cfg, evaluations, columns, targets, root, interval) if task else None)
+    fitted_task = task_fit(cfg, evaluations, columns, targets, root, interval) if task else None
+    if fitted_task is not None and fitted_task.law is not None:
+        fitted_task.result["params_used"] = params_used  # step 1's N, the loss law's
+    return LadderFit(law, table, result, targets, fitted_task)
 
 
 def task_fit(cfg, evaluations: Table, columns: dict, targets: Table, root: Path,

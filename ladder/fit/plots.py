@@ -294,7 +294,7 @@ def two_step(law, table: Table, result: dict, path: Path) -> Path:
                            yerr=error_bars(accuracy["value"], accuracy["lo"], accuracy["hi"]), fmt="*",
                            color=FORECAST, ms=13, capsize=4, zorder=6, label=f"forecast {accuracy['name']}")
     task = f"{law.task} " if getattr(law, "task", None) else ""
-    left.set(xscale="log", xlabel="compute 6 N D (FLOPs; N as the fit counts it)",
+    left.set(xscale="log", xlabel=f"compute 6 N D (FLOPs), {n_label(result)}",
              ylabel=f"{task}task loss (bits per byte)", title="step 1: (N, D) -> task loss")
     left.set_xlim(step1["flops"].min() / 2, max(reach) * 2)
     plain_log_axis(left)

@@ -34,7 +34,10 @@ class ParamCount(StrEnum):
         for member in cls:
             if value == member.name or value == member.value:
                 return member
-        raise LadderError(f"{field}={value!r}: unknown parameter count; use one of {', '.join(m.name for m in cls)}")
+        names = ", ".join(member.name for member in cls)
+        if value is None:
+            raise LadderError(f"{field}: missing; name the parameter count, one of {names} (e.g. {field}=total)")
+        raise LadderError(f"{field}={value!r}: unknown parameter count; use one of {names}")
 
     @classmethod
     def of_column(cls, column: str) -> ParamCount | None:
@@ -64,8 +67,8 @@ class ParamCounts:
 
     def to_dict(self) -> dict:
         """Every count under its column name (summary.json's and the collected table's)."""
-        return {ParamCount.total: self.total, ParamCount.non_embedding: self.non_embedding,
-                "embedding_params": self.embedding, "output_params": self.output, ParamCount.olmo: self.olmo}
+        return {ParamCount.total.value: self.total, ParamCount.non_embedding.value: self.non_embedding,
+                "embedding_params": self.embedding, "output_params": self.output, ParamCount.olmo.value: self.olmo}
 
 
 def count_params(spec: ModelSpec) -> ParamCounts:

@@ -23,7 +23,7 @@ class TextTable:
 def fit_headline(result: dict) -> list[str]:
     """What was fitted to what, in which counts, and how well the optimiser did."""
     lines = [f"law {result['law']} on {result['n_points']} points from {result['source']} "
-             f"(FLOPs: {result['flops_convention']}; {result['ci_level']:.0%} bootstrap intervals on parameters, "
+             f"(FLOPs: {result['flops_convention']}; {result['ci_level']:.0%} bootstrap intervals on coefficients, "
              f"n={result['bootstrap']['n']})"]
     if result.get("params_used"):
         lines.append(f"N: {result['params_used']}")
@@ -38,7 +38,7 @@ def coefficients_table(result: dict) -> TextTable:
     ci = result.get("ci", {})
     rows = [[name, f"{value:.6g}", "" if name not in ci else f"[{ci[name][0]:.4g}, {ci[name][1]:.4g}]"]
             for name, value in result["coefficients"].items()]
-    return TextTable(["param", "value", "interval"], rows)
+    return TextTable(["coefficient", "value", "interval"], rows)
 
 
 def predictions_table(result: dict) -> TextTable:
@@ -47,7 +47,7 @@ def predictions_table(result: dict) -> TextTable:
     model = interval.get("error_model")
     header = ["target", "N", "tokens", "FLOPs", "metric", "forecast", "interval", "band of mean law"]
     if model:
-        header += ["e-folds out", "sd: params", "noise", "extrap."]
+        header += ["e-folds out", "sd: coefs", "noise", "extrap."]
     body = []
     for p in result["predictions"]:
         row = [p["name"], human(p["params"]), human(p["tokens"]), f"{p['flops']:.3g}", p["metric"],
@@ -58,7 +58,7 @@ def predictions_table(result: dict) -> TextTable:
             unit = " pt" if p["metric"] == "accuracy" else "%"  # accuracy's parts in points, the rest relative
             row += [f"{p['distance_efolds']:.2f}" if "distance_efolds" in p else ""]
             row += [f"{100 * parts[k]:.2f}{unit}" if k in parts and np.isfinite(parts[k]) else ""
-                    for k in ("parameters", "noise", "extrapolation")]
+                    for k in ("coefficients", "noise", "extrapolation")]
         body.append(row)
     title = f"forecasts: {interval.get('level', result['ci_level']):.0%} {interval.get('method', '')}"
     if model:

@@ -72,13 +72,12 @@ def check_slurm(cfg, overrides: list[str], wanted: dict, cpus_from: str = "sweep
 
 def sweep_task(cfg) -> int:
     """One rung inside a Hydra job. Raises when the rung did not finish, so the scheduler records a failure."""
-    import logging
-
+    from ladder.config import configure_logging
     from ladder.train.loop import EXIT_INTERRUPTED, train_rung
     if int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "RANK" not in os.environ:
         import submitit
         submitit.helpers.TorchDistributedEnvironment().export()  # srun tasks -> torch.distributed ranks
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging("train")
     plan = make_plan(cfg)  # the job is a process of its own: its plan, made once
     code = train_rung(cfg, plan, plan.rung(cfg.rung))
     if code == EXIT_INTERRUPTED:

@@ -43,7 +43,7 @@ def finished_rung(cfg, plan: Plan):
     summary = run.summary()
     require(summary is not None, f"{run.path}: no summary.json; train the rung first (ladder train rung={rung.name})")
     finished = [label for label, r in summary["budgets"].items() if r.get("loss") is not None]
-    return plan, rung, run, summary, finished
+    return rung, run, summary, finished
 
 
 def eval_rung(cfg, plan: Plan) -> int:

@@ -1,4 +1,4 @@
-"""The shape every law has: fit(table) -> parameters, predict(points) -> values with intervals, bootstrap(table).
+"""The shape every law has: fit(table) -> coefficients, predict(points) -> values with intervals, bootstrap(table).
 
 A law is a small class. `PowerLawLaw` carries everything shared by the laws of the form L = E + sum A/X^alpha
 (grid of starts, batched L-BFGS, scipy polish, warm-started batched bootstrap, warnings); chinchilla and kaplan
@@ -168,7 +168,7 @@ class PowerLawLaw(Law):
         grid = {**self.default_grid, **(grid or {})}
         unknown = set(grid) - set(self.form.names)
         require(not unknown, f"law.grid.{sorted(unknown)[0] if unknown else ''}: not a parameter of this law; "
-                             f"its parameters are {', '.join(self.form.names)}")
+                             f"its coefficients are {', '.join(self.form.names)}")
         self.grid = {name: [float(v) for v in grid[name]] for name in self.form.names}
         self.bounds = np.array([[-np.inf, np.inf]] * self.form.n_params)
         for name, (lo, hi) in (bounds or {}).items():
@@ -184,8 +184,8 @@ class PowerLawLaw(Law):
     def check(self, table: Table) -> None:
         """Refuse data this law cannot identify."""
         require(len(table) > self.form.n_params,
-                f"{self.name}: {len(table)} points for {self.form.n_params} parameters; need more points than "
-                f"parameters")
+                f"{self.name}: {len(table)} points for {self.form.n_params} coefficients; need more points than "
+                f"coefficients")
         for variable in self.variables:
             require(len(np.unique(table[variable])) > 1,
                     f"{self.name}: every row has the same {variable}; its exponent cannot be identified "
@@ -305,7 +305,7 @@ class PowerLawLaw(Law):
         return out
 
     def parts(self, band: np.ndarray | None, dist: np.ndarray) -> dict[str, np.ndarray]:
-        out = {"parameters": np.nanstd(band, axis=0) if band is not None else np.full_like(dist, np.nan)}
+        out = {"coefficients": np.nanstd(band, axis=0) if band is not None else np.full_like(dist, np.nan)}
         if self.error_ is not None:
             out.update(self.error_.parts(dist))
         return out

@@ -178,7 +178,7 @@ class TwoStep(Law):
         noise = self.step2_noise_ if self.error_ is not None else 0.0
         draws = None if task_draws is None else self._accuracy(task_draws, noise, seed=1)
         band = None if task_band is None else self._accuracy(task_band, 0.0, seed=1)
-        parts = {"parameters": np.nanstd(band, axis=0) if band is not None else np.full_like(accuracy, np.nan)}
+        parts = {"coefficients": np.nanstd(band, axis=0) if band is not None else np.full_like(accuracy, np.nan)}
         if self.error_ is not None:  # step 1's parts carried through the sigmoid's slope at the forecast
             step = 1e-4 * task.value
             slope = np.abs(sigmoid(task.value + step, *self.sigmoid_) - sigmoid(task.value - step, *self.sigmoid_)) \
