@@ -208,7 +208,7 @@ def test_fit_cli_rolling_backtest(run_cli, tmp_path):
     code, out, err = run_cli("fit", f"runs={path}", "target.params=2e10", "target.tokens=4e11", "bootstrap.n=100",
                              "backtest=rolling", f"out={tmp_path / 'fit'}")
     assert code == 0, err
-    assert "backtest (rolling: " in out and "sd: params" in out and "extrapolation error" in out
+    assert "backtest (rolling: " in out and "sd: coefs" in out and "extrapolation error" in out
     assert (tmp_path / "fit" / "plots" / "backtest.png").exists()
     code, _, err = run_cli("fit", f"runs={path}", "interval.method=magic")
     assert code == 2 and "interval.method='magic'" in err

@@ -45,7 +45,7 @@ def test_missing_column_names_the_rename():
 
 
 @pytest.mark.parametrize("rows, message", [
-    (slice(0, 4), "4 points for 5 parameters"),
+    (slice(0, 4), "4 points for 5 coefficients"),
     ("one_n", "every row has the same params"),
     ("one_d", "every row has the same tokens"),
     ("one_c", "same compute"),
