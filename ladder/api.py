@@ -35,11 +35,14 @@ def plan(ladder: str = "tiny", overrides=()):
     return make_plan(cfg)
 
 
-def collect(runs: str | Path, curves: bool = False):
+def collect(runs: str | Path, curves: bool = False, overrides=()):
     """Every finished budget below a runs directory (a runs dir, a ladder's, one rung's) as a DataFrame, the same
-    table `ladder collect` writes."""
+    table `ladder collect` writes with the same `overrides`: a rung of that ladder that finished with another
+    configuration is left out (and said so) unless collect.include_changed=true."""
     from ladder.fit.collect import collect_runs
-    return collect_runs(runs, curves).to_frame()
+    from ladder.plan import make_plan
+    cfg, _ = _config(list(overrides))
+    return collect_runs(runs, curves, make_plan(cfg), bool(cfg.collect.include_changed)).to_frame()
 
 
 @dataclass
@@ -121,7 +124,9 @@ def fit(data, law: str = "chinchilla", target: dict | None = None, *, columns: d
     if isinstance(data, pd.DataFrame):
         raw, source = Table.from_frame(data), "a DataFrame"
     elif Path(data).is_dir():
-        raw, source = collect_runs(data, bool(cfg.curves or laws.reads_curves)), str(data)
+        from ladder.plan import make_plan
+        raw = collect_runs(data, bool(cfg.curves or laws.reads_curves), make_plan(cfg), bool(cfg.collect.include_changed))
+        source = str(data)
     else:
         raw, source = Table.read_csv(data), str(data)
     explicit = "params" in (columns or {}) or any(o.lstrip("+").startswith("columns.params=") for o in overrides)

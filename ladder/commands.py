@@ -146,6 +146,7 @@ def fit(cfg, overrides) -> int:
     from ladder.fit.forecast import input_columns, load_table, resolve_targets, run_fit
     from ladder.fit.laws import LAWS
     from ladder.fit.table import flops_per_nd
+    from ladder.plan import make_plan
 
     fmt = _format(cfg)
     law_options = _plain(cfg.law)
@@ -154,7 +155,8 @@ def fit(cfg, overrides) -> int:
     law = LAWS[law_options["name"]]
     path = Path(cfg.runs) if cfg.runs else ladder_dir(cfg.runs_dir, cfg.ladder.name)
     columns["params"], params_used = _params_column(cfg, path, columns, overrides)
-    table = load_table(path, columns, law.required_columns, curves=bool(cfg.curves or law.reads_curves))
+    table = load_table(path, columns, law.required_columns, curves=bool(cfg.curves or law.reads_curves),
+                       plan=make_plan(cfg) if path.is_dir() else None, include_changed=_include_changed(cfg))
     table, excluded = exclude_runs(table, list(cfg.fit.exclude or []), str(path))
     explicit = {o.lstrip("+").split("=")[0] for o in overrides if o.lstrip("+").startswith("target.")}
     target = _plain(cfg.target)
@@ -181,6 +183,13 @@ def fit(cfg, overrides) -> int:
         if fmt != "json":
             print(f"report: {page}")
     return 0
+
+
+def _include_changed(cfg) -> bool:
+    value = cfg.collect.include_changed
+    require(isinstance(value, bool), f"collect.include_changed={value!r}: use true (keep rungs that finished with "
+                                     f"another configuration) or false")
+    return value
 
 
 def _params_column(cfg, path: Path, columns: dict, overrides) -> tuple[str, str]:
@@ -218,8 +227,10 @@ def collect(cfg, overrides) -> int:
     elif cfg.runs and not Path(cfg.runs).is_dir():
         table, source = standard_table(Table.read_csv(cfg.runs), _plain(cfg.columns), str(cfg.runs)), str(cfg.runs)
     else:
+        from ladder.plan import make_plan
         path = Path(cfg.runs) if cfg.runs else ladder_dir(cfg.runs_dir, cfg.ladder.name)
-        table, source = collect_runs(path, bool(cfg.curves)), str(path)
+        table = collect_runs(path, bool(cfg.curves), make_plan(cfg), _include_changed(cfg))
+        source = str(path)
     if cfg.out:
         table.write_csv(cfg.out)
         print(f"collected {len(table)} rows from {source} into {cfg.out}")

@@ -72,7 +72,7 @@ def run_demo(cfg: DictConfig) -> int:
     print(f"\nfitting {cfg.law.name} to the finished budgets (N: {plan.params_convention.describe()}, "
           f"by ladder.params_convention) and forecasting {held_rung.name} at {label} ({human(tokens)} tokens)",
           flush=True)
-    fit = fit_ladder(cfg, plan, ladder_evaluations(plan, root), root, target=(held_rung.name, tokens))
+    fit = fit_ladder(cfg, plan, ladder_evaluations(plan, root, bool(cfg.collect.include_changed)), root, target=(held_rung.name, tokens))
     law, table, result = fit.law, fit.table, fit.result
     for line in format_checks(result):
         print(line, flush=True)

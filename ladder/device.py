@@ -22,3 +22,11 @@ def autocast_for(device: torch.device, dtype: str):
     if device.type == "cuda" and dtype in ("auto", "bf16"):
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return nullcontext()
+
+
+def compile_wanted(setting, device: torch.device) -> bool:
+    """train.compile: auto compiles on CUDA (where it pays: fused kernels, fewer launches), never on the CPU
+    (minutes of compiling for a model that trains in seconds); true or false as given."""
+    if str(setting) == "auto":
+        return device.type == "cuda"
+    return bool(setting)

@@ -19,7 +19,9 @@ from ladder.hardware import peak_flops
 from ladder.model import (FLOPS_CONVENTIONS, ModelSpec, ParamCount, ParamCounts, count_params,
                           flops_per_token, preset_shape)
 from ladder.model import shape_for_params
+from ladder.model.presets import PRESETS
 from ladder.recipe import Recipe, budget_label, parse_budget, resolve_recipe, to_number
+from ladder.train.options import check_eval_points
 
 # GPU-hours are estimated from the FLOPs actually executed (attention and output layer included).
 EXECUTED_FLOPS_CONVENTION = "porian"
@@ -35,6 +37,8 @@ class Rung:
     recipe: Recipe
     budgets: dict[str, int]  # label -> tokens, ascending; the run trains to the last
     flops_per_token: int  # in the plan's convention
+    eval_points: int = 0  # evaluations spread over the main run, besides one at each budget (train.eval_points)
+    eval_tokens: int = 0  # tokens one evaluation reads (forward only): validation set, eval corpora, task items
 
     @property
     def tokens(self) -> int:
@@ -60,6 +64,12 @@ class Rung:
     @property
     def flops(self) -> float:
         return float(self.flops_per_token) * self.trained_tokens
+
+    @property
+    def eval_share(self) -> float:
+        """Evaluation's share of the rung's compute: a forward pass costs a third of a training step's."""
+        evaluating = (self.eval_points + len(self.budgets)) * self.eval_tokens
+        return evaluating / (evaluating + 3 * self.trained_tokens) if evaluating else 0.0
 
 
 @dataclass
@@ -87,7 +97,8 @@ class Plan:
     params_convention: ParamCount = ParamCount.total  # N in every fit of this ladder (ladder.params_convention)
     params_for: ParamCount = ParamCount.olmo  # N in the recipe's rules (recipe.params_for)
     notes: list[str] = field(default_factory=list)
-    corpus: dict | None = None  # the training split's tokens (with_corpus), beside each rung's
+    corpus: dict | None = None
+    eval_points_setting: str = "auto"  # train.eval_points as given  # the training split's tokens (with_corpus), beside each rung's
 
     @property
     def ladder_flops(self) -> float:
@@ -144,6 +155,8 @@ def make_plan(cfg: DictConfig) -> Plan:
                 f"ladder.seeds[{i}]={seed!r}: must be a non-negative integer")
 
     rungs, notes = [], []
+    points = cfg.train.get("eval_points") if cfg.get("train") else 0
+    check_eval_points(points)
     for size, entry in sizes.items():
         where = f"ladder.sizes.{size}"
         plain_name(size, where)
@@ -170,15 +183,48 @@ def make_plan(cfg: DictConfig) -> Plan:
                 name = size if recipe.branches_budgets else f"{size}-{next(iter(group))}"
                 if len(seeds) > 1:
                     name += f"-s{seed}"
-                rungs.append(Rung(name=name, size=size, seed=seed, spec=spec, counts=counts, recipe=recipe,
-                                  budgets=group, flops_per_token=fpt))
+                rung = Rung(name=name, size=size, seed=seed, spec=spec, counts=counts, recipe=recipe,
+                            budgets=group, flops_per_token=fpt, eval_tokens=evaluation_tokens(cfg, spec.seq_len))
+                rung.eval_points = auto_eval_points(rung) if str(points) == "auto" else int(points or 0)
+                rungs.append(rung)
     names = [r.name for r in rungs]
     duplicate = next((name for name in names if names.count(name) > 1), None)
     require(duplicate is None, f"ladder: two rungs are named {duplicate!r}; give sizes or budgets distinct names")
 
     target = resolve_target(cfg.target, lad, convention, params_for, tokens_per_param)
     return Plan(ladder=str(lad.name), flops_convention=convention, rungs=rungs, target=target, gpu=gpu, mfu=mfu,
-                params_convention=params_convention, params_for=params_for, notes=notes)
+                params_convention=params_convention, params_for=params_for, notes=notes,
+                eval_points_setting=str(points))
+
+
+EVAL_SHARE = 0.10  # train.eval_points=auto keeps evaluation under this share of a rung's compute
+MAX_EVAL_POINTS = 20
+UNSIZED_TASK_ITEMS = 1000  # a task scored whole (no limit, no train.eval_max_items): its size is known once read
+
+
+def evaluation_tokens(cfg, seq_len: int) -> int:
+    """Tokens one evaluation reads: the validation set, each eval corpus, and each task's items at one window each
+    (packed items are shorter; a task whose choices do not share a window costs more)."""
+    tcfg = cfg.get("train") or {}
+    tokens = int(float(tcfg.get("eval_tokens") or 0))
+    entries = _plain(cfg.get("eval")) or {}
+    for entry in entries.values() if isinstance(entries, dict) else []:
+        if not isinstance(entry, dict):
+            continue
+        if entry.get("kind") == "perplexity":
+            tokens += int(float(entry.get("max_tokens") or tcfg.get("eval_tokens") or 0))
+        else:
+            tokens += int(entry.get("limit") or tcfg.get("eval_max_items") or UNSIZED_TASK_ITEMS) * seq_len
+    return tokens
+
+
+def auto_eval_points(rung: "Rung") -> int:
+    """The most evaluations between budgets (at most MAX_EVAL_POINTS) that, with one at each budget, keep
+    evaluation under EVAL_SHARE of the rung's compute; 0 where the budgets' own evaluations already reach it."""
+    if not rung.eval_tokens:
+        return MAX_EVAL_POINTS
+    affordable = EVAL_SHARE / (1 - EVAL_SHARE) * 3 * rung.trained_tokens / rung.eval_tokens
+    return max(0, min(MAX_EVAL_POINTS, math.floor(affordable) - len(rung.budgets)))
 
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
@@ -238,15 +284,40 @@ def resolve_spec(entry, lad, where: str) -> ModelSpec:
     return ModelSpec.from_dict(shape, where)
 
 
+PRESET_MATCH = 0.10  # target.params within this of a preset of the ladder's family builds that preset
+
+
+def family_preset(params: float, lad, tcfg: dict) -> str | None:
+    """The preset of the ladder's own family (the prefix of the presets its sizes and target name, e.g. olmo-)
+    whose N, in the ladder's convention, is within PRESET_MATCH of `params`: `target.params=13e9` on the OLMo
+    ladder is OLMo's 13B, not a shape of the rule's."""
+    named = [entry.get("preset") for entry in (_plain(lad.get("sizes")) or {}).values() if isinstance(entry, dict)]
+    families = {str(name).split("-")[0] + "-" for name in [*named, tcfg.get("preset")] if name}
+    convention = ParamCount.named(lad.get("params_convention"), "ladder.params_convention")
+    best, best_gap = None, math.log1p(PRESET_MATCH)
+    for name in (n for n in PRESETS if any(n.startswith(f) for f in families)):
+        counts = count_params(resolve_spec({"preset": name}, lad, "target"))
+        gap = abs(math.log(counts.by_convention(convention) / params))
+        if gap <= best_gap:
+            best, best_gap = name, gap
+    return best
+
+
 def resolve_target(tcfg, lad, convention: str, params_for: ParamCount, tokens_per_param: float) -> Target:
+    """The target run: target.preset, or target.params (the ladder's own preset of that size where it has one,
+    else the shape rule's). Its name is target.name, else the preset's, else its size (13B)."""
     tcfg = _plain(tcfg)
-    entry = {}
     if tcfg.get("params") is not None:
-        entry["params"] = tcfg["params"]
-        shape_from = f"shape rule for {to_number(tcfg['params'], 'target.params'):.3g} params"
+        params = to_number(tcfg["params"], "target.params")
+        require(params > 0, f"target.params={tcfg['params']}: must be positive")
+        preset = family_preset(params, lad, tcfg)
+        entry = {"preset": preset} if preset else {"params": params}
+        shape_from = (f"preset {preset}, the ladder's nearest to {params:.3g} params" if preset else
+                      f"shape rule for {params:.3g} params")
+        name = preset or _size_name(params)
     elif tcfg.get("preset"):
-        entry["preset"] = tcfg["preset"]
-        shape_from = f"preset {tcfg['preset']}"
+        entry, name = {"preset": tcfg["preset"]}, str(tcfg["preset"])
+        shape_from = f"preset {name}"
     else:
         raise LadderError("target: give target.params (e.g. target.params=7e9) or target.preset")
     spec = resolve_spec(entry, lad, "target")
@@ -258,8 +329,15 @@ def resolve_target(tcfg, lad, convention: str, params_for: ParamCount, tokens_pe
         tokens = parse_budget(f"{to_number(tcfg['flops'], 'target.flops')}F", 1, fpt, 1, "target.flops")
     else:
         raise LadderError("target: give target.tokens (e.g. target.tokens=4e12) or target.flops")
-    return Target(name=str(tcfg.get("name") or "target"), spec=spec, counts=counts, tokens=tokens,
-                  flops_per_token=fpt, shape_from=shape_from)
+    name = str(tcfg.get("name") or name)
+    plain_name(name, "target.name")
+    return Target(name=name, spec=spec, counts=counts, tokens=tokens, flops_per_token=fpt, shape_from=shape_from)
+
+
+def _size_name(params: float) -> str:
+    """13e9 -> 13B, 1.5e8 -> 150M: a target's name when it has no preset."""
+    from ladder.report import human
+    return human(params).replace(".0", "")
 
 
 def target_entry(target) -> dict:
@@ -321,7 +399,8 @@ def plan_to_dict(plan: Plan) -> dict:
             **rung.counts.to_dict(), "tokens": rung.tokens, "budgets": rung.budgets, "flops": rung.flops,
             "flops_per_token": rung.flops_per_token, "lr": rung.recipe.lr, "batch_tokens": rung.recipe.batch_tokens,
             "steps": rung.steps, "recipe": rung.recipe.to_dict(),
-            "trained_tokens": rung.trained_tokens, "gpu_hours": plan.gpu_hours(rung.spec, rung.trained_tokens)})
+            "trained_tokens": rung.trained_tokens, "gpu_hours": plan.gpu_hours(rung.spec, rung.trained_tokens),
+            "eval_points": rung.eval_points, "eval_tokens": rung.eval_tokens, "eval_share": rung.eval_share})
     target = plan.target
     return {
         "ladder": plan.ladder, "flops_convention": plan.flops_convention,
@@ -335,6 +414,7 @@ def plan_to_dict(plan: Plan) -> dict:
         "ladder_gpu_hours": sum(r["gpu_hours"] for r in rungs),
         "cost_fraction": plan.ladder_flops / target.flops,
         **({"corpus": plan.corpus} if plan.corpus else {}),
+        "warnings": list(plan.notes),
     }
 
 
@@ -344,12 +424,14 @@ def plan_table(plan: Plan):
     from ladder.report.tables import TextTable
 
     data = plan_to_dict(plan)
-    header = ["rung", "shape", "budgets", "params", "non-emb", "tokens", "FLOPs", "batch tok", "LR", "steps", "GPU-h"]
+    header = ["rung", "shape", "budgets", "params", "non-emb", "tokens", "FLOPs", "batch tok", "LR", "steps", "GPU-h",
+              "evals", "eval %"]
     rows = [[r["name"], _shape(r["shape"]), ",".join(r["budgets"]), human(r["params"]), human(r["non_embedding_params"]),
              human(r["tokens"]), f"{r['flops']:.2e}", human(r["batch_tokens"]), f"{r['lr']:.2e}", str(r["steps"]),
-             f"{r['gpu_hours']:.3g}"] for r in data["rungs"]]
+             f"{r['gpu_hours']:.3g}", f"{r['eval_points']}+{len(r['budgets'])}", f"{r['eval_share']:.1%}"]
+            for r in data["rungs"]]
     rows.append(["total", "", "", "", "", human(sum(r["tokens"] for r in data["rungs"])), f"{data['ladder_flops']:.2e}",
-                 "", "", str(sum(r["steps"] for r in data["rungs"])), f"{data['ladder_gpu_hours']:.3g}"])
+                 "", "", str(sum(r["steps"] for r in data["rungs"])), f"{data['ladder_gpu_hours']:.3g}", "", ""])
     if plan.params_convention is ParamCount.olmo:  # the ladder's N, when neither count shown is it
         header.insert(5, "olmo")
         for row, r in zip(rows, data["rungs"]):
@@ -368,6 +450,9 @@ def plan_table(plan: Plan):
     notes = ["", f"target {t['name']}: {_shape(t['shape'])} ({t['shape_from']}), {human(t['params'])} params, "
                  f"{human(t['tokens'])} tokens, {t['flops']:.2e} FLOPs, {t['gpu_hours']:.3g} GPU-h",
              f"ladder cost: {data['cost_fraction']:.2%} of the target's FLOPs",
+             f"evals: evaluations between budgets + one per budget, each {human(data['rungs'][0]['eval_tokens'])} "
+             f"tokens forward (train.eval_points={plan.eval_points_setting}); eval %: their share of the rung's "
+             f"compute",
              *([f"data {corpus['name']}: {human(corpus['train_tokens']) if corpus['train_tokens'] else '?'} training "
                 f"tokens ({corpus['how']})"] if corpus else []),
              *[f"warning: {note}" for note in plan.notes]]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 
 _lock = threading.Lock()
 _display = None  # the rich Progress every open bar draws in, while any is open
@@ -98,3 +99,20 @@ def each(iterable, total: int, description: str, unit: str = "it"):
         for item in iterable:
             yield item
             shown.advance()
+
+
+def stamp() -> str:
+    """The time a log line starts with: a Slurm log is read hours later, beside other jobs' logs."""
+    return time.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def duration(seconds: float | None) -> str:
+    """1h02m, 3m05s, 42s, 2d03h: an ETA or an elapsed time as a person reads it; ? when unknown."""
+    if seconds is None or seconds != seconds or seconds in (float("inf"), float("-inf")):
+        return "?"
+    seconds = max(0, int(round(seconds)))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours >= 24:
+        return f"{hours // 24}d{hours % 24:02d}h"
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"

@@ -200,13 +200,15 @@ def test_ddp_and_fsdp_match_single_process(reference, tmp_path, sharding):
 
 
 def test_nan_loss_fails_the_rung_and_keeps_the_last_good_checkpoint(cache, tmp_path, monkeypatch, capsys):
+    import torch
+
     from ladder.cli import main
     from ladder.train.loop import Trainer
     original = Trainer.train_step
 
     def diverges_at_step_10(self, step, lr):
         loss, grad_norm = original(self, step, lr)
-        return (float("nan") if step == 9 else loss), grad_norm
+        return (torch.full_like(loss, float("nan")) if step == 9 else loss), grad_norm
 
     monkeypatch.setattr(Trainer, "train_step", diverges_at_step_10)
     assert main(["train", *overrides(tmp_path)]) == 1

@@ -109,12 +109,17 @@ class Sampler:
         epochs, within = np.divmod(positions, self.windows)
         return np.array([self._order(int(e))[w] for e, w in zip(epochs, within)])
 
-    def batch(self, step: int, rank: int = 0, world_size: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-        """(inputs, targets), each [batch_sequences / world_size, seq_len] int64."""
+    def step_windows(self, step: int, rank: int = 0, world_size: int = 1) -> torch.Tensor:
+        """This rank's windows of seq_len + 1 tokens for `step`: [batch_sequences / world_size, seq_len + 1] int64,
+        one contiguous tensor (pinned and copied to a GPU whole)."""
         rows = []
         for window in self.window_ids(step, rank, world_size):
             shard = int(np.searchsorted(self.starts, window, side="right") - 1)
             start = (int(window) - int(self.starts[shard])) * self.seq_len
             rows.append(np.asarray(self.shards[shard][start:start + self.seq_len + 1], dtype=np.int64))
-        tokens = torch.from_numpy(np.stack(rows))
+        return torch.from_numpy(np.stack(rows))
+
+    def batch(self, step: int, rank: int = 0, world_size: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """(inputs, targets), each [batch_sequences / world_size, seq_len] int64."""
+        tokens = self.step_windows(step, rank, world_size)
         return tokens[:, :-1], tokens[:, 1:]

@@ -11,6 +11,7 @@ checkpoint rows that the two-step task law fits its second step to.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -81,21 +82,37 @@ def table_from_rows(rows: list[dict]) -> Table:
     return Table({name: [row.get(name, np.nan) for row in rows] for name in names})
 
 
-def collect_runs(directory: str | Path, curves: bool = False) -> Table:
+def collect_runs(directory: str | Path, curves: bool = False, plan=None, include_changed: bool = False) -> Table:
     """Every summary.json below `directory` (a runs dir, a ladder's dir or one rung's dir); with curves, every
-    intermediate evaluation too."""
+    intermediate evaluation too. A run of `plan`'s ladder that finished with another configuration of its rung than
+    the plan's now (`ladder status` says "changed") is left out, and said so, unless `include_changed`."""
     directory = Path(directory)
     require(directory.is_dir(), f"runs={directory}: not a directory")
     runs = list(iter_runs(directory))
     require(runs, f"runs={directory}: no summary.json below it; train some rungs first (ladder train)")
+    current = plan_identities(plan) if plan is not None else {}
     rows = []
     for run in runs:
         summary = run.summary()
+        wanted = current.get((summary.get("ladder"), summary.get("rung")))
+        if wanted and summary.get("rung_identity") not in (None, wanted):
+            kept = "kept (collect.include_changed=true)" if include_changed else \
+                "left out; collect.include_changed=true keeps it, or retrain it (train.overwrite=true)"
+            print(f"warning: {run.path}: finished with another configuration of rung {summary.get('rung')} than the "
+                  f"ladder's now (its recipe, shape, budgets or seed changed): {kept}", file=sys.stderr)
+            if not include_changed:
+                continue
         rows += rows_from_summary(summary, str(run.summary_path))
         if curves:
             rows += curve_rows(summary, run.metrics(), str(run.metrics_path))
     require(rows, f"runs={directory}: no rung has finished a budget yet (see ladder status)")
     return table_from_rows(rows)
+
+
+def plan_identities(plan) -> dict[tuple[str, str], str]:
+    """(ladder, rung) -> the identity each rung of `plan` has now (what summary.json's rung_identity records)."""
+    from ladder.plan import rung_identity
+    return {(plan.ladder, rung.name): rung_identity(rung) for rung in plan.rungs}
 
 
 def collect_wandb(project: str, api=None) -> Table:

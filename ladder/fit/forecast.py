@@ -26,9 +26,11 @@ def input_columns(columns: dict, law_options: dict) -> dict:
     return {**columns, "task_loss": f"eval/{task}/bpb", "accuracy": f"eval/{task}/{accuracy}"}
 
 
-def load_table(path: str | Path, columns: dict, required=("params", "tokens", "loss"), curves: bool = False) -> Table:
+def load_table(path: str | Path, columns: dict, required=("params", "tokens", "loss"), curves: bool = False,
+               plan=None, include_changed: bool = False) -> Table:
+    """A CSV, or the runs below a directory (`plan`'s changed rungs left out unless `include_changed`)."""
     path = Path(path)
-    raw = collect_runs(path, curves) if path.is_dir() else Table.read_csv(path)
+    raw = collect_runs(path, curves, plan, include_changed) if path.is_dir() else Table.read_csv(path)
     return standard_table(raw, columns, str(path), required)
 
 

@@ -45,9 +45,10 @@ class LadderFit:
         return self.result["predictions"][0]
 
 
-def ladder_evaluations(plan: Plan, root: Path) -> Table:
-    """Every evaluation of the plan's rungs under `root`: the budgets (final = 1) and the intermediate points."""
-    evaluations = collect_runs(root, curves=True)
+def ladder_evaluations(plan: Plan, root: Path, include_changed: bool = False) -> Table:
+    """Every evaluation of the plan's rungs under `root`: the budgets (final = 1) and the intermediate points; a
+    rung that finished with another configuration is left out unless `include_changed`."""
+    evaluations = collect_runs(root, curves=True, plan=plan, include_changed=include_changed)
     names = {r.name for r in plan.rungs}
     return evaluations.take(np.flatnonzero([name in names for name in evaluations["rung"]]))
 

@@ -343,7 +343,7 @@ def loss_curves(metrics: dict[str, list[dict]], path: Path) -> Path:
         ax.plot([r["tokens"] for r in train], [r["loss"] for r in train], color=color, alpha=0.25, lw=0.8)
         val = [r for r in records if "val_loss" in r and "budget" not in r]
         ax.plot([r["tokens"] for r in val], [r["val_loss"] for r in val], color=color, lw=1.5, label=name)
-        budgets = [r for r in records if "budget" in r]
+        budgets = [r for r in records if "budget" in r and "val_loss" in r]  # not `ladder eval`'s task scores
         ax.scatter([r["tokens"] for r in budgets], [r["val_loss"] for r in budgets], color=color, marker="*", s=80,
                    zorder=3)
     kinds = [Line2D([], [], color="gray", alpha=0.35, lw=0.8, label="train loss"),

@@ -199,7 +199,7 @@ def write_ladder_report(cfg, plan: Plan, fit: LadderFit | None = None, directory
     directory = directory or report_dir(cfg.runs_dir, plan.ladder)
     measured = measured_target(Path(cfg.runs_dir), plan)
     summaries = _summaries(plan, Path(cfg.runs_dir))
-    evaluations = ladder_evaluations(plan, root)
+    evaluations = ladder_evaluations(plan, root, bool(cfg.collect.include_changed))
     target = (measured.name, measured.tokens) if measured else None
     if fit is None:
         fit = fit_ladder(cfg, plan, evaluations, root, target)

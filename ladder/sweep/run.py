@@ -130,6 +130,9 @@ def run_sweep(cfg, overrides: list[str]) -> int:
     from omegaconf import OmegaConf
 
     check_train_options(cfg.train)  # before any job is launched
+    poll_s = cfg.sweep.get("poll_s")
+    require(isinstance(poll_s, (int, float)) and not isinstance(poll_s, bool) and poll_s > 0,
+            f"sweep.poll_s={poll_s!r}: seconds between looks at the rungs, a positive number such as 5")
     plan = with_corpus(make_plan(cfg), OmegaConf.to_container(cfg.data, resolve=True))
     for note in plan.notes:  # a rung that would repeat its data, a shape that misses its size: said before launch
         print(f"warning: {note}", file=sys.stderr)
@@ -172,7 +175,7 @@ def run_sweep(cfg, overrides: list[str]) -> int:
                                                                                     "runs_dir")]
     stamp = time.strftime("%Y%m%d-%H%M%S")
     failed = False
-    with sweep_progress(plan, cfg.runs_dir, enabled=not submit_only):
+    with sweep_progress(plan, cfg.runs_dir, enabled=not submit_only, every_s=float(poll_s)):
         for i, (key, rungs) in enumerate(groups.items()):
             res = {k: v for k, v in key if k != "wave"}
             extra = []
@@ -202,19 +205,28 @@ def run_sweep(cfg, overrides: list[str]) -> int:
 
 @contextmanager
 def sweep_progress(plan: Plan, runs_dir, enabled: bool = True, every_s: float = 5.0):
-    """While the sweep waits for its rungs: a bar over the ladder's FLOPs with rungs done / running / queued and an
-    ETA, redrawn from the rungs' summaries every few seconds (on a terminal only)."""
+    """While the sweep waits for its rungs, redrawn from their summaries every few seconds: a line as each rung
+    starts, finishes or fails (in a log as on a terminal), and on a terminal a bar over the ladder's FLOPs with
+    rungs done / running / queued and an ETA."""
     from ladder.progress import bar
 
-    shown = bar(plan.ladder_flops, f"sweep {plan.ladder}", unit="FLOPs", unit_scale=True, enabled=enabled)
-    if not shown.shown:
+    if not enabled:
         yield
         return
+    shown = bar(plan.ladder_flops, f"sweep {plan.ladder}", unit="FLOPs", unit_scale=True)
     stop = threading.Event()
     flops = {r.name: r.flops for r in plan.rungs}
+    try:
+        seen = {r["name"]: r["state"] for r in rung_status(plan, runs_dir)}
+    except Exception:  # a summary mid-rewrite: every rung is said once the watcher reads it whole
+        seen = {}
 
     def redraw():
         rows = rung_status(plan, runs_dir)
+        for row in rows:
+            if row["state"] != seen.get(row["name"]):
+                seen[row["name"]] = row["state"]
+                print(rung_line(plan.ladder, row), flush=True)
         counts = {state: sum(r["state"] == state for r in rows) for state in ("done", "running", "queued")}
         shown.set(sum(flops[r["name"]] * min(1.0, r["tokens_done"] / r["tokens_budget"]) for r in rows),
                   ", ".join(f"{n} {state}" for state, n in counts.items()) + f" of {len(rows)} rungs")
@@ -233,7 +245,25 @@ def sweep_progress(plan: Plan, runs_dir, enabled: bool = True, every_s: float = 
     finally:
         stop.set()
         watcher.join()
+        try:
+            redraw()  # the last changes, before the final table
+        except Exception:
+            pass
         shown.close()
+
+
+def rung_line(ladder: str, row: dict) -> str:
+    """One line of a sweep's log for a rung that changed state."""
+    from ladder.progress import stamp
+
+    what = row["state"]
+    if row["state"] == "done" and row["val_loss"] is not None:
+        what += f": validation loss {row['val_loss']:.4f} at {row['last_budget']}"
+    elif row["state"] in ("queued", "running") and row["slurm_job_id"]:
+        what += f" (slurm job {row['slurm_job_id']})"
+    if row.get("reason") and row["state"] in ("failed", "interrupted", "changed"):
+        what += f": {row['reason']}"
+    return f"{stamp()} sweep {ladder}: {row['name']} {what}"
 
 
 def _waves(groups: dict[tuple, list[Rung]], parallel: int) -> dict[tuple, list[Rung]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 from ladder.plan import Plan, rung_identity
@@ -62,12 +63,17 @@ def rung_status(plan: Plan, runs_dir: str | Path) -> list[dict]:
             state = "interrupted"
         else:
             state = "pending"
-        finished = [b["tokens"] for b in (summary.get("budgets") or {}).values() if b.get("loss") is not None]
+        budgets = summary.get("budgets") or {}
+        finished = [(label, b) for label, b in budgets.items() if b.get("loss") is not None]
         steps_tokens = summary.get("steps_done", 0) * rung.recipe.batch_tokens
+        last = finished[-1] if finished else None
         rows.append({"name": rung.name, "state": state, "reason": reason,
-                     "tokens_done": max([steps_tokens, *finished]), "tokens_budget": rung.tokens,
-                     "last_loss": summary.get("last_loss"), "tokens_per_s": summary.get("tokens_per_s"),
-                     "mfu": summary.get("mfu"),
+                     "budgets_done": len(finished), "budgets_total": len(rung.budgets),
+                     "last_budget": last[0] if last else None, "val_loss": last[1]["loss"] if last else None,
+                     "tokens_done": max([steps_tokens, *(b["tokens"] for _, b in finished)]),
+                     "tokens_budget": rung.tokens, "train_loss": summary.get("last_loss"),
+                     "tokens_per_s": summary.get("tokens_per_s"), "mfu": summary.get("mfu"),
+                     "eta_s": _eta(summary) if state == "running" else None,
                      "slurm_job_id": job, "slurm_state": job_state, "wandb_id": summary.get("wandb_id")})
     return rows
 
@@ -89,22 +95,35 @@ def format_data_status(row: dict) -> str:
     return f"data {row['name']}: not prepared{job or '; ladder prepare (or ladder sweep) prepares it'}"
 
 
+def _eta(summary: dict) -> float | None:
+    """The rung's ETA as its trainer last wrote it, less the time since (its heartbeat)."""
+    eta, held = summary.get("eta_s"), summary.get("lease") or {}
+    if eta is None:
+        return None
+    return max(0.0, float(eta) - max(0.0, time.time() - float(held.get("heartbeat") or time.time())))
+
+
 def _holder(summary: dict) -> str:
     held = summary.get("lease") or {}
     return f"pid {held.get('pid')} on {held.get('host')}"
 
 
 def format_status(rows: list[dict]) -> str:
+    from ladder.progress import duration
     from ladder.report import format_table, human
-    header = ["rung", "state", "tokens", "last loss", "tokens/s", "MFU", "slurm job", "W&B run"]
+    header = ["rung", "state", "budgets", "val loss", "tokens", "tokens/s", "MFU", "ETA", "slurm job", "W&B run"]
     body = [[r["name"], r["state"] + (f" ({r['reason']})" if r["state"] in ("failed", "interrupted", "changed")
                                       and r["reason"] else ""),
+             f"{r['budgets_done']}/{r['budgets_total']}",
+             "" if r["val_loss"] is None else f"{r['val_loss']:.4f} ({r['last_budget']})",
              f"{human(r['tokens_done'])}/{human(r['tokens_budget'])}",
-             "" if r["last_loss"] is None else f"{r['last_loss']:.4f}",
              "" if r["tokens_per_s"] is None else f"{r['tokens_per_s']:,.0f}",
-             "" if r.get("mfu") is None else f"{r['mfu']:.1%}", str(r["slurm_job_id"] or ""),
-             str(r["wandb_id"] or "")] for r in rows]
+             "" if r.get("mfu") is None else f"{r['mfu']:.1%}",
+             "" if r.get("eta_s") is None else duration(r["eta_s"]),
+             str(r["slurm_job_id"] or ""), str(r["wandb_id"] or "")] for r in rows]
     counts = {}
     for r in rows:
         counts[r["state"]] = counts.get(r["state"], 0) + 1
-    return format_table(header, body) + "\n" + ", ".join(f"{n} {s}" for s, n in counts.items())
+    running = [r["eta_s"] for r in rows if r.get("eta_s") is not None]
+    eta = f"; the running rungs finish in {duration(max(running))}" if running else ""
+    return format_table(header, body) + "\n" + ", ".join(f"{n} {s}" for s, n in counts.items()) + eta

@@ -5,6 +5,10 @@ constant learning rate and, at each budget's fork step, forks a cooldown branch 
 branch's validation loss is that budget's result, then the main run continues from its own state. Every other
 schedule runs once to its single budget. Batches, learning rates and cooldowns are pure functions of the step, so a
 run resumed from any checkpoint reproduces the uninterrupted one bitwise on CPU.
+
+A training step never waits for the GPU: the loss stays on the device until a step that logs (every
+`train.log_every`), evaluates or checkpoints reads it, and that read also checks that no loss since the last one
+was NaN or infinite.
 """
 
 from __future__ import annotations
@@ -16,33 +20,34 @@ import json
 import logging
 import math
 import os
-import random
 import signal
 import time
 from contextlib import ExitStack
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from omegaconf import OmegaConf
 
+from ladder import distributed
 from ladder.data import Sampler, TokenData, on_cluster, open_data
+from ladder.device import autocast_for, compile_wanted, pick_device
 from ladder.errors import LadderError, require
-from ladder.device import autocast_for, pick_device
-from ladder.evals.suite import make_suite
 from ladder.evals.scoring import windows_loss
+from ladder.evals.suite import make_suite
 from ladder.hardware import device_peak_flops
 from ladder.model import all_flops_per_token, flops_per_token
 from ladder.model.build import build_model
 from ladder.plan import Plan, Rung, plan_to_dict_for, rung_identity
-from ladder import distributed
+from ladder.rundir import MetricsLog, RunDir, lease
+from ladder.train.batches import DeviceBatches
 from ladder.train.checkpoint import Checkpoints, save_verified
+from ladder.train.loss import FiniteWatch, cross_entropy
 from ladder.train.optim import make_optimizer, set_lr
 from ladder.train.options import check_train_options
 from ladder.train.parallel import Parallel
-from ladder.rundir import MetricsLog, RunDir, lease
+from ladder.train.reporting import Reporter
+from ladder.train.rng import rng_state, set_rng_state
 from ladder.train.schedule import branch_factor, fork_step, lr_factor
-from ladder.train.wandb_log import WandbLogger
+from ladder.train.wandb_log import WandbLogger, wandb_config
 
 log = logging.getLogger("ladder.train")
 EXIT_FAILED, EXIT_INTERRUPTED = 1, 75  # 75 = EX_TEMPFAIL: checkpointed, run the same command again to resume
@@ -54,7 +59,7 @@ class Interrupted(Exception):
 
 def fresh_progress() -> dict:
     """What a checkpoint restores besides the model and optimizer, at the start of a rung."""
-    return {"step": 0, "results": {}, "wall_s": 0.0, "tokens_seen": 0, "work_steps": 0}
+    return {"step": 0, "results": {}, "wall_s": 0.0, "eval_s": 0.0, "tokens_seen": 0, "work_steps": 0}
 
 
 class Trainer:
@@ -86,6 +91,7 @@ class Trainer:
                 f"{self.dist.world_size} ranks; change recipe.micro_batch_sequences or the number of processes")
         self.micro = min(recipe.micro_batch_sequences, share)
         self.sampler = Sampler(self.data, rung.spec.seq_len, recipe.batch_sequences, rung.seed)
+        self.batches = DeviceBatches(self.sampler, self.device, self.dist.rank, self.dist.world_size)
         self.val_windows = self.data.validation_windows(rung.spec.seq_len, int(float(self.tcfg.eval_tokens)))
         self.evals = make_suite(cfg, self.data, rung.spec.seq_len)
 
@@ -119,9 +125,11 @@ class Trainer:
                                                        self.flops_per_token, "loss": None})
                 for label, tokens in self.rung.budgets.items()},
             "steps_done": progress["step"], "main_steps": self.main_end, "tokens_seen": progress["tokens_seen"],
+            "trained_tokens": self.rung.trained_tokens,
             "last_loss": progress.get("last_loss"), "tokens_per_s": progress.get("tokens_per_s"),
-            "mfu": progress.get("mfu"),
-            "wall_time_s": round(progress["wall_s"], 2), "repeat_factor": self.repeat_factor,
+            "mfu": progress.get("mfu"), "eta_s": progress.get("eta_s"),
+            "wall_time_s": round(progress["wall_s"], 2), "eval_time_s": round(progress["eval_s"], 2),
+            "repeat_factor": self.repeat_factor,
             "data_fingerprint": self.data.fingerprint, "identity": self.identity,
             "rung_identity": rung_identity(self.rung), "wandb_id": self.wandb_id,
             "device": str(self.device), "world_size": self.dist.world_size,
@@ -130,34 +138,42 @@ class Trainer:
         }
 
     # -- the pieces of a step -----------------------------------------------------------------------------------
-    def train_step(self, step: int, lr: float) -> tuple[float, float]:
+    def train_step(self, step: int, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step; the loss (this rank's) and the gradient norm stay on the device."""
         set_lr(self.optimizer, lr)
-        x, y = self.sampler.batch(step, self.dist.rank, self.dist.world_size)
-        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        x, y = self.batches.get(step)
         chunks = list(zip(x.split(self.micro), y.split(self.micro)))
         self.optimizer.zero_grad(set_to_none=True)
         total = torch.zeros((), device=self.device)
         for i, (xm, ym) in enumerate(chunks):
-            with self.parallel.sync_context(i == len(chunks) - 1), self.autocast:
-                logits = self.parallel.module(input_ids=xm).logits
-                loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), ym.reshape(-1))
+            with self.parallel.sync_context(i == len(chunks) - 1):
+                with self.autocast:
+                    loss = cross_entropy(self.parallel.module(input_ids=xm).logits, ym)
                 (loss / len(chunks)).backward()
             total += loss.detach() / len(chunks)
         grad_norm = self.parallel.clip(self.rung.recipe.grad_clip)
         self.optimizer.step()
-        loss_value, = distributed.all_reduce_sum([float(total)], self.dist)
-        return loss_value / self.dist.world_size, grad_norm
+        self.batches.prefetch(step + 1)
+        return total, grad_norm
 
-    def evaluate(self) -> dict:
+    def read_loss(self, loss: torch.Tensor) -> float:
+        """The host sync of a logged step: the loss averaged over ranks, after checking every loss since the last
+        read was finite."""
+        self.finite.check(self.dist)
+        value, = distributed.all_reduce_sum([float(loss)], self.dist)
+        return value / self.dist.world_size
+
+    def evaluate(self, progress: dict) -> dict:
         """The validation loss and every eval entry's metrics (`eval/<entry>/<metric>`); eval_s is what they cost."""
+        started = time.time()
         self.model.eval()
         args = (self.parallel.module, self.micro, self.device, self.autocast, self.dist)
         results = {"val_loss": windows_loss(self.parallel.module, self.val_windows, *args[1:])}
         if self.evals:
-            started = time.time()
             results.update({f"eval/{name}": value for name, value in self.evals.run(*args).items()})
-            results["eval_s"] = round(time.time() - started, 3)
         self.model.train()
+        results["eval_s"] = round(time.time() - started, 3)
+        progress["eval_s"] += results["eval_s"]
         return results
 
     def budget_result(self, label: str, step: int, evaluation: dict, fork: int | None = None) -> dict:
@@ -167,7 +183,9 @@ class Trainer:
                   "step": step, **({"fork_step": fork} if fork is not None else {}),
                   "finished_at": round(time.time(), 1),  # when it landed: the report's forecast history
                   "eval": {k.removeprefix("eval/"): v for k, v in evaluation.items() if k.startswith("eval/")}}
-        self.record({"budget": label, "step": step, "tokens": tokens, "flops": result["flops"], **evaluation})
+        if self.dist.is_main:
+            self.reporter.budget(label, {"budget": label, "step": step, "tokens": tokens, "flops": result["flops"],
+                                         **evaluation}, self.progress["work_steps"])
         if self.tcfg.save_budget_models:
             weights = self.parallel.full_model_state()
             if self.dist.is_main:
@@ -182,6 +200,7 @@ class Trainer:
         self.started = now
 
     def checkpoint(self, progress: dict, tag: str = "") -> None:
+        self.finite.check(self.dist)  # never a checkpoint of weights a NaN already reached
         self.fold_wall_time(progress)
         model_state, optimizer_state = self.parallel.full_state(self.optimizer)
         if self.dist.is_main:
@@ -198,18 +217,23 @@ class Trainer:
             self.heartbeat_at = now
             self.run.write_summary(self.summary("running", progress))
 
-    def record(self, record: dict) -> None:
-        self.metrics.write(record)
-        if self.wandb is not None:  # W&B steps must increase: count every optimizer step, branches included
-            self.wandb.log(record, self.progress["work_steps"])
+    def report(self, record: dict, progress: dict) -> None:
+        """A logged step's record: to metrics.jsonl, W&B and the log (rank 0), and its ETA into the summary."""
+        if self.dist.is_main:
+            self.reporter.train(record, progress["work_steps"])
+            progress["eta_s"] = self.reporter.eta_s(progress["work_steps"])
+            self.heartbeat(progress, time.time())
 
-    def _check_stop(self) -> None:
+    def check_stop(self, synced: bool) -> None:
+        """Stop on a signal: at once with one process, at the next sync point (a collective) with several."""
+        if self.dist.enabled and not synced:
+            return
         flag, = distributed.all_reduce_sum([1.0 if self.stop_signal else 0.0], self.dist)
         if flag:
             raise Interrupted(self.stop_signal or "signal on another rank")
 
     # -- the run --------------------------------------------------------------------------------------------------
-    def run_branch(self, label: str, fork: int, progress: dict, bar) -> dict:
+    def run_branch(self, label: str, fork: int, progress: dict) -> dict:
         """Cool down from the main run's state at `fork` to the budget; restore the main state afterwards."""
         recipe, end = self.rung.recipe, self.budget_steps[label]
         snapshot = copy.deepcopy({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()})
@@ -218,31 +242,29 @@ class Trainer:
             for step in range(fork, end):
                 lr = recipe.lr * branch_factor(step, fork, end, recipe.warmup_steps, recipe.schedule)
                 loss, grad_norm = self.train_step(step, lr)
-                self._guard_finite(loss, step)
+                self.finite.see(loss, step)
                 progress["work_steps"] += 1
-                bar.advance()
-                if (step + 1) % int(self.tcfg.log_every) == 0 or step + 1 == end:
-                    self.record({"branch": label, "step": step + 1, "tokens": (step + 1) * recipe.batch_tokens,
-                                 "loss": loss, "lr": lr, "grad_norm": grad_norm})
-                    self.heartbeat(progress, time.time())
-                self._check_stop()
-            result = self.budget_result(label, end, self.evaluate(), fork)
+                self.reporter.advance()
+                logged = (step + 1) % int(self.tcfg.log_every) == 0 or step + 1 == end
+                if logged:
+                    self.report({"branch": label, "step": step + 1, "tokens": (step + 1) * recipe.batch_tokens,
+                                 "loss": self.read_loss(loss), "lr": lr, "grad_norm": float(grad_norm)}, progress)
+                self.check_stop(logged)
+            result = self.budget_result(label, end, self.evaluate(progress), fork)
             self.in_branch = None
         finally:
             self.model.load_state_dict(snapshot["model"])
             self.optimizer.load_state_dict(snapshot["optimizer"])
         return result
 
-    def _guard_finite(self, loss: float, step: int) -> None:
-        if not math.isfinite(loss):
-            raise FloatingPointError(f"loss is {loss} at step {step + 1}")
-
     def train(self) -> int:
         recipe = self.rung.recipe
         torch.manual_seed(self.rung.seed)
         self.model = build_model(self.rung.spec, seed=self.rung.seed).to(self.device)
-        self.parallel = Parallel(self.model, self.dist, self.device, bool(self.tcfg.fsdp), bool(self.tcfg.compile))
+        self.parallel = Parallel(self.model, self.dist, self.device, bool(self.tcfg.fsdp),
+                                 compile_wanted(self.tcfg.compile, self.device))
         self.optimizer = make_optimizer(self.model, recipe, fused=self.device.type == "cuda")
+        self.finite = FiniteWatch(self.device)
         progress = fresh_progress()
         state = Checkpoints(self.run.checkpoints).load_latest()
         if state is not None:
@@ -256,36 +278,26 @@ class Trainer:
         self.metrics.truncate(state["metrics_offset"] if state is not None else 0)
         self.wandb = self._wandb() if self.dist.is_main else None
         self.wandb_id = self.wandb.id if self.wandb is not None else None
+        branch_work = sum(self.budget_steps[label] - fork for fork, label in self.forks.items())
+        self.reporter = Reporter(self.rung.name, self.metrics, self.wandb, self.main_end, self.main_end + branch_work,
+                                 progress["work_steps"], enabled=self.dist.is_main)
         if self.repeat_factor > 1 and self.dist.is_main:
             log.warning("rung %s reads %.2f epochs of the training data (repeat factor %.2f)", self.rung.name,
                         self.repeat_factor, self.repeat_factor)
         if self.dist.is_main:
             self.run.write_summary(self.summary("running", progress))
+            self.reporter.say(f"{'resumed at' if state else 'starting at'} step {progress['step']} of "
+                              f"{self.main_end} (+{branch_work} cooldown steps), {self.rung.eval_points} evaluations "
+                              f"between budgets, on {self.device}" + (" (compiled)" if self.parallel.compiled else ""))
         signals = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
         previous = {sig: signal.signal(sig, self._on_signal) for sig in signals}
         self.started = time.time()
         try:
             return self._loop(progress)
         except Interrupted as why:
-            if self.in_branch is None:  # mid-branch, the fork's checkpoint is where a resume starts the branch over
-                self.checkpoint(progress)
-            else:
-                self.fold_wall_time(progress)
-            if self.dist.is_main:
-                self.run.write_summary(self.summary("interrupted", progress, reason=f"{why}; resumable"))
-                print(f"{self.rung.name}: interrupted ({why}) at step {progress['step']}; checkpoint saved, run the "
-                      f"same command to resume", flush=True)
-            return EXIT_INTERRUPTED
+            return self._stopped(progress, why)
         except FloatingPointError as why:
-            self.fold_wall_time(progress)
-            if self.dist.is_main:
-                self.metrics.write({"step": progress["step"], "failed": str(why)})
-                kept = ("the last good checkpoint is kept" if list(self.run.checkpoints.glob("step_*.pt"))
-                        else "no checkpoint had been written")
-                summary = self.summary("failed", progress, reason=f"{why}; {kept}")
-                self.run.write_summary({**summary, "diverged": True})  # ladder tune: this LR is too high
-                print(f"{self.rung.name}: failed: {why}", flush=True)
-            return EXIT_FAILED
+            return self._diverged(progress, why)
         except BaseException as error:  # a crash, a full disk, a second Ctrl-C: the summary must not say running
             self.fold_wall_time(progress)
             if self.dist.is_main:
@@ -299,9 +311,35 @@ class Trainer:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            self.reporter.close()
             if self.wandb is not None:
                 self.wandb.finish()
             self.metrics.close()
+
+    def _stopped(self, progress: dict, why: Interrupted) -> int:
+        try:
+            if self.in_branch is None:  # mid-branch, the fork's checkpoint is where a resume starts the branch over
+                self.checkpoint(progress)
+            else:
+                self.fold_wall_time(progress)
+        except FloatingPointError as diverged:  # a NaN since the last log: no checkpoint of it
+            return self._diverged(progress, diverged)
+        if self.dist.is_main:
+            self.run.write_summary(self.summary("interrupted", progress, reason=f"{why}; resumable"))
+            print(f"{self.rung.name}: interrupted ({why}) at step {progress['step']}; checkpoint saved, run the "
+                  f"same command to resume", flush=True)
+        return EXIT_INTERRUPTED
+
+    def _diverged(self, progress: dict, why: FloatingPointError) -> int:
+        self.fold_wall_time(progress)
+        if self.dist.is_main:
+            self.metrics.write({"step": progress["step"], "failed": str(why)})
+            kept = ("the last good checkpoint is kept" if list(self.run.checkpoints.glob("step_*.pt"))
+                    else "no checkpoint had been written")
+            summary = self.summary("failed", progress, reason=f"{why}; {kept}")
+            self.run.write_summary({**summary, "diverged": True})  # ladder tune: this LR is too high
+            print(f"{self.rung.name}: failed: {why}", flush=True)
+        return EXIT_FAILED
 
     def _on_signal(self, signum, frame) -> None:
         if signum == signal.SIGINT and self.stop_signal == "SIGINT":
@@ -310,62 +348,60 @@ class Trainer:
 
     def _wandb(self) -> WandbLogger:
         lcfg = self.cfg.logger
-        config = OmegaConf.to_container(self.cfg, resolve=True)
         return WandbLogger(str(lcfg.wandb), f"{self.ladder}-{self.rung.name}-{self.identity[:8]}"[:64],
                            str(lcfg.project), lcfg.entity, self.ladder, self.rung.name,
-                           {**config, "resolved_rung": plan_to_dict_for(self.rung)}, str(self.run.path))
+                           wandb_config(self.cfg, plan_to_dict_for(self.rung), self.rung.counts.to_dict()),
+                           str(self.run.path))
 
     def _loop(self, progress: dict) -> int:
-        from ladder.progress import bar as progress_bar
-
         recipe = self.rung.recipe
         log_every = int(self.tcfg.log_every)
-        eval_every = max(1, self.main_end // max(1, int(self.tcfg.eval_points)))
+        eval_every = max(1, self.main_end // max(1, self.rung.eval_points)) if self.rung.eval_points else None
         checkpoint_every = int(self.tcfg.checkpoint_every)
-        branch_work = sum(self.budget_steps[label] - fork for fork, label in self.forks.items())
-        with progress_bar(self.main_end + branch_work, self.rung.name, unit="steps", enabled=self.dist.is_main,
-                          initial=progress["step"]) as bar:
-            tick = time.time()
-            tokens_at_tick = progress["step"] * recipe.batch_tokens
-            while True:
-                step = progress["step"]
-                label = self.forks.get(step)
-                if label is not None and label not in progress["results"]:
-                    self.checkpoint(progress, tag="fork")
-                    progress["results"][label] = self.run_branch(label, step, progress, bar)
-                    progress["tokens_seen"] += (self.budget_steps[label] - step) * recipe.batch_tokens
-                    self.checkpoint(progress)
-                    tick = time.time()  # throughput counts main-run steps only
-                    continue
-                if step >= self.main_end:
-                    break
-                lr = recipe.lr * lr_factor(step, self.total_steps, recipe.warmup_steps, recipe.schedule)
-                loss, grad_norm = self.train_step(step, lr)
-                self._guard_finite(loss, step)
-                progress.update(step=step + 1, last_loss=loss, work_steps=progress["work_steps"] + 1)
-                progress["tokens_seen"] += recipe.batch_tokens
-                bar.advance()
-                done = step + 1
-                if done % log_every == 0 or done == self.main_end:
-                    now = time.time()
-                    tokens = done * recipe.batch_tokens
-                    speed = (tokens - tokens_at_tick) / max(now - tick, 1e-9)
-                    tick, tokens_at_tick = now, tokens
-                    mfu = model_flops_utilization(speed, self.executed_flops_per_token, self.peak, self.dist.world_size)
-                    progress.update(tokens_per_s=speed, mfu=mfu)
-                    self.record({"step": done, "tokens": tokens, "flops": float(tokens) * self.flops_per_token,
-                                 "loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens_per_s": speed, "mfu": mfu,
-                                 "elapsed_s": progress["wall_s"] + now - self.started})
-                    bar.advance(0, f"loss {loss:.3f}, {speed:,.0f} tokens/s")
-                    self.heartbeat(progress, now)
-                if done % eval_every == 0 and done != self.main_end:
-                    self.record({"step": done, "tokens": done * recipe.batch_tokens, **self.evaluate()})
-                if done % checkpoint_every == 0 and done not in self.forks:
-                    self.checkpoint(progress)
-                self._check_stop()
+        tick = time.time()
+        tokens_at_tick = progress["step"] * recipe.batch_tokens
+        while True:
+            step = progress["step"]
+            label = self.forks.get(step)
+            if label is not None and label not in progress["results"]:
+                self.checkpoint(progress, tag="fork")
+                progress["results"][label] = self.run_branch(label, step, progress)
+                progress["tokens_seen"] += (self.budget_steps[label] - step) * recipe.batch_tokens
+                self.checkpoint(progress)
+                tick = time.time()  # throughput counts main-run steps only
+                continue
+            if step >= self.main_end:
+                break
+            lr = recipe.lr * lr_factor(step, self.total_steps, recipe.warmup_steps, recipe.schedule)
+            loss, grad_norm = self.train_step(step, lr)
+            self.finite.see(loss, step)
+            done = step + 1
+            progress.update(step=done, work_steps=progress["work_steps"] + 1,
+                            tokens_seen=progress["tokens_seen"] + recipe.batch_tokens)
+            self.reporter.advance()
+            logged = done % log_every == 0 or done == self.main_end
+            if logged:
+                loss_value = self.read_loss(loss)  # waits for the GPU: the time below is the steps' own
+                now = time.time()
+                tokens = done * recipe.batch_tokens
+                speed = (tokens - tokens_at_tick) / max(now - tick, 1e-9)
+                mfu = model_flops_utilization(speed, self.executed_flops_per_token, self.peak, self.dist.world_size)
+                progress.update(last_loss=loss_value, tokens_per_s=speed, mfu=mfu)
+                self.report({"step": done, "tokens": tokens, "flops": float(tokens) * self.flops_per_token,
+                             "loss": loss_value, "lr": lr, "grad_norm": float(grad_norm), "tokens_per_s": speed,
+                             "mfu": mfu, "elapsed_s": progress["wall_s"] + now - self.started}, progress)
+            if eval_every and done % eval_every == 0 and done != self.main_end:
+                evaluation = {"step": done, "tokens": done * recipe.batch_tokens, **self.evaluate(progress)}
+                if self.dist.is_main:
+                    self.reporter.evaluation(evaluation, progress["work_steps"])
+            if done % checkpoint_every == 0 and done not in self.forks:
+                self.checkpoint(progress)
+            self.check_stop(logged)
+            if logged or (eval_every and done % eval_every == 0):
+                tick, tokens_at_tick = time.time(), done * recipe.batch_tokens  # evaluations are not training
         if not self.branching:  # the one budget's result is the end of the run
             label = next(iter(self.rung.budgets))
-            progress["results"][label] = self.budget_result(label, self.main_end, self.evaluate())
+            progress["results"][label] = self.budget_result(label, self.main_end, self.evaluate(progress))
         self.checkpoint(progress)
         if self.dist.is_main:
             summary = self.summary("done", progress)
@@ -382,23 +418,6 @@ def model_flops_utilization(tokens_per_s: float, flops_per_token: float, peak_pe
     return tokens_per_s * flops_per_token / (peak_per_gpu * world_size) if peak_per_gpu else None
 
 
-def rng_state() -> dict:
-    """Every RNG's state as tensors and numbers, so a checkpoint loads with torch.load(weights_only=True)."""
-    _, keys, pos, has_gauss, gauss = np.random.get_state()
-    version, python_state, python_gauss = random.getstate()
-    return {"torch": torch.get_rng_state(), "numpy_keys": torch.from_numpy(keys.astype(np.int64)),
-            "numpy": [int(pos), int(has_gauss), float(gauss)], "python_version": version,
-            "python": torch.tensor(python_state, dtype=torch.int64), "python_gauss": python_gauss}
-
-
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    pos, has_gauss, gauss = state["numpy"]
-    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), pos, has_gauss, gauss))
-    random.setstate((state["python_version"], tuple(int(v) for v in state["python"].tolist()),
-                     state["python_gauss"]))
-
-
 def failure_reason(error: BaseException) -> str:
     if isinstance(error, KeyboardInterrupt):
         return "stopped (Ctrl-C twice); resumes from the last checkpoint"
@@ -410,8 +429,11 @@ def failure_reason(error: BaseException) -> str:
 def format_summary(summary: dict) -> str:
     results = ", ".join(f"{label}: {r['loss']:.4f}" for label, r in summary["budgets"].items()
                         if r.get("loss") is not None)
+    evaluation = summary.get("eval_time_s")
+    share = f", {evaluation / summary['wall_time_s']:.0%} of it evaluating" \
+        if evaluation is not None and summary.get("wall_time_s") else ""
     return (f"{summary['rung']}: {summary['status']} - validation loss {results} "
-            f"({summary['tokens_seen'] / 1e6:.2f}M tokens, {summary['wall_time_s']:.0f} s)")
+            f"({summary['tokens_seen'] / 1e6:.2f}M tokens, {summary['wall_time_s']:.0f} s{share})")
 
 
 def train_rung(cfg, plan: Plan, rung: Rung) -> int:

@@ -13,8 +13,9 @@ def check_train_options(tcfg) -> None:
         value = tcfg.get(key)
         require(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
                 f"train.{key}={value!r}: a whole number of at least 1")
-    require(isinstance(tcfg.get("eval_points"), int) and tcfg.eval_points >= 0,
-            f"train.eval_points={tcfg.get('eval_points')!r}: a whole number, 0 or more")
+    check_eval_points(tcfg.get("eval_points"))
+    require(str(tcfg.get("compile")) == "auto" or isinstance(tcfg.get("compile"), bool),
+            f"train.compile={tcfg.get('compile')!r}: use auto (on CUDA), true or false")
     threads = tcfg.get("threads")
     require(str(threads) == "auto" or (isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1),
             f"train.threads={threads!r}: auto, or a whole number of at least 1")
@@ -22,3 +23,8 @@ def check_train_options(tcfg) -> None:
                                               f"(bf16 autocast on CUDA; CPUs train in fp32)")
     require(str(tcfg.get("device")) in ("auto", "cpu", "cuda"), f"train.device={tcfg.get('device')!r}: use auto, "
                                                                  f"cpu or cuda")
+
+
+def check_eval_points(points) -> None:
+    require(str(points) == "auto" or (isinstance(points, int) and not isinstance(points, bool) and points >= 0),
+            f"train.eval_points={points!r}: auto, or a whole number, 0 or more")

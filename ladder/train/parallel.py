@@ -21,6 +21,7 @@ class Parallel:
             for layer in model.model.layers:
                 fully_shard(layer)
             fully_shard(model)
+        self.compiled = compile_model
         module = torch.compile(model) if compile_model else model
         if info.enabled and not self.fsdp:
             from torch.nn.parallel import DistributedDataParallel
@@ -36,9 +37,10 @@ class Parallel:
             return self.module.no_sync()
         return nullcontext()
 
-    def clip(self, max_norm: float) -> float:
+    def clip(self, max_norm: float) -> torch.Tensor:
+        """Clip the gradients; their norm before clipping, left on the device (reading it would wait for the GPU)."""
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
-        return float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
+        return norm.full_tensor() if hasattr(norm, "full_tensor") else norm
 
     def full_state(self, optimizer) -> tuple[dict, dict]:
         """Unsharded model and optimizer state (a collective under FSDP: every rank must call it)."""

@@ -1,6 +1,9 @@
 """W&B logging that can never stop training: offline by itself without a key or a network, every failure a warning.
 
-The run id comes from the rung's identity hash, so every restart of a rung continues the same W&B run.
+The run id comes from the rung's identity hash, so every restart of a rung continues the same W&B run. Charts plot
+against tokens (`define_metric`; `step` is logged too): `train/*` for the main run, `val/loss` and `eval/*` for its
+evaluations, `branch/<budget>/*` for a cooldown branch, `budget/<budget>/*` for a budget's result. The summary's
+`loss` is the last budget's validation loss.
 """
 
 from __future__ import annotations
@@ -44,6 +47,10 @@ class WandbLogger:
             self.run = wandb.init(id=run_id, resume="allow", project=project, entity=entity, group=group, name=name,
                                   config=config, dir=directory, mode=self.mode,
                                   settings=wandb.Settings(init_timeout=60, silent=True, console="off"))
+            self.run.define_metric("tokens")
+            self.run.define_metric("step")
+            for series in SERIES:
+                self.run.define_metric(f"{series}/*", step_metric="tokens")
         except Exception as error:  # noqa: BLE001 - W&B must never stop a rung
             log.warning("W&B disabled for this run: %s", str(error).splitlines()[0] if str(error) else error)
             self.run = None
@@ -65,16 +72,21 @@ class WandbLogger:
         self._guard(lambda: self.run.log(wandb_keys(record), step=step))
 
     def summary(self, summary: dict) -> None:
-        """The whole summary (for `ladder collect from_wandb=`), each budget's results as flat keys, and a table of
-        the budgets, so the run's W&B page reads like its summary.json."""
+        """The whole summary (for `ladder collect from_wandb=`), each budget's results under the names its series
+        has, `loss` the last finished budget's, and a table of the budgets: the run's page reads like summary.json."""
         def update():
             import wandb
             rows = [[label, r.get("tokens"), r.get("flops"), r.get("loss"), r.get("step")]
                     for label, r in summary["budgets"].items()]
-            flat = {f"budget/{label}/{key}": value for label, r in summary["budgets"].items()
-                    for key, value in [("loss", r.get("loss")), ("tokens", r.get("tokens")),
-                                       *(r.get("eval") or {}).items()] if isinstance(value, (int, float))}
-            self.run.summary.update({"ladder/summary": summary, **flat})
+            results = {}
+            for label, r in summary["budgets"].items():
+                if r.get("loss") is not None:
+                    results.update(wandb_keys({"budget": label, "tokens": r.get("tokens"), "val_loss": r["loss"],
+                                               **{f"eval/{k}": v for k, v in (r.get("eval") or {}).items()}}))
+            finished = [r["loss"] for r in summary["budgets"].values() if r.get("loss") is not None]
+            results.pop("tokens", None)
+            self.run.summary.update({"ladder/summary": summary, **results,
+                                     **({"loss": finished[-1]} if finished else {})})
             self.run.log({"budgets": wandb.Table(columns=["budget", "tokens", "flops", "loss", "step"], data=rows)})
         self._guard(update)
 
@@ -83,11 +95,34 @@ class WandbLogger:
         self.run = None
 
 
+SERIES = ("train", "val", "eval", "branch", "budget")
+AXES = ("step", "tokens")
+
+
 def wandb_keys(record: dict) -> dict:
-    """A metrics record as W&B keys: a cooldown branch's under branch/<budget>/, a budget's result under
-    budget/<budget>/, so the main run's loss chart never mixes with them."""
+    """A metrics record as W&B keys, one name per value: a main-run step's under train/, an evaluation's as
+    val/loss and eval/<entry>/<metric>, a cooldown branch's under branch/<budget>/, a budget's result under
+    budget/<budget>/ (val_loss and its evals); step and tokens, the charts' axes, as they are."""
     numbers = {k: v for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    for kind in ("branch", "budget"):
-        if kind in record:
-            return {f"{kind}/{record[kind]}/{k}": v for k, v in numbers.items() if k != "step"}
-    return numbers
+    axes = {k: numbers.pop(k) for k in AXES if k in numbers}
+    if "budget" in record:
+        prefix = f"budget/{record['budget']}/"
+        return {**axes, **{prefix + k.removeprefix("eval/"): v for k, v in numbers.items()}}
+    if "branch" in record:
+        return {**axes, **{f"branch/{record['branch']}/{k}": v for k, v in numbers.items()}}
+    if "val_loss" in numbers:
+        return {**axes, "val/loss": numbers.pop("val_loss"),
+                **{k if k.startswith("eval/") else f"val/{k}": v for k, v in numbers.items()}}
+    return {**axes, **{f"train/{k}": v for k, v in numbers.items()}}
+
+
+def wandb_config(cfg, resolved_rung: dict, counts: dict) -> dict:
+    """What a rung's W&B run is configured with: its own settings (the resolved rung: shape, recipe, budgets,
+    seed; its parameter counts; the data, train, eval and FLOPs settings), not the fit, design or demo sections."""
+    from omegaconf import OmegaConf
+
+    def plain(key):
+        return OmegaConf.to_container(cfg[key], resolve=True) if cfg.get(key) is not None else None
+    return {"ladder": str(cfg.ladder.name), "rung": resolved_rung, "params": counts,
+            "flops_convention": str(cfg.flops_convention), "data": plain("data"), "train": plain("train"),
+            "eval": sorted(plain("eval") or {}), "runs_dir": str(cfg.runs_dir)}
