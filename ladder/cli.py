@@ -31,19 +31,25 @@ COMMANDS = {
     "design": ("ladder.commands:design", "the cheapest ladder that forecasts the target within design.error"),
 }
 
-USAGE = "usage: ladder <command> [key=value ...] [--cfg]\n\ncommands:\n" + "\n".join(
-    f"  {name:<10} {text}" for name, (_, text) in COMMANDS.items()) + (
-    "\n\nOverrides are Hydra's: ladder=olmo target.params=13e9 hardware.gpu=a100 format=json. "
-    "--cfg prints the composed config.")
+HELP = ("-h", "--help")
 
 
 def run(argv: list[str]) -> int:
-    if not argv or argv[0] in ("-h", "--help", "help"):
-        print(USAGE)
+    from ladder import help
+
+    if not argv or argv[0] in (*HELP, "help"):
+        wanted = argv[1] if len(argv) > 1 and argv[0] == "help" else None
+        if wanted is not None and wanted not in COMMANDS:
+            raise LadderError(f"help {wanted}: no such command; use one of {', '.join(COMMANDS)}")
+        print(help.text(wanted) if wanted else help.usage())
         return 0
-    command, overrides = argv[0], ladder_files([a for a in argv[1:] if a != "--cfg"])
+    command = argv[0]
     if command not in COMMANDS:
         raise LadderError(f"unknown command {command!r}; use one of {', '.join(COMMANDS)}")
+    if any(a in HELP for a in argv[1:]):  # before any config is composed: help works whatever else is wrong
+        print(help.text(command))
+        return 0
+    overrides = ladder_files([a for a in argv[1:] if a != "--cfg"])
     if command == "reproduce" and overrides and "=" not in overrides[0]:
         overrides[0] = f"dataset={overrides[0]}"  # `ladder reproduce chinchilla`
     cfg = compose_config(overrides)

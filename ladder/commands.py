@@ -27,12 +27,27 @@ def _plain(node):
 
 
 def demo(cfg, overrides) -> int:
+    """Runs the whole chain offline on the CPU: tokenizes the embedded corpus (this Python's standard library),
+    trains the tiny ladder (four sizes, three budgets each from one WSD-S run per size), fits the Chinchilla law,
+    forecasts a held-out model 3.3x larger than the largest rung with a predictive interval, trains that model, and
+    prints the forecast against the actual. It writes the ladder's report page, runs/tiny/report/index.html.
+    Re-running reuses every finished rung.
+
+    Example: ladder demo
+    """
     from ladder.demo import run_demo
 
     return run_demo(cfg)
 
 
 def plan(cfg, overrides) -> int:
+    """Resolves a ladder into its rungs without training anything: each rung's shape, parameter counts, budgets,
+    tokens, FLOPs, batch, learning rate, steps, GPU-hours and evaluation cost, then the target run and what the
+    ladder costs against it. Warnings (a rung that would repeat its data, a shape that misses its size) come before
+    any job. format=json gives the same as JSON, warnings included.
+
+    Example: ladder plan ladder=olmo target.params=13e9 target.tokens=5e12 hardware.gpu=a100
+    """
     from ladder.plan import format_plan, make_plan, plan_to_dict, with_corpus
 
     fmt = _format(cfg)
@@ -45,6 +60,13 @@ def plan(cfg, overrides) -> int:
 
 
 def prepare(cfg, overrides) -> int:
+    """Tokenizes the corpus `data` names into cached shards with a manifest (token counts, tokenizer, sha256 of
+    every shard, a fingerprint), in parallel pieces that resume when interrupted. A hub corpus is read as far as the
+    ladder's longest rung needs. With hydra/launcher=slurm it is submitted as a job instead, which the sweep's
+    rungs then wait for.
+
+    Example: ladder prepare data=fineweb_edu data.tokenizer.kind=hf data.tokenizer.name=gpt2
+    """
     import time
 
     from ladder.data import load_manifest
@@ -75,6 +97,13 @@ def prepare(cfg, overrides) -> int:
 
 
 def train(cfg, overrides) -> int:
+    """Trains one rung of the ladder into runs_dir/<ladder>/<rung>/: config.yaml, version.json, metrics.jsonl,
+    summary.json, checkpoints and each budget's weights. It resumes from its latest checkpoint, checkpoints and exits
+    75 on SIGTERM or SIGUSR1 (Slurm's warning), and refuses a run directory holding another configuration. Off a
+    terminal (a Slurm log) it prints a line every train.log_every steps and one per evaluation and budget.
+
+    Example: ladder train rung=tiny-14k 'ladder.budgets=[1e5,2e5]' train.log_every=20
+    """
     from ladder.plan import make_plan
     from ladder.train.loop import train_rung
 
@@ -83,6 +112,12 @@ def train(cfg, overrides) -> int:
 
 
 def evaluate(cfg, overrides) -> int:
+    """Scores a finished rung's budgets with the eval entries given (tasks or validation corpora), from each
+    budget's saved weights, and merges the results into its summary.json, metrics.jsonl and W&B run: for rungs
+    trained before a task was added.
+
+    Example: ladder eval rung=tiny-40k 'eval=[next_line]' budget=1xC
+    """
     from ladder.plan import make_plan
     from ladder.train.evaluate import eval_rung
 
@@ -90,6 +125,12 @@ def evaluate(cfg, overrides) -> int:
 
 
 def export(cfg, overrides) -> int:
+    """Writes a finished rung's budget as a transformers model and tokenizer directory, so lm-evaluation-harness
+    (or anything that reads a Hugging Face checkpoint) scores exactly the weights and tokens ladder scores. Only a
+    directory ladder exported may be replaced.
+
+    Example: ladder export rung=tiny-201k budget=2xC out=exports/tiny-201k
+    """
     from ladder.plan import make_plan
     from ladder.train.export import export_rung
 
@@ -99,12 +140,27 @@ def export(cfg, overrides) -> int:
 
 
 def sweep(cfg, overrides) -> int:
+    """Launches every rung that is not done as a Hydra multirun: in this process (the default), as parallel local
+    processes (hydra/launcher=local) or as Slurm jobs (hydra/launcher=slurm, GPUs and time limits from the plan).
+    Done, queued and running rungs are skipped, partial ones resume. The data is prepared first (on Slurm, as a job
+    the rungs depend on). While it waits it prints a line as each rung starts, finishes or fails; submit_only=true
+    returns once the jobs are queued.
+
+    Example: ladder sweep ladder=olmo hydra/launcher=slurm hydra.launcher.partition=gpu submit_only=true
+    """
     from ladder.sweep.run import run_sweep
 
     return run_sweep(cfg, overrides)
 
 
 def status(cfg, overrides) -> int:
+    """One row per rung: its state (pending, queued, running, done, failed, interrupted, or changed: finished with
+    another configuration than the ladder's now), budgets done, the validation loss of its last finished budget,
+    tokens, tokens/s, MFU, ETA, Slurm job and W&B run; then the data's state. report=true also refreshes the
+    ladder's report page from the rungs finished so far.
+
+    Example: ladder status ladder=olmo runs_dir=/scratch/runs
+    """
     from ladder.plan import make_plan
     from ladder.sweep.status import data_status, format_data_status, format_status, rung_status
 
@@ -132,6 +188,12 @@ def status(cfg, overrides) -> int:
 
 
 def report(cfg, overrides) -> int:
+    """Writes the ladder's report, one self-contained HTML page (and report.md): the plan and its cost, every
+    loss curve, the fit and its residuals, the forecast with each part of its interval, the rolling backtest, the
+    task forecast, and the forecast as rungs landed.
+
+    Example: ladder report ladder=tiny
+    """
     from ladder.plan import make_plan
     from ladder.report.ladder_page import write_ladder_report
 
@@ -142,6 +204,13 @@ def report(cfg, overrides) -> int:
 
 
 def fit(cfg, overrides) -> int:
+    """Fits a scaling law to a CSV (runs=FILE.csv) or to the ladder's runs, forecasts its targets with predictive
+    intervals (the coefficients' bootstrap, run-to-run noise and the extrapolation error the rolling backtest
+    measures), and writes fit.json, predictions.csv, plots and a report page to `out`. Runs that finished with
+    another configuration than the ladder's now are left out unless collect.include_changed=true.
+
+    Example: ladder fit runs=runs.csv law=chinchilla target.params=7e9 target.tokens=1.4e12 backtest=rolling
+    """
     from ladder.fit.checks import exclude_runs
     from ladder.fit.forecast import input_columns, load_table, resolve_targets, run_fit
     from ladder.fit.laws import LAWS
@@ -219,6 +288,13 @@ def _ladder_target(cfg, params_column: str) -> dict:
 
 
 def collect(cfg, overrides) -> int:
+    """Gathers run directories (or a W&B project, or a CSV) into one tidy CSV: a row per rung and budget with
+    every parameter count, tokens, FLOPs, loss and eval column; curves=true adds each intermediate evaluation. A rung
+    that finished with another configuration than the ladder's now is left out, and said so, unless
+    collect.include_changed=true.
+
+    Example: ladder collect ladder=olmo runs_dir=/scratch/runs out=olmo.csv
+    """
     from ladder.fit.collect import collect_runs, collect_wandb
     from ladder.fit.table import Table, standard_table
 
@@ -240,6 +316,12 @@ def collect(cfg, overrides) -> int:
 
 
 def reproduce(cfg, overrides) -> int:
+    """Refits published data beside the published fits: chinchilla (Hoffmann et al.'s points, against Epoch AI's
+    and the paper's fits), olmo (the OLMo ladder's two-step forecasts of 13B at 5T tokens), gadre (Gadre et al.'s
+    over-training and error laws).
+
+    Example: ladder reproduce chinchilla
+    """
     datasets = {"chinchilla": _reproduce_chinchilla, "olmo": _reproduce_olmo, "gadre": _reproduce_gadre}
     require(cfg.dataset in datasets, f"dataset={cfg.dataset}: use one of {', '.join(datasets)}")
     return datasets[str(cfg.dataset)](cfg)
@@ -330,6 +412,12 @@ def _reproduce_gadre(cfg) -> int:
 
 
 def design(cfg, overrides) -> int:
+    """Searches candidate ladders (largest rung, number of sizes, budgets, seeds, recipes) by simulating each one's
+    forecast of the target under a prior law, prints the frontier of cost against forecast error, and writes the
+    cheapest ladder that meets design.error as a ladder YAML (then: ladder plan ladder=THAT_FILE).
+
+    Example: ladder design target.params=7e9 target.tokens=1.4e12 design.error=0.03 out=designs/7b
+    """
     from ladder.config import CONF_DIR, compose_config
     from ladder.design.prior import load_prior
     from ladder.fit.calibrate import IntervalOptions
@@ -367,6 +455,12 @@ def design(cfg, overrides) -> int:
 
 
 def tune(cfg, overrides) -> int:
+    """Sweeps the learning rate (and on request the batch, warmup and beta2) at the ladder's smallest sizes, fits
+    LR_opt(N, D) with intervals, and writes a tuned recipe YAML with a report. The runs go through the sweep's
+    launcher; run the same command again once they are done to fit.
+
+    Example: ladder tune ladder=tiny tune.sizes=[tiny-14k,tiny-40k] hydra/launcher=local
+    """
     from ladder.config import CONF_DIR, compose_config
     from ladder.io import atomic_write_json
     from ladder.tune.grid import TuneOptions

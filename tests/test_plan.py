@@ -52,7 +52,10 @@ def test_target_and_hardware_overrides(run_cli):
     base = plan_json(run_cli, "ladder=olmo")
     data = plan_json(run_cli, "ladder=olmo", "target.params=13e9", "target.tokens=5e12", "hardware.gpu=a100",
                      "hardware.mfu=0.5")
-    assert abs(data["target"]["params"] / 13e9 - 1) < 0.05 and data["target"]["tokens"] == 5e12
+    target = data["target"]  # 13e9 on the OLMo ladder is OLMo's 13B preset, in OLMo's count, named by it
+    assert target["name"] == "olmo-13b" and target["shape_from"].startswith("preset olmo-13b")
+    assert target["shape"]["d_model"] == 5120 and target["shape"]["n_layers"] == 40 and target["tokens"] == 5e12
+    assert abs(target["olmo_params"] / 13.2e9 - 1) < 0.01
     assert data["hardware"] == {"gpu": "a100", "mfu": 0.5, "gpu_hours_from": "porian"}
     h100, a100 = base["rungs"][0]["gpu_hours"], data["rungs"][0]["gpu_hours"]
     assert a100 / h100 == pytest.approx((989.4 * 0.4) / (312 * 0.5))
@@ -116,3 +119,19 @@ def test_console_script_exit_code(tmp_path):
                             text=True, cwd=tmp_path)
     assert result.returncode == 2 and result.stderr.startswith("error: ladder=nope")
     assert not any(tmp_path.iterdir())  # composing a config writes nothing (no outputs/ dir)
+
+
+def test_a_target_without_a_preset_of_its_size_is_named_by_it(run_cli):
+    data = plan_json(run_cli, "ladder=olmo", "target.params=3e9", "target.tokens=5e12")
+    assert data["target"]["name"] == "3B" and data["target"]["shape_from"] == "shape rule for 3e+09 params"
+    data = plan_json(run_cli, "ladder=olmo", "target.params=13e9", "target.tokens=5e12", "target.name=big")
+    assert data["target"]["name"] == "big"  # a name given wins
+    code, _, err = run_cli("plan", "target.name=../x")
+    assert code == 2 and "target.name='../x': use a plain name" in err
+
+
+def test_plan_json_carries_the_warnings_the_table_prints(run_cli):
+    code, table, _ = run_cli("plan", "ladder=olmo")
+    warnings = plan_json(run_cli, "ladder=olmo")["warnings"]
+    assert warnings and all(f"warning: {w}" in table for w in warnings)
+    assert any("reads data=stdlib's training split" in w for w in warnings)

@@ -116,6 +116,21 @@ def test_ladder_report_puts_each_warning_by_what_it_is_about(tmp_path, run_cli):
     assert (runs / "tiny" / "report" / "report.md").read_text().count("## ") == 6
 
 
+def test_a_report_after_ladder_eval_reads_its_task_scores(tmp_path, run_cli):
+    """`ladder eval` appends a budget's task scores without a validation loss: the curves read past them."""
+    runs = tmp_path / "runs"
+    plan = make_plan(compose_config(ladder_overrides(runs)))
+    for rung in plan.rungs[:3]:
+        write_rung(runs, plan, rung)
+    metrics = runs / "tiny" / "tiny-40k" / "metrics.jsonl"
+    with metrics.open("a") as f:
+        f.write(json.dumps({"budget": "2xC", "step": 10, "tokens": 100, "flops": 1e6, "eval/next_line/acc": 0.3,
+                            "eval_s": 0.1, "source": "ladder eval"}) + "\n")
+    code, out, err = run_cli("report", *ladder_overrides(runs))
+    assert code == 0 and "Traceback" not in err, err
+    assert '<section id="curves">' in (runs / "tiny" / "report" / "index.html").read_text()
+
+
 def test_history_refits_only_what_is_new(tmp_path, monkeypatch):
     import ladder.report.history as history
     from ladder.report.ladder_page import write_ladder_report

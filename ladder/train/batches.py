@@ -8,6 +8,19 @@ from __future__ import annotations
 import torch
 
 from ladder.data import Sampler
+from ladder.errors import require
+from ladder.recipe import Recipe
+
+
+def micro_batch(recipe: Recipe, world_size: int) -> int:
+    """Sequences per micro-batch on each rank: the recipe's, or this rank's whole share when that is smaller; the
+    share must split into equal micro-batches (gradient accumulation averages them)."""
+    share = recipe.batch_sequences // world_size
+    micro = min(recipe.micro_batch_sequences, share)
+    require(recipe.batch_sequences % world_size == 0 and share % micro == 0,
+            f"recipe: a batch of {recipe.batch_sequences} sequences does not split into equal micro-batches over "
+            f"{world_size} ranks; change recipe.micro_batch_sequences or the number of processes")
+    return micro
 
 
 class DeviceBatches:

@@ -7,8 +7,8 @@ schedule runs once to its single budget. Batches, learning rates and cooldowns a
 run resumed from any checkpoint reproduces the uninterrupted one bitwise on CPU.
 
 A training step never waits for the GPU: the loss stays on the device until a step that logs (every
-`train.log_every`), evaluates or checkpoints reads it, and that read also checks that no loss since the last one
-was NaN or infinite.
+`train.log_every`) or checkpoints reads it, and that read also checks that no loss since the last one was NaN or
+infinite.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import errno
 import hashlib
 import json
 import logging
-import math
 import os
 import signal
 import time
@@ -38,15 +37,15 @@ from ladder.model import all_flops_per_token, flops_per_token
 from ladder.model.build import build_model
 from ladder.plan import Plan, Rung, plan_to_dict_for, rung_identity
 from ladder.rundir import MetricsLog, RunDir, lease
-from ladder.train.batches import DeviceBatches
+from ladder.train.batches import DeviceBatches, micro_batch
 from ladder.train.checkpoint import Checkpoints, save_verified
-from ladder.train.loss import FiniteWatch, cross_entropy
+from ladder.train.loss import FiniteWatch, loss_function
 from ladder.train.optim import make_optimizer, set_lr
 from ladder.train.options import check_train_options
 from ladder.train.parallel import Parallel
-from ladder.train.reporting import Reporter
+from ladder.train.reporting import Reporter, model_flops_utilization
 from ladder.train.rng import rng_state, set_rng_state
-from ladder.train.schedule import branch_factor, fork_step, lr_factor
+from ladder.train.schedule import branch_factor, lr_factor, run_steps
 from ladder.train.wandb_log import WandbLogger, wandb_config
 
 log = logging.getLogger("ladder.train")
@@ -84,35 +83,17 @@ class Trainer:
                 f"ladder.vocab_size={rung.spec.vocab_size} is smaller than the tokenizer's vocabulary "
                 f"({self.data.vocab_size}); set ladder.vocab_size={self.data.vocab_size} or change data.tokenizer")
         recipe = rung.recipe
-        share = recipe.batch_sequences // self.dist.world_size
-        require(recipe.batch_sequences % self.dist.world_size == 0 and share % min(recipe.micro_batch_sequences,
-                                                                                   share) == 0,
-                f"recipe: a batch of {recipe.batch_sequences} sequences does not split into equal micro-batches over "
-                f"{self.dist.world_size} ranks; change recipe.micro_batch_sequences or the number of processes")
-        self.micro = min(recipe.micro_batch_sequences, share)
+        self.micro = micro_batch(recipe, self.dist.world_size)
         self.sampler = Sampler(self.data, rung.spec.seq_len, recipe.batch_sequences, rung.seed)
         self.batches = DeviceBatches(self.sampler, self.device, self.dist.rank, self.dist.world_size)
         self.val_windows = self.data.validation_windows(rung.spec.seq_len, int(float(self.tcfg.eval_tokens)))
         self.evals = make_suite(cfg, self.data, rung.spec.seq_len)
-
-        self.budget_steps = {label: tokens // recipe.batch_tokens for label, tokens in rung.budgets.items()}
-        self.total_steps = max(self.budget_steps.values())
-        self.branching = recipe.branches_budgets
-        self.forks = {fork_step(s, recipe.schedule): label for label, s in self.budget_steps.items()} \
-            if self.branching else {}
-        self.main_end = max(self.forks) if self.branching else self.total_steps
+        self.steps = run_steps(rung.budgets, recipe.batch_tokens, recipe.schedule, recipe.branches_budgets)
         self.flops_per_token = rung.flops_per_token  # the plan's convention, for records and results
-        self.executed_flops_per_token = flops_per_token(rung.spec, "porian")  # for MFU
+        self.executed_flops_per_token = flops_per_token(rung.spec, "porian")  # for MFU, against one GPU's peak
         self.peak = device_peak_flops(torch.cuda.get_device_name()) if self.device.type == "cuda" else None
         self.repeat_factor = self.sampler.repeat_factor(self.rung.tokens)
-        self.identity = self._identity()
-
-    # -- identity and files ------------------------------------------------------------------------------------
-    def _identity(self) -> str:
-        resolved = plan_to_dict_for(self.rung)
-        key = {"rung": resolved, "data": self.data.fingerprint, "dtype": str(self.tcfg.dtype),
-               "device": self.device.type, "fsdp": bool(self.tcfg.fsdp)}
-        return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+        self.identity = run_identity(rung, self.data.fingerprint, self.tcfg, self.device)
 
     def summary(self, status: str, progress: dict, reason: str | None = None) -> dict:
         counts = self.rung.counts
@@ -124,8 +105,8 @@ class Trainer:
                 label: progress["results"].get(label, {"tokens": tokens, "flops": float(tokens) *
                                                        self.flops_per_token, "loss": None})
                 for label, tokens in self.rung.budgets.items()},
-            "steps_done": progress["step"], "main_steps": self.main_end, "tokens_seen": progress["tokens_seen"],
-            "trained_tokens": self.rung.trained_tokens,
+            "steps_done": progress["step"], "main_steps": self.steps.main_end,
+            "tokens_seen": progress["tokens_seen"], "trained_tokens": self.rung.trained_tokens,
             "last_loss": progress.get("last_loss"), "tokens_per_s": progress.get("tokens_per_s"),
             "mfu": progress.get("mfu"), "eta_s": progress.get("eta_s"),
             "wall_time_s": round(progress["wall_s"], 2), "eval_time_s": round(progress["eval_s"], 2),
@@ -148,20 +129,13 @@ class Trainer:
         for i, (xm, ym) in enumerate(chunks):
             with self.parallel.sync_context(i == len(chunks) - 1):
                 with self.autocast:
-                    loss = cross_entropy(self.parallel.module(input_ids=xm).logits, ym)
+                    loss = self.loss(self.parallel.module(input_ids=xm).logits, ym)
                 (loss / len(chunks)).backward()
             total += loss.detach() / len(chunks)
         grad_norm = self.parallel.clip(self.rung.recipe.grad_clip)
         self.optimizer.step()
         self.batches.prefetch(step + 1)
         return total, grad_norm
-
-    def read_loss(self, loss: torch.Tensor) -> float:
-        """The host sync of a logged step: the loss averaged over ranks, after checking every loss since the last
-        read was finite."""
-        self.finite.check(self.dist)
-        value, = distributed.all_reduce_sum([float(loss)], self.dist)
-        return value / self.dist.world_size
 
     def evaluate(self, progress: dict) -> dict:
         """The validation loss and every eval entry's metrics (`eval/<entry>/<metric>`); eval_s is what they cost."""
@@ -183,9 +157,8 @@ class Trainer:
                   "step": step, **({"fork_step": fork} if fork is not None else {}),
                   "finished_at": round(time.time(), 1),  # when it landed: the report's forecast history
                   "eval": {k.removeprefix("eval/"): v for k, v in evaluation.items() if k.startswith("eval/")}}
-        if self.dist.is_main:
-            self.reporter.budget(label, {"budget": label, "step": step, "tokens": tokens, "flops": result["flops"],
-                                         **evaluation}, self.progress["work_steps"])
+        self.reporter.budget(label, {"budget": label, "step": step, "tokens": tokens, "flops": result["flops"],
+                                     **evaluation}, self.progress["work_steps"])
         if self.tcfg.save_budget_models:
             weights = self.parallel.full_model_state()
             if self.dist.is_main:
@@ -210,19 +183,13 @@ class Trainer:
             Checkpoints(self.run.checkpoints, int(self.tcfg.keep_checkpoints)).save(state, progress["step"], tag)
             self.run.write_summary(self.summary("running", progress))
         distributed.barrier(self.dist)
+        self.reporter.pause_ends(progress["work_steps"])  # throughput counts training, not saving
 
     def heartbeat(self, progress: dict, now: float) -> None:
         """Rewrite the running summary (its lease's heartbeat) at most once a minute, between checkpoints."""
         if self.dist.is_main and now - self.heartbeat_at > 60:
             self.heartbeat_at = now
             self.run.write_summary(self.summary("running", progress))
-
-    def report(self, record: dict, progress: dict) -> None:
-        """A logged step's record: to metrics.jsonl, W&B and the log (rank 0), and its ETA into the summary."""
-        if self.dist.is_main:
-            self.reporter.train(record, progress["work_steps"])
-            progress["eta_s"] = self.reporter.eta_s(progress["work_steps"])
-            self.heartbeat(progress, time.time())
 
     def check_stop(self, synced: bool) -> None:
         """Stop on a signal: at once with one process, at the next sync point (a collective) with several."""
@@ -232,24 +199,40 @@ class Trainer:
         if flag:
             raise Interrupted(self.stop_signal or "signal on another rank")
 
+    def step(self, step: int, lr: float, progress: dict, branch: str | None = None, last: bool = False) -> None:
+        """One optimizer step of the main run (or of `branch`'s cooldown) and its bookkeeping. Every log_every
+        steps, and at the last, it reads the loss back (the one sync) and reports it."""
+        loss, grad_norm = self.train_step(step, lr)
+        self.finite.see(loss, step)
+        done, batch_tokens = step + 1, self.rung.recipe.batch_tokens
+        progress["work_steps"] += 1
+        if branch is None:
+            progress.update(step=done, tokens_seen=progress["tokens_seen"] + batch_tokens)
+        self.reporter.advance()
+        logged = done % int(self.tcfg.log_every) == 0 or last
+        if logged:  # the one host sync: every loss since the last one finite, this one averaged over ranks
+            self.finite.check(self.dist)
+            loss_sum, = distributed.all_reduce_sum([float(loss)], self.dist)
+            tokens, elapsed_s = done * batch_tokens, progress["wall_s"] + time.time() - self.started
+            record = self.reporter.train({**({"branch": branch} if branch else {}), "step": done, "tokens": tokens,
+                                          "flops": float(tokens) * self.flops_per_token, "lr": lr,
+                                          "loss": loss_sum / self.dist.world_size, "grad_norm": float(grad_norm),
+                                          "elapsed_s": elapsed_s}, progress["work_steps"])
+            progress.update(last_loss=record["loss"], tokens_per_s=record["tokens_per_s"], mfu=record["mfu"],
+                            eta_s=self.reporter.eta_s(progress["work_steps"]))
+            self.heartbeat(progress, time.time())
+        self.check_stop(logged)
+
     # -- the run --------------------------------------------------------------------------------------------------
     def run_branch(self, label: str, fork: int, progress: dict) -> dict:
         """Cool down from the main run's state at `fork` to the budget; restore the main state afterwards."""
-        recipe, end = self.rung.recipe, self.budget_steps[label]
+        recipe, end = self.rung.recipe, self.steps.budgets[label]
         snapshot = copy.deepcopy({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()})
         self.in_branch = label
         try:
             for step in range(fork, end):
                 lr = recipe.lr * branch_factor(step, fork, end, recipe.warmup_steps, recipe.schedule)
-                loss, grad_norm = self.train_step(step, lr)
-                self.finite.see(loss, step)
-                progress["work_steps"] += 1
-                self.reporter.advance()
-                logged = (step + 1) % int(self.tcfg.log_every) == 0 or step + 1 == end
-                if logged:
-                    self.report({"branch": label, "step": step + 1, "tokens": (step + 1) * recipe.batch_tokens,
-                                 "loss": self.read_loss(loss), "lr": lr, "grad_norm": float(grad_norm)}, progress)
-                self.check_stop(logged)
+                self.step(step, lr, progress, branch=label, last=step + 1 == end)
             result = self.budget_result(label, end, self.evaluate(progress), fork)
             self.in_branch = None
         finally:
@@ -264,7 +247,7 @@ class Trainer:
         self.parallel = Parallel(self.model, self.dist, self.device, bool(self.tcfg.fsdp),
                                  compile_wanted(self.tcfg.compile, self.device))
         self.optimizer = make_optimizer(self.model, recipe, fused=self.device.type == "cuda")
-        self.finite = FiniteWatch(self.device)
+        self.loss, self.finite = loss_function(self.parallel.compiled), FiniteWatch(self.device)
         progress = fresh_progress()
         state = Checkpoints(self.run.checkpoints).load_latest()
         if state is not None:
@@ -278,17 +261,19 @@ class Trainer:
         self.metrics.truncate(state["metrics_offset"] if state is not None else 0)
         self.wandb = self._wandb() if self.dist.is_main else None
         self.wandb_id = self.wandb.id if self.wandb is not None else None
-        branch_work = sum(self.budget_steps[label] - fork for fork, label in self.forks.items())
-        self.reporter = Reporter(self.rung.name, self.metrics, self.wandb, self.main_end, self.main_end + branch_work,
-                                 progress["work_steps"], enabled=self.dist.is_main)
+        steps = self.steps
+        self.reporter = Reporter(self.rung.name, self.metrics, self.wandb, steps.main_end, steps.main_end +
+                                 steps.branch_work, progress["work_steps"], recipe.batch_tokens, lambda speed:
+                                 model_flops_utilization(speed, self.executed_flops_per_token, self.peak,
+                                                         self.dist.world_size), enabled=self.dist.is_main)
         if self.repeat_factor > 1 and self.dist.is_main:
             log.warning("rung %s reads %.2f epochs of the training data (repeat factor %.2f)", self.rung.name,
                         self.repeat_factor, self.repeat_factor)
         if self.dist.is_main:
             self.run.write_summary(self.summary("running", progress))
-            self.reporter.say(f"{'resumed at' if state else 'starting at'} step {progress['step']} of "
-                              f"{self.main_end} (+{branch_work} cooldown steps), {self.rung.eval_points} evaluations "
-                              f"between budgets, on {self.device}" + (" (compiled)" if self.parallel.compiled else ""))
+        self.reporter.say(f"{'resumed at' if state else 'starting at'} step {progress['step']} of {steps.main_end} "
+                          f"(+{steps.branch_work} cooldown steps), {self.rung.eval_points} evaluations between "
+                          f"budgets, on {self.device}" + (" (compiled)" if self.parallel.compiled else ""))
         signals = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
         previous = {sig: signal.signal(sig, self._on_signal) for sig in signals}
         self.started = time.time()
@@ -355,53 +340,29 @@ class Trainer:
 
     def _loop(self, progress: dict) -> int:
         recipe = self.rung.recipe
-        log_every = int(self.tcfg.log_every)
-        eval_every = max(1, self.main_end // max(1, self.rung.eval_points)) if self.rung.eval_points else None
-        checkpoint_every = int(self.tcfg.checkpoint_every)
-        tick = time.time()
-        tokens_at_tick = progress["step"] * recipe.batch_tokens
+        eval_every = max(1, self.steps.main_end // self.rung.eval_points) if self.rung.eval_points else None
         while True:
             step = progress["step"]
-            label = self.forks.get(step)
+            label = self.steps.forks.get(step)
             if label is not None and label not in progress["results"]:
                 self.checkpoint(progress, tag="fork")
                 progress["results"][label] = self.run_branch(label, step, progress)
-                progress["tokens_seen"] += (self.budget_steps[label] - step) * recipe.batch_tokens
+                progress["tokens_seen"] += (self.steps.budgets[label] - step) * recipe.batch_tokens
                 self.checkpoint(progress)
-                tick = time.time()  # throughput counts main-run steps only
                 continue
-            if step >= self.main_end:
+            if step >= self.steps.main_end:
                 break
-            lr = recipe.lr * lr_factor(step, self.total_steps, recipe.warmup_steps, recipe.schedule)
-            loss, grad_norm = self.train_step(step, lr)
-            self.finite.see(loss, step)
+            lr = recipe.lr * lr_factor(step, self.steps.total, recipe.warmup_steps, recipe.schedule)
+            self.step(step, lr, progress, last=step + 1 == self.steps.main_end)
             done = step + 1
-            progress.update(step=done, work_steps=progress["work_steps"] + 1,
-                            tokens_seen=progress["tokens_seen"] + recipe.batch_tokens)
-            self.reporter.advance()
-            logged = done % log_every == 0 or done == self.main_end
-            if logged:
-                loss_value = self.read_loss(loss)  # waits for the GPU: the time below is the steps' own
-                now = time.time()
-                tokens = done * recipe.batch_tokens
-                speed = (tokens - tokens_at_tick) / max(now - tick, 1e-9)
-                mfu = model_flops_utilization(speed, self.executed_flops_per_token, self.peak, self.dist.world_size)
-                progress.update(last_loss=loss_value, tokens_per_s=speed, mfu=mfu)
-                self.report({"step": done, "tokens": tokens, "flops": float(tokens) * self.flops_per_token,
-                             "loss": loss_value, "lr": lr, "grad_norm": float(grad_norm), "tokens_per_s": speed,
-                             "mfu": mfu, "elapsed_s": progress["wall_s"] + now - self.started}, progress)
-            if eval_every and done % eval_every == 0 and done != self.main_end:
-                evaluation = {"step": done, "tokens": done * recipe.batch_tokens, **self.evaluate(progress)}
-                if self.dist.is_main:
-                    self.reporter.evaluation(evaluation, progress["work_steps"])
-            if done % checkpoint_every == 0 and done not in self.forks:
+            if eval_every and done % eval_every == 0 and done != self.steps.main_end:
+                self.reporter.evaluation({"step": done, "tokens": done * recipe.batch_tokens,
+                                          **self.evaluate(progress)}, progress["work_steps"])
+            if done % int(self.tcfg.checkpoint_every) == 0 and done not in self.steps.forks:
                 self.checkpoint(progress)
-            self.check_stop(logged)
-            if logged or (eval_every and done % eval_every == 0):
-                tick, tokens_at_tick = time.time(), done * recipe.batch_tokens  # evaluations are not training
-        if not self.branching:  # the one budget's result is the end of the run
+        if not self.steps.forks:  # the one budget's result is the end of the run
             label = next(iter(self.rung.budgets))
-            progress["results"][label] = self.budget_result(label, self.main_end, self.evaluate(progress))
+            progress["results"][label] = self.budget_result(label, self.steps.main_end, self.evaluate(progress))
         self.checkpoint(progress)
         if self.dist.is_main:
             summary = self.summary("done", progress)
@@ -412,10 +373,11 @@ class Trainer:
         return 0
 
 
-def model_flops_utilization(tokens_per_s: float, flops_per_token: float, peak_per_gpu: float | None,
-                            world_size: int) -> float | None:
-    """MFU per GPU: tokens_per_s counts every rank's tokens, so it is against world_size GPUs' peak."""
-    return tokens_per_s * flops_per_token / (peak_per_gpu * world_size) if peak_per_gpu else None
+def run_identity(rung: Rung, data_fingerprint: str, tcfg, device: torch.device) -> str:
+    """What a checkpoint must match to be resumed: the rung, its data, and how it computes (dtype, device, FSDP)."""
+    key = {"rung": plan_to_dict_for(rung), "data": data_fingerprint, "dtype": str(tcfg.dtype), "device": device.type,
+           "fsdp": bool(tcfg.fsdp)}
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def failure_reason(error: BaseException) -> str:

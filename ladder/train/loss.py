@@ -1,9 +1,10 @@
 """Next-token cross-entropy in fp32 that never holds fp32 logits for a whole micro-batch.
 
 `F.cross_entropy(logits.float())` keeps an fp32 copy of the logits and an fp32 log-softmax for backward: at a
-100k vocabulary and 8k tokens per micro-batch that is 6.6 GB beside the 1.6 GB of bf16 logits. Here the loss and
-its gradient are computed together, a chunk of tokens at a time in fp32, and only the gradient (in the logits'
-dtype) is kept for backward. Small vocabularies, where this saves nothing, take the plain path.
+100k vocabulary and 8k tokens per micro-batch that is 6.6 GB beside the 1.6 GB of bf16 logits. Compiled, Inductor
+fuses the upcast away; eager, the loss and its gradient are computed together here, a chunk of tokens at a time in
+fp32, and only the gradient (in the logits' dtype) is kept for backward. Small vocabularies, where chunks would save
+nothing, take the plain path. A `FiniteWatch` notes a NaN without reading the loss back every step.
 """
 
 from __future__ import annotations
@@ -39,12 +40,22 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
         return (grad * grad_output.to(grad.dtype)).view(ctx.shape), None, None
 
 
+def upcast_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1))
+
+
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, chunk_elements: int = CHUNK_ELEMENTS) -> torch.Tensor:
     """Mean next-token loss in fp32 over every position of `logits` [..., vocab] against `targets` [...]."""
     chunk_tokens = max(1, chunk_elements // logits.size(-1))
     if targets.numel() <= chunk_tokens:
-        return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1))
+        return upcast_cross_entropy(logits, targets)
     return _ChunkedCrossEntropy.apply(logits, targets, chunk_tokens)
+
+
+def loss_function(compiled: bool):
+    """The training loss: compiled beside a compiled model (Inductor fuses the upcast into the softmax and its
+    gradient, so fp32 logits never exist, as OLMo-core's compiled loss does), else the chunked one."""
+    return torch.compile(upcast_cross_entropy) if compiled else cross_entropy
 
 
 class FiniteWatch:

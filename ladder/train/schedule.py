@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 
 def warmup_factor(step: int, warmup_steps: int) -> float:
@@ -57,3 +58,27 @@ def branch_factor(step: int, fork_step: int, budget_steps: int, warmup_steps: in
 def fork_step(budget_steps: int, schedule: dict) -> int:
     """Where the branch for a budget leaves the main run, so that the branch ends exactly at the budget."""
     return budget_steps - cooldown_length(budget_steps, schedule)
+
+
+@dataclass
+class RunSteps:
+    """Where a rung's run goes, in optimizer steps: each budget's last step, the step its cooldown branch forks
+    at (WSD-S: the main run holds its rate and ends at the last fork), and where the main run ends."""
+
+    budgets: dict[str, int]
+    forks: dict[int, str]  # fork step -> budget; empty where the schedule decays to its one budget
+    main_end: int
+
+    @property
+    def total(self) -> int:
+        return max(self.budgets.values())
+
+    @property
+    def branch_work(self) -> int:
+        return sum(self.budgets[label] - fork for fork, label in self.forks.items())
+
+
+def run_steps(budgets: dict[str, int], batch_tokens: int, schedule: dict, branching: bool) -> RunSteps:
+    steps = {label: tokens // batch_tokens for label, tokens in budgets.items()}
+    forks = {fork_step(s, schedule): label for label, s in steps.items()} if branching else {}
+    return RunSteps(steps, forks, max(forks) if forks else max(steps.values()))
