@@ -135,18 +135,18 @@ def test_ladder_eval_refuses_a_corrupt_budget_model_and_other_data(trained, file
     assert code == 2 and "data: differs from the data tiny-14k was trained on" in err
 
 
-def test_collect_and_two_step_fit_read_the_eval_columns(trained, run_cli, tmp_path):
+def test_collect_and_two_step_fit_read_the_eval_columns(files, trained, run_cli, tmp_path):
     from ladder.fit.table import Table
 
     out = tmp_path / "table.csv"
-    code, _, err = run_cli("collect", f"runs_dir={trained}", f"out={out}", "curves=true")
+    code, _, err = run_cli("collect", *overrides(files, trained), f"out={out}", "curves=true")
     assert code == 0, err
     table = Table.read_csv(out)
     assert {"eval/hellaswag/acc", "eval/hellaswag/bpb", "eval/prose/loss", "final"} <= set(table.columns)
     assert (table["final"] == 1).sum() == 6 and (table["final"] == 0).sum() >= 4
 
     fit_dir = tmp_path / "fit"
-    code, out_text, err = run_cli("fit", f"runs_dir={trained}", "law=two_step", "law.task=hellaswag",
+    code, out_text, err = run_cli("fit", *overrides(files, trained), "law=two_step", "law.task=hellaswag",
                                   f"out={fit_dir}", "bootstrap.n=20", "plots=false", "format=json")
     assert code == 0, err
     result = json.loads(out_text)

@@ -3,6 +3,7 @@ requeue mid-run, and a crashing rung. Skipped, with the reason, where the cluste
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -55,9 +56,16 @@ def wait_for(predicate, timeout=300, every=0.5):
 def test_submitit_sweep_of_three_rungs_completes_and_collects(cluster, tmp_path):
     runs = tmp_path / "runs"
     result = ladder(cluster, "sweep", f"runs_dir={runs}", "rungs=[tiny-14k,tiny-40k,tiny-111k]",
-                    "ladder.budgets=[1e4,2e4]", "hydra/launcher=slurm", *TINY)
+                    "ladder.budgets=[1e4,2e4]", "hydra/launcher=slurm", "sweep.poll_s=0.5", "train.log_every=2", *TINY)
     assert result.returncode == 0, result.stderr[-3000:]
-    collected = ladder(cluster, "collect", f"runs_dir={runs}", f"out={tmp_path / 't.csv'}")
+    logs = {path: path.read_text() for path in (runs / "tiny" / ".sweep").glob("**/.submitit/**/*_log.out")}
+    for rung in ("tiny-14k", "tiny-40k", "tiny-111k"):  # each job's Slurm log: a line per log_every, per budget
+        log = next(text for text in logs.values() if f" {rung} starting at step 0" in text)
+        assert re.search(rf" {rung} step 2/\d+ \| [\d.]+k tokens \| loss \d\.\d{{4}} \| .* ETA ", log), log[-2000:]
+        assert f" {rung} budget 20k done at step " in log and f"{rung}: done - validation loss" in log
+        assert re.search(rf" sweep tiny: {rung} done: validation loss ", result.stdout)
+    collected = ladder(cluster, "collect", f"runs_dir={runs}", f"out={tmp_path / 't.csv'}", "ladder.budgets=[1e4,2e4]",
+                       *TINY)
     assert collected.returncode == 0 and "collected 6 rows" in collected.stdout
     assert all(summary(runs, r)["slurm_job_id"] for r in ("tiny-14k", "tiny-40k", "tiny-111k"))
 
@@ -85,9 +93,12 @@ def test_sbatch_array_template(cluster, tmp_path):
                              f"--output={tmp_path}/slurm-%A_%a.out", str(ROOT / "slurm" / "ladder_array.sbatch")],
                             capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
     assert submit.returncode == 0, submit.stderr + "".join(p.read_text() for p in tmp_path.glob("slurm-*.out"))
+    logs = "".join(p.read_text() for p in tmp_path.glob("slurm-*.out"))
     for rung in ("tiny-14k", "tiny-40k", "tiny-111k"):
         assert summary(runs, rung)["status"] == "done"
-    collected = ladder(cluster, "collect", f"runs_dir={runs}", f"out={tmp_path / 't.csv'}")
+        assert re.search(rf" {rung} step \d+/\d+ \| ", logs) and f" {rung} budget 10k done at step " in logs
+    collected = ladder(cluster, "collect", f"runs_dir={runs}", f"out={tmp_path / 't.csv'}", "ladder.budgets=[1e4,2e4]",
+                       *TINY)
     assert "collected 6 rows" in collected.stdout
 
 

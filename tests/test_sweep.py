@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -29,15 +30,19 @@ def cache(tmp_path_factory):
 @pytest.mark.slow
 def test_basic_sweep_trains_every_rung_then_skips_them(cache, tmp_path):
     runs = tmp_path / "runs"
-    args = ["sweep", f"runs_dir={runs}", "rungs=[tiny-14k,tiny-40k]", *TINY]
+    args = ["sweep", f"runs_dir={runs}", "rungs=[tiny-14k,tiny-40k]", "sweep.poll_s=0.2", *TINY]
     first = ladder(*args, env=cache)
     assert first.returncode == 0, first.stderr[-2000:]
     assert "tiny-14k" in first.stdout and "2 done" in first.stdout
+    for rung in ("tiny-14k", "tiny-40k"):  # the sweep's log: each rung's lines (in this process) and its end
+        assert re.search(rf" {rung} step \d+/\d+ \| ", first.stdout)
+        assert re.search(rf" sweep tiny: {rung} done: validation loss \d\.\d{{4}} at 20k", first.stdout)
     status = json.loads(ladder("status", f"runs_dir={runs}", "format=json", *TINY, env=cache).stdout)
     states = {r["name"]: r["state"] for r in status["rungs"]}
     assert states == {"tiny-14k": "done", "tiny-40k": "done", "tiny-111k": "pending", "tiny-201k": "pending"}
     for row in status["rungs"][:2]:
-        assert row["tokens_done"] == row["tokens_budget"] and row["last_loss"] > 0
+        assert row["tokens_done"] == row["tokens_budget"] and row["val_loss"] > 0 and row["last_budget"] == "20k"
+        assert row["budgets_done"] == row["budgets_total"] == 2 and row["eta_s"] is None
     again = ladder(*args, env=cache)
     assert again.returncode == 0 and "skipping 2 rung(s) already done" in again.stdout
 
@@ -45,8 +50,11 @@ def test_basic_sweep_trains_every_rung_then_skips_them(cache, tmp_path):
 @pytest.mark.slow
 def test_local_launcher_runs_rungs_in_parallel_with_their_share_of_cpus(cache, tmp_path):
     runs = tmp_path / "runs"
-    result = ladder("sweep", f"runs_dir={runs}", "rungs=[tiny-14k,tiny-40k]", "hydra/launcher=local", *TINY, env=cache)
+    result = ladder("sweep", f"runs_dir={runs}", "rungs=[tiny-14k,tiny-40k]", "hydra/launcher=local",
+                    "sweep.poll_s=0.2", *TINY, env=cache)
     assert result.returncode == 0, result.stderr[-2000:]
+    for rung in ("tiny-14k", "tiny-40k"):  # the jobs log elsewhere; the sweep says when each ends
+        assert re.search(rf" sweep tiny: {rung} done: validation loss ", result.stdout)
     for rung in ("tiny-14k", "tiny-40k"):
         summary = json.loads((runs / "tiny" / rung / "summary.json").read_text())
         assert summary["status"] == "done"
