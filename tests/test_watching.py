@@ -37,6 +37,23 @@ def test_a_rung_off_a_terminal_prints_a_line_every_log_every_steps(cache, tmp_pa
     assert "\x1b" not in result.stdout and result.stderr.count("\n") < 5  # no bar drawn into a log
 
 
+def test_on_a_terminal_the_bar_replaces_the_step_lines(cache, tmp_path, monkeypatch, capsys):
+    import io
+
+    from rich.console import Console
+
+    import ladder.progress
+    from ladder.cli import main
+
+    screen = io.StringIO()
+    monkeypatch.setattr(ladder.progress, "terminal", lambda: Console(file=screen, force_terminal=True, width=160))
+    assert main(["train", *overrides(tmp_path, "train.log_every=3")]) == 0
+    out = capsys.readouterr().out
+    assert not re.search(r" step \d+/", out) and " eval at " not in out and "starting at" not in out
+    assert out.count(" budget ") == 2 and out.splitlines()[-1].startswith("tiny-14k: done")
+    assert re.search(r"tiny-14k .*/22 steps.*loss \d\.\d{3}, [\d,]+ tokens/s, ETA", screen.getvalue())
+
+
 def test_eval_points_auto_keep_evaluation_under_a_tenth_of_every_rung(run_cli):
     from ladder.config import compose_config
     from ladder.plan import EVAL_SHARE, make_plan

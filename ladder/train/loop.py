@@ -271,7 +271,7 @@ class Trainer:
                         self.repeat_factor, self.repeat_factor)
         if self.dist.is_main:
             self.run.write_summary(self.summary("running", progress))
-        self.reporter.say(f"{'resumed at' if state else 'starting at'} step {progress['step']} of {steps.main_end} "
+        self.reporter.log(f"{'resumed at' if state else 'starting at'} step {progress['step']} of {steps.main_end} "
                           f"(+{steps.branch_work} cooldown steps), {self.rung.eval_points} evaluations between "
                           f"budgets, on {self.device}" + (" (compiled)" if self.parallel.compiled else ""))
         signals = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)

@@ -1,8 +1,8 @@
 """Where a rung's records go: metrics.jsonl (the contract the other stages read), W&B, and the person watching.
 
-On a terminal the person gets a bar; anywhere else (a Slurm output file, a pipe, CI) a plain line every
-`train.log_every` steps with step, tokens, loss, learning rate, throughput, MFU and an ETA. Every evaluation and
-every budget's result is one line in both cases. Only rank 0 reports.
+On a terminal the person gets a bar, and a line for each budget's result above it; anywhere else (a Slurm output
+file, a pipe, CI) plain lines: the start, one every `train.log_every` steps with step, tokens, loss, learning rate,
+throughput, MFU and an ETA, one per evaluation and one per budget. Only rank 0 reports.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ class Reporter:
     def evaluation(self, record: dict, work_done: int) -> None:
         """An evaluation of the main run between budgets."""
         self.record(record, work_done)
-        self.say(f"eval at step {record['step']} ({human(record['tokens'])} tokens): " + _results(record))
+        self.log(f"eval at step {record['step']} ({human(record['tokens'])} tokens): " + _results(record))
         self.pause_ends(work_done)
 
     def budget(self, label: str, record: dict, work_done: int) -> None:
@@ -82,8 +82,14 @@ class Reporter:
         self.pause_ends(work_done)
 
     def say(self, line: str) -> None:
+        """A line for the person, on a terminal (above the bar) or in a log."""
         if self.enabled:
             print(f"{stamp()} {self.name} {line}", flush=True)
+
+    def log(self, line: str) -> None:
+        """A line for a log only: on a terminal the bar says it."""
+        if self.lines:
+            self.say(line)
 
     def close(self) -> None:
         self.bar.close()
