@@ -1,7 +1,13 @@
-"""Atomic file writes (temp file, fsync, rename) and strict reads of the JSON files other stages depend on."""
+"""Atomic file writes (temp file, fsync, rename) and strict reads of the JSON files other stages depend on.
+
+ladder never writes through a symbolic link: an atomic write refuses a destination that is one, files kept open
+(locks, logs) are opened with O_NOFOLLOW, and a directory ladder owns whole (a run directory) is checked for links
+before it is written (refuse_links); each refusal is one line naming the link.
+"""
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -15,19 +21,79 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether a process of this id runs on this host (one we may not signal is alive too)."""
+def process_start(pid: int) -> str | None:
+    """When process `pid` started, in the kernel's clock ticks since boot (Linux's /proc/<pid>/stat), or None where
+    that is unknown. With the pid it names one process: a pid alone names another once the pid is reused."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (OSError, ValueError):
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]  # field 22; the fields after the command name start at field 3
+
+
+def pid_alive(pid: int, start: str | None = None) -> bool:
+    """Whether a process of this id runs on this host (one we may not signal is alive too); given the `start` that
+    process_start() recorded, whether it is still that process."""
     try:
         os.kill(pid, 0)
-        return True
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass
+    return start is None or process_start(pid) in (None, start)
+
+
+def link_refused(path: str | Path) -> LadderError:
+    try:
+        target = f" (to {os.readlink(path)})"
+    except OSError:
+        target = ""
+    return LadderError(f"{path}: is a symbolic link{target}; ladder never writes through links: remove it")
+
+
+def refuse_link(path: str | Path) -> None:
+    if os.path.islink(path):
+        raise link_refused(path)
+
+
+def refuse_links(directory: str | Path, keep: tuple[str, ...] = ()) -> None:
+    """Refuse `directory`, or anything below it, being a symbolic link (`keep`: directories at its top that belong
+    to a tool with links of its own inside: not looked into)."""
+    top = os.fspath(directory)
+    refuse_link(top)
+    for parent, dirs, files in os.walk(top):  # a linked directory is listed, never entered
+        for name in dirs + files:
+            refuse_link(os.path.join(parent, name))
+        if parent == top:
+            dirs[:] = [d for d in dirs if d not in keep]
+
+
+def open_no_follow(path: str | Path, mode: str = "a"):
+    """open(path, mode) that refuses a symbolic link at `path` in one line: O_NOFOLLOW leaves no moment between a
+    check and the open in which a link could be put there."""
+    def opener(name, flags):
+        return os.open(name, flags | os.O_NOFOLLOW, 0o666)
+    try:
+        return open(path, mode, opener=opener)
+    except OSError as error:
+        if error.errno in (errno.ELOOP, errno.EMLINK) and os.path.islink(path):  # EMLINK: the BSDs
+            raise link_refused(path) from None
+        raise
+
+
+def temp_dir_beside(path: str | Path) -> Path:
+    """A new, empty, hidden directory beside `path` (its name unique), with the permissions mkdir gives: a whole
+    directory is built there and renamed into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    made = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial"))
+    os.chmod(made, 0o777 & ~_UMASK)  # mkdtemp makes 0700
+    return made
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
+    refuse_link(path)  # the rename would replace a link, not write through it; refused all the same, never dropped
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

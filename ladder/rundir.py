@@ -15,6 +15,10 @@ training writes through it; status, collect, eval, the report, tune, the demo an
     jobs.json       rung (or prepare:<data>) -> scheduler job id, appended by every sweep
     <stamp>-<n>/    Hydra's multirun directories
 
+A run directory and everything in it are ladder's: a symbolic link there (a lock or metrics.jsonl pointing at a file
+elsewhere, a linked checkpoints/) would carry writes out of runs_dir, so a trainer or evaluator refuses it in one line
+before writing (W&B's wandb/ keeps links of its own inside). runs_dir itself, or a ladder's directory, may be a link.
+
 Torch-free, so the fit side reads runs without it.
 """
 
@@ -38,7 +42,8 @@ from typing import Iterator
 
 from ladder import __version__
 from ladder.errors import LadderError
-from ladder.io import atomic_write_json, atomic_write_text, pid_alive, read_json, read_metrics
+from ladder.io import (atomic_write_json, atomic_write_text, open_no_follow, pid_alive, read_json, read_metrics,
+                       refuse_links)
 
 STATUSES = ("running", "done", "failed", "interrupted")
 
@@ -96,8 +101,9 @@ class RunDir:
     def lock(self):
         """An OS lock on the run directory for as long as one process trains it: a second `ladder train` of the
         rung is refused, and the lock goes with the process however it dies."""
+        self.refuse_links()
         self.path.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path / ".lock", "a+")
+        handle = open_no_follow(self.path / ".lock", "a+")
         locked = True
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -123,6 +129,10 @@ class RunDir:
             if locked:
                 fcntl.flock(handle, fcntl.LOCK_UN)
             handle.close()
+
+    def refuse_links(self) -> None:
+        """Refuse, in one line, a run directory that is a symbolic link or holds one (see the module's docstring)."""
+        refuse_links(self.path, keep=("wandb",))
 
     def clear(self) -> None:
         """Everything a previous run left (train.overwrite=true), except the lock this process holds."""
@@ -236,7 +246,7 @@ class MetricsLog:
 
     def __init__(self, path: Path, enabled: bool = True):
         self.path, self.enabled = path, enabled
-        self.file = open(path, "a") if enabled else None
+        self.file = open_no_follow(path, "a") if enabled else None
 
     def offset(self) -> int:
         return self.file.tell() if self.enabled else 0

@@ -353,3 +353,127 @@ def test_more_pieces_than_files_is_said_and_still_splits_the_records(tmp_path, c
     manifest = load_manifest(prepare(cfg, progress=False))
     assert "data.tasks=4 but data=local has 1 file(s)" in capsys.readouterr().err
     assert manifest["documents"]["train"] + manifest["documents"]["val"] == 60  # every record once
+
+
+# -- a killed prepare: nothing it started outlives it to hold the corpus lock (issue 30); datatrove's stats in its log
+
+def write_corpus(directory, files=8, records=2000):
+    """8 .jsonl files of plain words: with the default BPE, about half a second a piece on 2 cores."""
+    import random
+    rng = random.Random(0)
+    words = "the quick brown fox jumps over lazy dog and runs far away".split()
+    directory.mkdir(parents=True)
+    for f in range(files):
+        (directory / f"part{f}.jsonl").write_text("".join(
+            json.dumps({"text": " ".join(rng.choice(words) for _ in range(200))}) + "\n" for _ in range(records)))
+    return directory
+
+
+def prepare_cmd(corpus, cache, *extra):
+    import sys
+    return [sys.executable, "-m", "ladder.cli", "prepare", "data=local", f"data.path={corpus}",
+            f"data.cache_dir={cache}", "data.tasks=8", "data.workers=2", *extra]
+
+
+def lock_of(corpus, cache):
+    from ladder.data.prepare import resolve
+    final = resolve(OmegaConf.to_container(compose_config(prepare_cmd(corpus, cache)[4:]).data, resolve=True))[2]
+    return final.parent / f".{final.name}.lock"
+
+
+def lock_is_free(path, within_s):
+    import fcntl
+    import time
+    deadline = time.time() + within_s
+    with open(path) as handle:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if time.time() > deadline:
+                    return False
+                time.sleep(0.05)
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGKILL"])
+def test_a_killed_prepare_leaves_no_worker_holding_its_lock(tmp_path, sig):
+    import signal
+    import subprocess
+    import time
+
+    corpus, cache = write_corpus(tmp_path / "corpus"), tmp_path / "cache"
+    first = subprocess.Popen(prepare_cmd(corpus, cache), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)  # its group: anything it leaves behind is ended below
+    try:
+        deadline = time.time() + 120
+        while not list(cache.glob(".*.partial/piece_00001.json")):  # two pieces done, six to go
+            assert first.poll() is None and time.time() < deadline, "the prepare ended before its second piece"
+            time.sleep(0.01)
+        first.send_signal(getattr(signal, sig))  # the main process only
+        first.wait(timeout=30)
+        assert lock_is_free(lock_of(corpus, cache), within_s=5), "a process of the killed prepare holds its lock"
+        second = subprocess.run(prepare_cmd(corpus, cache), capture_output=True, text=True, timeout=120)
+        assert second.returncode == 0, second.stderr[-2000:]
+        (directory,) = cache.glob("local-*")
+        manifest = load_manifest(directory)
+        assert manifest["tasks"] == 8 and len(manifest["shards"]) == 16
+        TokenData(directory, verify=True)  # every shard's sha256
+    finally:
+        try:
+            os.killpg(first.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+ORPHAN = """
+import os, sys, time
+from pathlib import Path
+from ladder.data.prepare import _lock
+with _lock(Path(sys.argv[1]), False):
+    child = os.fork()  # inherits the locked file, as datatrove's workers did, and outlives its parent
+    if child == 0:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1), os.dup2(null, 2)  # the test reads its parent's output to the end
+        time.sleep(300)
+        os._exit(0)
+    print(child, flush=True)
+    os._exit(0)
+"""
+
+
+def test_a_lock_whose_holder_died_is_said_in_one_line_not_waited_on(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    corpus, cache = write_corpus(tmp_path / "corpus", files=2, records=50), tmp_path / "cache"
+    lock = lock_of(corpus, cache)
+    lock.parent.mkdir(parents=True)
+    orphan = int(subprocess.run([sys.executable, "-c", ORPHAN, str(lock)], capture_output=True, text=True,
+                                check=True).stdout)
+    try:
+        assert not lock_is_free(lock, within_s=0)
+        waiter = subprocess.run(prepare_cmd(corpus, cache), capture_output=True, text=True, timeout=60)
+        last = waiter.stderr.splitlines()[-1]
+        assert waiter.returncode == 2 and last.startswith("error: "), waiter.stderr
+        assert "has died and a process it started still holds the lock" in last and f"fuser -v {lock}" in last
+    finally:
+        os.kill(orphan, signal.SIGKILL)
+    assert lock_is_free(lock, within_s=5)
+    again = subprocess.run(prepare_cmd(corpus, cache), capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+
+
+def test_prepare_keeps_datatrove_stats_in_its_log(tmp_path):
+    import subprocess
+
+    corpus, cache = write_corpus(tmp_path / "corpus", files=4, records=20), tmp_path / "cache"
+    result = subprocess.run(prepare_cmd(corpus, cache, "data.tokenizer.kind=bytes", "data.tasks=4"),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "fingerprint" in result.stdout and "tokens from 80 documents" in result.stdout  # ladder's own summary
+    for stream in (result.stdout, result.stderr):
+        assert "Stats" not in stream and "SUCCESS" not in stream and "INFO" not in stream, stream
+    (directory,) = cache.glob("local-*")
+    assert "📉📉📉 Stats: All 4 tasks" in (directory / "datatrove" / "console.log").read_text()

@@ -5,15 +5,23 @@ pieces in order are the corpus in order). One task reads, splits, tokenizes and 
 then `piece_NNNNN.json`; the executor runs the tasks `workers` at a time and, run again, skips the ones it recorded as
 completed, so a prepare killed halfway resumes from its finished pieces. The number of tasks, not of workers, decides
 the bytes written: 1 worker and 16 write the same shards.
+
+The processes the executor forks (its workers, its Manager) inherit the corpus lock's file and would hold it after
+the prepare that started them died, blocking every later prepare: on Linux each one dies with its parent
+(PR_SET_PDEATHSIG), and a SIGTERM to the prepare ends them before it exits. datatrove's console log and stats go to
+`datatrove/console.log` beside its task logs, never to the terminal.
 """
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import itertools
 import os
+import signal
 import sys
-from contextlib import redirect_stderr
+import threading
+from contextlib import contextmanager, redirect_stderr
 from pathlib import Path
 from unittest.mock import patch
 
@@ -175,6 +183,8 @@ class TokenizePiece(PipelineStep):
 
 def run_pieces(step: TokenizePiece, tasks: int, workers: int) -> list[dict]:
     """Every piece, `workers` tasks at a time (finished ones from an earlier attempt skipped), in piece order."""
+    from datatrove.utils.logging import setup_default_logger
+
     # fork on Linux: workers inherit the imported datasets and tokenizers, which forkserver's re-import costs ~2 s a
     # worker (2 workers on 2 cores: 1.84x one, against 1.67x); elsewhere (macOS) fork is unsafe, so forkserver
     start_method = "fork" if sys.platform == "linux" else "forkserver"
@@ -184,8 +194,57 @@ def run_pieces(step: TokenizePiece, tasks: int, workers: int) -> list[dict]:
     single = {"TOKENIZERS_PARALLELISM": "false"} if workers > 1 else {}
     logs = step.directory / "datatrove"
     logs.mkdir(parents=True, exist_ok=True)
-    with patch.dict(os.environ, single), open(logs / "console.log", "a") as console, redirect_stderr(console):
-        # datatrove's console log (loguru on stderr) goes to a file beside its task logs, not the terminal
-        LocalPipelineExecutor(pipeline=[step], tasks=tasks, workers=workers, logging_dir=str(logs),
-                              start_method=start_method).run()
+    try:
+        with patch.dict(os.environ, single), open(logs / "console.log", "a") as console, redirect_stderr(console), \
+                children_die_with_us():
+            # datatrove's console log (loguru on stderr) and its stats go to a file beside its task logs, not the
+            # terminal: loguru's handler holds the stderr of the moment it was added, so it is added again here
+            setup_default_logger()
+            LocalPipelineExecutor(pipeline=[step], tasks=tasks, workers=workers, logging_dir=str(logs),
+                                  start_method=start_method).run()
+    finally:
+        setup_default_logger()  # loguru back on this process's stderr, as datatrove set it at import
     return [read_json(step.directory / PIECE.format(rank)) for rank in range(tasks)]
+
+
+# -- the executor's processes end with the prepare that forked them ------------------------------------------------
+_PR_SET_PDEATHSIG = 1
+_prctl = getattr(ctypes.CDLL(None), "prctl", None) if sys.platform == "linux" else None
+_forks = {"watched": False, "parent": 0}
+
+
+def _before_fork() -> None:
+    _forks["parent"] = os.getpid()
+
+
+def _in_child() -> None:
+    if not _forks["watched"]:
+        return
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler: a worker ends at once when told
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # a half-written piece is redone on resume
+        if os.getppid() != _forks["parent"]:  # the parent died before the line above
+            os._exit(1)
+
+
+os.register_at_fork(before=_before_fork, after_in_child=_in_child)
+
+
+def _end_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)  # unwinds through the executor: its pool terminates the workers, its Manager ends
+
+
+@contextmanager
+def children_die_with_us():
+    """While the executor runs: every process forked dies with its parent (Linux), and a SIGTERM ends the workers
+    before this process exits (with status 143, as the signal's default would), so no worker outlives a prepare
+    to hold the corpus lock."""
+    main = threading.current_thread() is threading.main_thread()  # only the main thread may set a handler
+    previous = signal.signal(signal.SIGTERM, _end_on_sigterm) if main else None
+    _forks["watched"] = True
+    try:
+        yield
+    finally:
+        _forks["watched"] = False
+        if main:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)

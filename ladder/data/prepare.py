@@ -1,7 +1,8 @@
 """Corpus -> tokenized shards + manifest.json, in a cache directory named by a fingerprint of everything that
 determines the content. The pieces are tokenized by datatrove's executor (engine.py) into `.<name>.partial`, which a
 killed prepare leaves behind to resume from; the manifest is written last and the directory renamed into place only
-when complete: a manifest never points at partial shards. A lock lets one process prepare while others wait.
+when complete: a manifest never points at partial shards. A lock lets one process prepare while others wait;
+the lock says who holds it, so a waiter whose holder died says so instead of waiting forever.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import math
 import os
 import shutil
+import socket
 import sys
 import time
 from contextlib import contextmanager
@@ -27,7 +29,7 @@ from ladder.data.sources import Source, check_reachable, documents, resolve_sour
 from ladder.data.tokenizers import ByteTokenizer, load_hf, load_saved, pieces, tokenizer_config_signature, train_bpe
 from ladder.errors import LadderError, require
 from ladder.hardware import owned_cpus
-from ladder.io import atomic_write_json, pid_alive, read_json
+from ladder.io import atomic_write_json, open_no_follow, pid_alive, process_start, read_json
 
 FORMAT_VERSION = 1  # bump when the shard layout changes
 log = logging.getLogger("ladder.data")
@@ -306,19 +308,56 @@ def _version(package: str) -> str:
 
 @contextmanager
 def _lock(path: Path, progress: bool):
-    """One prepare of a corpus at a time; the others wait for it, then find its manifest."""
-    with open(path, "a+") as handle:
+    """One prepare of a corpus at a time; the others wait for it, then find its manifest. The holder writes who it is
+    into the lock file (host, pid, the process's start time): a waiter whose holder is gone while the lock stays
+    held (by a process it started and left behind) says so in one line instead of waiting forever."""
+    with open_no_follow(path, "a+") as handle:
+        locked = True
         try:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+            if not _try_lock(handle):
                 if progress:
                     print(f"data: another process is preparing this corpus ({path}); waiting for it",
                           file=sys.stderr, flush=True)
-                fcntl.flock(handle, fcntl.LOCK_EX)
+                while not _try_lock(handle):
+                    _refuse_orphaned(path, handle)
+                    time.sleep(LOCK_POLL_S)
         except OSError as error:  # ENOLCK: a filesystem without locks; the rename below still keeps it whole
+            locked = False
             log.warning("%s: cannot lock (%s); preparing without a lock", path, error)
+        if locked:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
+                                     "start": process_start(os.getpid())}) + "\n")
+            handle.flush()
         yield
+
+
+LOCK_POLL_S = 1.0
+
+
+def _try_lock(handle) -> bool:
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+
+
+def _refuse_orphaned(path: Path, handle) -> None:
+    """A one-line error when the lock's holder (as it wrote itself down) no longer runs on this host: what holds
+    the lock now is a process it started that outlived it (a datatrove worker forked before workers died with their
+    parent). A holder on another host, or one that wrote nothing, is waited for."""
+    handle.seek(0)
+    try:
+        holder = json.loads(handle.read())
+        pid, host, start = int(holder["pid"]), holder["host"], holder.get("start")
+    except (ValueError, KeyError, TypeError):
+        return  # not written yet, or by a ladder that did not write it: wait
+    if host == socket.gethostname() and not pid_alive(pid, start):
+        raise LadderError(f"data: {path} is held, but the prepare that took it (pid {pid}) has died and a process "
+                          f"it started still holds the lock; end that process (`fuser -v {path}` lists those that "
+                          f"have the file open) and run again: the prepare resumes from its finished pieces")
 
 
 def min_documents(val_fraction: float) -> int:
