@@ -12,43 +12,24 @@ import sys
 from pathlib import Path
 
 from ladder.config import compose_config, configure_logging, ladder_files
+from ladder.help import COMMANDS, command_help, usage
 from ladder.errors import LadderError
-
-# command -> (module:function, one-line help). Modules load lazily so `ladder plan` never imports torch.
-COMMANDS = {
-    "demo": ("ladder.commands:demo", "the main job: a tiny ladder, a fit and a checked forecast, offline on CPU"),
-    "plan": ("ladder.commands:plan", "resolve a ladder into rungs and print what it will cost"),
-    "prepare": ("ladder.commands:prepare", "tokenize a corpus into cached shards with a manifest"),
-    "train": ("ladder.commands:train", "train one rung (resumes from its latest checkpoint)"),
-    "sweep": ("ladder.commands:sweep", "launch every unfinished rung as a Hydra multirun (local or Slurm)"),
-    "status": ("ladder.commands:status", "a table of the ladder's rungs: state, tokens, loss, jobs"),
-    "report": ("ladder.commands:report", "one self-contained HTML page of a ladder: plan, curves, fit, forecast, backtest"),
-    "fit": ("ladder.commands:fit", "fit a scaling law to a CSV or a runs directory and forecast targets"),
-    "eval": ("ladder.commands:evaluate", "score a finished rung's budgets on eval tasks and corpora (eval=[...])"),
-    "export": ("ladder.commands:export", "a finished rung's budget as a transformers model and tokenizer (out=DIR)"),
-    "collect": ("ladder.commands:collect", "gather run directories (or a CSV, or W&B) into one tidy CSV"),
-    "reproduce": ("ladder.commands:reproduce", "refit published data (chinchilla, olmo, gadre) beside the published fits"),
-    "tune": ("ladder.commands:tune", "sweep the learning rate at small sizes and fit a rule: a tuned recipe YAML"),
-    "design": ("ladder.commands:design", "the cheapest ladder that forecasts the target within design.error"),
-}
 
 HELP = ("-h", "--help")
 
 
 def run(argv: list[str]) -> int:
-    from ladder import help
-
     if not argv or argv[0] in (*HELP, "help"):
         wanted = argv[1] if len(argv) > 1 and argv[0] == "help" else None
         if wanted is not None and wanted not in COMMANDS:
             raise LadderError(f"help {wanted}: no such command; use one of {', '.join(COMMANDS)}")
-        print(help.text(wanted) if wanted else help.usage())
+        print(command_help(wanted) if wanted else usage())
         return 0
     command = argv[0]
     if command not in COMMANDS:
         raise LadderError(f"unknown command {command!r}; use one of {', '.join(COMMANDS)}")
     if any(a in HELP for a in argv[1:]):  # before any config is composed: help works whatever else is wrong
-        print(help.text(command))
+        print(command_help(command))
         return 0
     overrides = ladder_files([a for a in argv[1:] if a != "--cfg"])
     if command == "reproduce" and overrides and "=" not in overrides[0]:

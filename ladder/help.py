@@ -18,6 +18,24 @@ from ladder.config import CONF_DIR, FILE_GROUPS, PLUGIN_OPTIONS
 
 WIDTH = 118
 
+# command -> (module:function, one-line help). Modules load lazily so `ladder plan` never imports torch.
+COMMANDS = {
+    "demo": ("ladder.commands:demo", "the main job: a tiny ladder, a fit and a checked forecast, offline on CPU"),
+    "plan": ("ladder.commands:plan", "resolve a ladder into rungs and print what it will cost"),
+    "prepare": ("ladder.commands:prepare", "tokenize a corpus into cached shards with a manifest"),
+    "train": ("ladder.commands:train", "train one rung (resumes from its latest checkpoint)"),
+    "sweep": ("ladder.commands:sweep", "launch every unfinished rung as a Hydra multirun (local or Slurm)"),
+    "status": ("ladder.commands:status", "a table of the ladder's rungs: state, tokens, loss, jobs"),
+    "report": ("ladder.commands:report", "one self-contained HTML page of a ladder: plan, curves, fit, forecast, backtest"),
+    "fit": ("ladder.commands:fit", "fit a scaling law to a CSV or a runs directory and forecast targets"),
+    "eval": ("ladder.commands:evaluate", "score a finished rung's budgets on eval tasks and corpora (eval=[...])"),
+    "export": ("ladder.commands:export", "a finished rung's budget as a transformers model and tokenizer (out=DIR)"),
+    "collect": ("ladder.commands:collect", "gather run directories (or a CSV, or W&B) into one tidy CSV"),
+    "reproduce": ("ladder.commands:reproduce", "refit published data (chinchilla, olmo, gadre) beside the published fits"),
+    "tune": ("ladder.commands:tune", "sweep the learning rate at small sizes and fit a rule: a tuned recipe YAML"),
+    "design": ("ladder.commands:design", "the cheapest ladder that forecasts the target within design.error"),
+}
+
 GROUPS = ("ladder", "recipe", "data", "eval", "law", "hydra/launcher")
 # the keys each command reads: a section stands for every key in it, a group for its choices
 KEYS = {
@@ -105,8 +123,6 @@ def group_defaults() -> dict[str, tuple[str, str]]:
 
 def command_doc(name: str) -> tuple[str, str]:
     """(description, example) from the command's docstring: paragraphs, then a line `Example: ladder ...`."""
-    from ladder.cli import COMMANDS
-
     module, function = COMMANDS[name][0].split(":")
     doc = inspect.getdoc(getattr(__import__(module, fromlist=[function]), function)) or ""
     description, _, example = doc.partition("Example:")
@@ -130,10 +146,8 @@ def rows(name: str) -> tuple[list[Key], list[tuple[str, str, str]]]:
     return keys, groups
 
 
-def text(name: str) -> str:
+def command_help(name: str) -> str:
     """The command's --help."""
-    from ladder.cli import COMMANDS
-
     description, example = command_doc(name)
     keys, groups = rows(name)
     width = max([len(k.name) for k in keys] + [len(g) for g, _, _ in groups] + [10])
@@ -170,8 +184,6 @@ def _paragraphs(text_: str) -> list[str]:
 
 def usage() -> str:
     """`ladder --help`: the commands, one line each."""
-    from ladder.cli import COMMANDS
-
     return ("usage: ladder <command> [key=value ...] [--cfg] [--help]\n\ncommands:\n"
             + "\n".join(f"  {name:<10} {summary}" for name, (_, summary) in COMMANDS.items())
             + "\n\nOverrides are Hydra's: ladder=olmo target.params=13e9 hardware.gpu=a100 format=json. "
@@ -180,13 +192,11 @@ def usage() -> str:
 
 def markdown() -> str:
     """docs/commands.md: every command's --help as a section."""
-    from ladder.cli import COMMANDS
-
     parts = ["# Commands", "", "Generated from each command's `--help` (`python -m ladder.help --markdown > "
              "docs/commands.md`); `tests/test_help.py` keeps the two equal.", ""]
     parts += [f"- [`ladder {name}`](#{name}): {summary}" for name, (_, summary) in COMMANDS.items()]
     for name in COMMANDS:
-        parts += ["", f"## {name}", "", "```text", text(name), "```"]
+        parts += ["", f"## {name}", "", "```text", command_help(name), "```"]
     return "\n".join(parts) + "\n"
 
 

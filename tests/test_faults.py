@@ -205,7 +205,7 @@ def test_names_that_become_paths_are_plain(tmp_path):
 
 def test_mfu_is_per_gpu_and_knows_pcie_and_nvl_boards():
     from ladder.hardware import device_peak_flops
-    from ladder.train.loop import model_flops_utilization
+    from ladder.train.reporting import model_flops_utilization
 
     one = model_flops_utilization(1e5, 6e9, 989.4e12, 1)
     assert model_flops_utilization(8e5, 6e9, 989.4e12, 8) == pytest.approx(one)  # 8 GPUs, 8x the tokens
@@ -213,16 +213,6 @@ def test_mfu_is_per_gpu_and_knows_pcie_and_nvl_boards():
     assert device_peak_flops("NVIDIA H100 PCIe") == 756e12
     assert device_peak_flops("NVIDIA H100 NVL") == device_peak_flops("NVIDIA H200 NVL") == 835.5e12
     assert model_flops_utilization(1e5, 6e9, None, 1) is None
-
-
-def test_wandb_keeps_branches_and_budgets_apart_from_the_main_run():
-    from ladder.train.wandb_log import wandb_keys
-
-    assert wandb_keys({"step": 5, "loss": 2.0, "lr": 0.01}) == {"step": 5, "loss": 2.0, "lr": 0.01}
-    assert wandb_keys({"branch": "1xC", "step": 9, "loss": 1.5, "lr": 0.001}) == \
-        {"branch/1xC/loss": 1.5, "branch/1xC/lr": 0.001}
-    assert wandb_keys({"budget": "1xC", "step": 9, "val_loss": 1.4, "eval/next_line/acc": 0.3}) == \
-        {"budget/1xC/val_loss": 1.4, "budget/1xC/eval/next_line/acc": 0.3}
 
 
 # -- bad input: one line, exit 2, nothing written ------------------------------------------------------------------
@@ -322,25 +312,6 @@ def test_a_lease_is_alive_by_pid_here_and_by_heartbeat_elsewhere():
     assert lease_alive({}) is None  # written before leases: status trusts its word
 
 
-def test_the_wandb_summary_reads_like_summary_json():
-    from ladder.train.wandb_log import WandbLogger
-
-    class Run:
-        def __init__(self):
-            self.summary, self.logged = {}, []
-
-        def log(self, data, step=None):
-            self.logged.append(data)
-
-    logger = WandbLogger("disabled", "x", "p", None, "g", "n", {}, ".")
-    logger.run = Run()
-    logger.summary({"budgets": {"1xC": {"tokens": 100, "flops": 6e4, "loss": 2.5, "step": 10,
-                                        "eval": {"next_line/acc": 0.3}}}})
-    assert logger.run.summary["budget/1xC/loss"] == 2.5 and logger.run.summary["budget/1xC/next_line/acc"] == 0.3
-    table = logger.run.logged[0]["budgets"]
-    assert table.columns == ["budget", "tokens", "flops", "loss", "step"] and table.data == [["1xC", 100, 6e4, 2.5, 10]]
-
-
 def test_overwrite_resumes_an_interrupted_rung_of_the_same_config(reference, tmp_path):
     metrics = tmp_path / "tiny" / RUNG / "metrics.jsonl"
     process = subprocess.Popen(ladder_cmd("train", *overrides(tmp_path)), cwd=ROOT, stdout=subprocess.DEVNULL,
@@ -361,7 +332,7 @@ def test_rng_states_round_trip_through_a_weights_only_checkpoint(tmp_path):
     import torch
 
     from ladder.train.checkpoint import load_verified, save_verified
-    from ladder.train.loop import rng_state, set_rng_state
+    from ladder.train.rng import rng_state, set_rng_state
 
     torch.manual_seed(1), np.random.seed(2), pyrandom.seed(3)
     np.random.normal()  # a cached gaussian is part of numpy's state

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from ladder.cli import COMMANDS
+from ladder.help import COMMANDS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,3 +54,28 @@ def test_docs_are_the_help_text():
 
     assert (ROOT / "docs" / "commands.md").read_text() == markdown(), \
         "docs/commands.md is stale: python -m ladder.help --markdown > docs/commands.md"
+
+
+def anchors(markdown: str) -> set[str]:
+    """GitHub's anchors of a page's headings: lower case, punctuation dropped, spaces as hyphens."""
+    import re
+    return {re.sub(r"[^\w\- ]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+            for line in markdown.splitlines() if line.startswith("#")}
+
+
+def test_every_link_of_the_readme_and_docs_resolves():
+    import re
+
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    assert len(pages) > 8
+    broken = []
+    for page in pages:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            if target.startswith(("http://", "https://")):
+                continue
+            path, _, anchor = target.partition("#")
+            file = (page.parent / path).resolve() if path else page
+            if not file.exists() or (anchor and anchor not in anchors(file.read_text())):
+                broken.append(f"{page.relative_to(ROOT)}: {target}")
+    assert not broken, broken
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 300  # a newcomer reads it to the end

@@ -1,1 +1,1 @@
-"""`ladder design`: the cheapest ladder that forecasts the target within a stated error (README, "Designing a ladder")."""
+"""`ladder design`: the cheapest ladder that forecasts the target within a stated error (docs/design.md)."""

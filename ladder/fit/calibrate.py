@@ -37,7 +37,7 @@ class IntervalOptions:
     min_fold_sizes: int = 3  # a fold fitted on fewer sizes says little about a fit on many
     fold_bootstrap: int = 100
     fold_starts: int = 64  # grid starts kept per fold: the best by the fold's own objective
-    prior_kappa: float = 0.012  # log error per e-fold of extrapolation; what the Chinchilla ladder teaches (README)
+    prior_kappa: float = 0.012  # log error per e-fold of extrapolation; what the Chinchilla ladder teaches (docs/fitting.md)
     prior_weight: float = 0.5  # in folds
     prior_dof: float = 2.0  # the t's degrees of freedom before any fold: 2 + folds in all
 
@@ -162,7 +162,7 @@ def learn_error_model(law, table, options: IntervalOptions, seed: int = 0) -> Er
     n = len(excess)
     # No chi-square correction of the median (it would be / 0.455 if each fold were one Gaussian draw): the folds'
     # bands are narrower than the full fit's (fewer sizes), which already inflates their excess; with the correction
-    # the intervals on simulated ladders where the law is exact came out wider still (README).
+    # the intervals on simulated ladders where the law is exact came out wider still (docs/fitting.md).
     learned = max(0.0, weighted_median(excess, weights)) if n else 0.0
     weight = options.prior_weight
     kappa2 = (weight * options.prior_kappa ** 2 + n * learned) / (weight + n) if weight + n > 0 else 0.0

@@ -199,9 +199,9 @@ class Trainer:
         if flag:
             raise Interrupted(self.stop_signal or "signal on another rank")
 
-    def step(self, step: int, lr: float, progress: dict, branch: str | None = None, last: bool = False) -> None:
+    def step(self, step: int, lr: float, progress: dict, branch: str | None = None, last: bool = False) -> bool:
         """One optimizer step of the main run (or of `branch`'s cooldown) and its bookkeeping. Every log_every
-        steps, and at the last, it reads the loss back (the one sync) and reports it."""
+        steps, and at the last, it reads the loss back (the one sync) and reports it; returns whether it did."""
         loss, grad_norm = self.train_step(step, lr)
         self.finite.see(loss, step)
         done, batch_tokens = step + 1, self.rung.recipe.batch_tokens
@@ -221,7 +221,7 @@ class Trainer:
             progress.update(last_loss=record["loss"], tokens_per_s=record["tokens_per_s"], mfu=record["mfu"],
                             eta_s=self.reporter.eta_s(progress["work_steps"]))
             self.heartbeat(progress, time.time())
-        self.check_stop(logged)
+        return logged
 
     # -- the run --------------------------------------------------------------------------------------------------
     def run_branch(self, label: str, fork: int, progress: dict) -> dict:
@@ -232,7 +232,7 @@ class Trainer:
         try:
             for step in range(fork, end):
                 lr = recipe.lr * branch_factor(step, fork, end, recipe.warmup_steps, recipe.schedule)
-                self.step(step, lr, progress, branch=label, last=step + 1 == end)
+                self.check_stop(self.step(step, lr, progress, branch=label, last=step + 1 == end))
             result = self.budget_result(label, end, self.evaluate(progress), fork)
             self.in_branch = None
         finally:
@@ -353,13 +353,14 @@ class Trainer:
             if step >= self.steps.main_end:
                 break
             lr = recipe.lr * lr_factor(step, self.steps.total, recipe.warmup_steps, recipe.schedule)
-            self.step(step, lr, progress, last=step + 1 == self.steps.main_end)
+            logged = self.step(step, lr, progress, last=step + 1 == self.steps.main_end)
             done = step + 1
             if eval_every and done % eval_every == 0 and done != self.steps.main_end:
                 self.reporter.evaluation({"step": done, "tokens": done * recipe.batch_tokens,
                                           **self.evaluate(progress)}, progress["work_steps"])
             if done % int(self.tcfg.checkpoint_every) == 0 and done not in self.steps.forks:
                 self.checkpoint(progress)
+            self.check_stop(logged)  # after the step's evaluation: a resume starts at the next step
         if not self.steps.forks:  # the one budget's result is the end of the run
             label = next(iter(self.rung.budgets))
             progress["results"][label] = self.budget_result(label, self.steps.main_end, self.evaluate(progress))
