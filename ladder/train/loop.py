@@ -138,11 +138,13 @@ class Trainer:
         return total, grad_norm
 
     def evaluate(self, progress: dict) -> dict:
-        """The validation loss and every eval entry's metrics (`eval/<entry>/<metric>`); eval_s is what they cost."""
+        """The validation loss and every eval entry's metrics (`eval/<entry>/<metric>`); eval_s is what they cost.
+        Through the model itself, not the compiled or DDP module: no gradient to sync, and task batches of varying
+        lengths would recompile the graph compiled for training's shapes."""
         started = time.time()
         self.model.eval()
-        args = (self.parallel.module, self.micro, self.device, self.autocast, self.dist)
-        results = {"val_loss": windows_loss(self.parallel.module, self.val_windows, *args[1:])}
+        args = (self.model, self.micro, self.device, self.autocast, self.dist)
+        results = {"val_loss": windows_loss(self.model, self.val_windows, *args[1:])}
         if self.evals:
             results.update({f"eval/{name}": value for name, value in self.evals.run(*args).items()})
         self.model.train()
