@@ -50,7 +50,7 @@ def run(args) -> list[dict]:
                                             extra=["data.max_documents=1500", "data.max_epochs=1000"])
                 started = time.time()
                 plain, plain_gb = reference_loop(cfg, rung, args.steps, device, compiled)
-                ours, ours_gb = ladder_loop(cfg, plan, rung, Path(tmp) / f"runs-{name}-{mode}")
+                ours, ours_gb = ladder_loop(cfg, plan, rung, Path(tmp) / f"runs-{name}-{mode}", checkpoints=False)
                 rows.append({"shape": name, "params": rung.counts.total, "mode": mode, "ladder_tokens_per_s": ours,
                              "plain_tokens_per_s": plain, "ratio": ours / plain, "mfu": mfu(ours, rung, device),
                              "plain_mfu": mfu(plain, rung, device), "peak_gb": ours_gb, "plain_peak_gb": plain_gb,
@@ -68,7 +68,7 @@ def ddp_check(named_shape, tmp: Path, steps: int, seq_len: int) -> dict:
     micro = GPU_MICRO[name]
     cfg, plan, rung = configure(shape, tmp / "ddp", steps, "cuda", True, seq_len, batch_sequences=4 * micro,
                                 micro_batch=micro, extra=["data.max_documents=1500", "data.max_epochs=1000"])
-    one, _ = ladder_loop(cfg, plan, rung, tmp / "ddp-one")
+    one, _ = ladder_loop(cfg, plan, rung, tmp / "ddp-one", checkpoints=False)
     config = tmp / "ddp.json"
     config.write_text(json.dumps({"shape": shape, "steps": steps, "seq_len": seq_len, "micro": micro}))
     runs = tmp / "ddp-two"
@@ -85,12 +85,16 @@ def ddp_check(named_shape, tmp: Path, steps: int, seq_len: int) -> dict:
 
 def ddp_rank(config_path: str, runs: str) -> None:
     """One rank of the DDP check (under torchrun)."""
+    from unittest.mock import patch
+
+    from ladder.train.checkpoint import Checkpoints
     from ladder.train.loop import train_rung
     spec = json.loads(Path(config_path).read_text())
     cfg, plan, rung = configure(spec["shape"], Path(runs), spec["steps"], "cuda", True, spec["seq_len"],
                                 batch_sequences=4 * spec["micro"], micro_batch=spec["micro"],
                                 extra=["data.max_documents=1500", "data.max_epochs=1000"])
-    sys.exit(train_rung(cfg, plan, rung))
+    with patch.object(Checkpoints, "save", lambda *args, **kwargs: None):  # the loop is measured, not the disk
+        sys.exit(train_rung(cfg, plan, rung))
 
 
 def report(rows: list[dict], device: torch.device) -> str:
