@@ -37,6 +37,8 @@ COMMANDS = {
 }
 
 GROUPS = ("ladder", "recipe", "data", "eval", "law", "hydra/launcher")
+LAUNCHER = ("basic", "basic runs rungs one after another in this process, local as parallel processes, slurm as "
+                     "Slurm jobs (conf/hydra/launcher/)")
 # the keys each command reads: a section stands for every key in it, a group for its choices
 KEYS = {
     "demo": ["demo", "runs_dir", "fit.task", "ladder", "recipe", "data", "law"],
@@ -46,10 +48,10 @@ KEYS = {
     "train": ["rung", "runs_dir", "train", "logger", "ladder", "recipe", "data", "eval"],
     "sweep": ["rungs", "submit_only", "runs_dir", "sweep", "train.overwrite", "ladder", "recipe", "data", "eval",
               "hydra/launcher"],
-    "status": ["runs_dir", "format", "report", "ladder"],
+    "status": ["runs_dir", "format", "report", "ladder", "data"],
     "report": ["runs_dir", "out", "fit", "bootstrap", "ci_level", "interval", "collect", "ladder", "law"],
-    "fit": ["runs", "out", "format", "target", "targets", "columns", "curves", "collect", "bootstrap", "ci_level",
-            "backtest", "interval", "plots", "fit", "law"],
+    "fit": ["runs", "runs_dir", "out", "format", "target", "targets", "columns", "curves", "collect", "bootstrap",
+            "ci_level", "backtest", "interval", "plots", "fit", "ladder", "law"],
     "eval": ["rung", "budget", "runs_dir", "train.device", "train.dtype", "train.eval_tokens", "train.eval_max_items",
              "ladder", "eval"],
     "export": ["rung", "budget", "out", "runs_dir", "ladder"],
@@ -135,8 +137,9 @@ def rows(name: str) -> tuple[list[Key], list[tuple[str, str, str]]]:
     keys, groups = [], []
     for wanted in KEYS[name]:
         if wanted in GROUPS:
-            default, _ = defaults.get(wanted, ("(none)", ""))
-            groups.append((wanted, default, ", ".join(group_choices(wanted))))
+            default, note = defaults.get(wanted, LAUNCHER if wanted == "hydra/launcher" else ("(none)", ""))
+            choices = ", ".join(group_choices(wanted))
+            groups.append((wanted, default, f"{choices}; {note}" if note else choices))
             continue
         matched = [k for n, k in known.items() if n.startswith(wanted + ".") and k.default] or \
             [known[n] for n in [wanted] if n in known]

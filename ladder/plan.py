@@ -66,6 +66,12 @@ class Rung:
         return float(self.flops_per_token) * self.trained_tokens
 
     @property
+    def run_steps(self):
+        """Where the run goes in optimizer steps: each budget, each cooldown's fork, the evaluations between."""
+        from ladder.train.schedule import run_steps
+        return run_steps(self.budgets, self.recipe.batch_tokens, self.recipe.schedule, self.recipe.branches_budgets)
+
+    @property
     def eval_share(self) -> float:
         """Evaluation's share of the rung's compute: a forward pass costs a third of a training step's."""
         evaluating = (self.eval_points + len(self.budgets)) * self.eval_tokens
@@ -97,8 +103,8 @@ class Plan:
     params_convention: ParamCount = ParamCount.total  # N in every fit of this ladder (ladder.params_convention)
     params_for: ParamCount = ParamCount.olmo  # N in the recipe's rules (recipe.params_for)
     notes: list[str] = field(default_factory=list)
-    corpus: dict | None = None
-    eval_points_setting: str = "auto"  # train.eval_points as given  # the training split's tokens (with_corpus), beside each rung's
+    corpus: dict | None = None  # the training split's tokens (with_corpus), beside each rung's
+    eval_points_setting: str = "auto"  # train.eval_points as given
 
     @property
     def ladder_flops(self) -> float:
@@ -185,7 +191,11 @@ def make_plan(cfg: DictConfig) -> Plan:
                     name += f"-s{seed}"
                 rung = Rung(name=name, size=size, seed=seed, spec=spec, counts=counts, recipe=recipe,
                             budgets=group, flops_per_token=fpt, eval_tokens=evaluation_tokens(cfg, spec.seq_len))
-                rung.eval_points = auto_eval_points(rung) if str(points) == "auto" else int(points or 0)
+                wanted = auto_eval_points(rung) if str(points) == "auto" else int(points or 0)
+                rung.eval_points = len(rung.run_steps.eval_steps(wanted))  # what the run does: a short one has fewer
+                if rung.eval_share > EVAL_SHARE and str(points) == "auto":
+                    notes.append(f"rung {name}: its budgets' own evaluations are {rung.eval_share:.0%} of its compute; "
+                                 f"a smaller train.eval_tokens or train.eval_max_items, or eval=[], costs less")
                 rungs.append(rung)
     names = [r.name for r in rungs]
     duplicate = next((name for name in names if names.count(name) > 1), None)
@@ -204,25 +214,34 @@ UNSIZED_TASK_ITEMS = 1000  # a task scored whole (no limit, no train.eval_max_it
 
 def evaluation_tokens(cfg, seq_len: int) -> int:
     """Tokens one evaluation reads: the validation set, each eval corpus, and each task's items at one window each
-    (packed items are shorter; a task whose choices do not share a window costs more)."""
+    (packed items are shorter; a task whose choices do not share a window costs more). Each count checked here,
+    before any job: a bad one is one line naming it."""
     tcfg = cfg.get("train") or {}
-    tokens = int(float(tcfg.get("eval_tokens") or 0))
+    val_tokens = _count(tcfg.get("eval_tokens"), "train.eval_tokens", minimum=1)
+    max_items = _count(tcfg.get("eval_max_items"), "train.eval_max_items") if tcfg.get("eval_max_items") else None
+    tokens = val_tokens
     entries = _plain(cfg.get("eval")) or {}
-    for entry in entries.values() if isinstance(entries, dict) else []:
+    for name, entry in entries.items() if isinstance(entries, dict) else []:
         if not isinstance(entry, dict):
             continue
         if entry.get("kind") == "perplexity":
-            tokens += int(float(entry.get("max_tokens") or tcfg.get("eval_tokens") or 0))
+            given = entry.get("max_tokens")
+            tokens += _count(given, f"eval.{name}.max_tokens", minimum=1) if given else val_tokens
         else:
-            tokens += int(entry.get("limit") or tcfg.get("eval_max_items") or UNSIZED_TASK_ITEMS) * seq_len
+            limit = _count(entry["limit"], f"eval.{name}.limit", minimum=1) if entry.get("limit") else None
+            tokens += (limit or max_items or UNSIZED_TASK_ITEMS) * seq_len
     return tokens
+
+
+def _count(value, where: str, minimum: int = 0) -> int:
+    number = to_number(value, where)
+    require(number == int(number) and number >= minimum, f"{where}={value!r}: a whole number of at least {minimum}")
+    return int(number)
 
 
 def auto_eval_points(rung: "Rung") -> int:
     """The most evaluations between budgets (at most MAX_EVAL_POINTS) that, with one at each budget, keep
     evaluation under EVAL_SHARE of the rung's compute; 0 where the budgets' own evaluations already reach it."""
-    if not rung.eval_tokens:
-        return MAX_EVAL_POINTS
     affordable = EVAL_SHARE / (1 - EVAL_SHARE) * 3 * rung.trained_tokens / rung.eval_tokens
     return max(0, min(MAX_EVAL_POINTS, math.floor(affordable) - len(rung.budgets)))
 
@@ -337,7 +356,7 @@ def resolve_target(tcfg, lad, convention: str, params_for: ParamCount, tokens_pe
 def _size_name(params: float) -> str:
     """13e9 -> 13B, 1.5e8 -> 150M: a target's name when it has no preset."""
     from ladder.report import human
-    return human(params).replace(".0", "")
+    return re.sub(r"\.0+(?=[A-Za-z]*$)", "", human(params))
 
 
 def target_entry(target) -> dict:

@@ -4,8 +4,10 @@ plain PyTorch loop on the same model and batch, offline (the embedded corpus), i
     python scripts/bench_gpu.py          # one CUDA GPU: ~60M, olmo-190m, olmo-760m at seq 2048, bf16
     python scripts/bench_gpu.py --cpu    # the same path on the CPU with tiny shapes (CI runs this)
 
-Prints per shape and mode: tokens/s of both loops and their ratio, MFU against the card's dense bf16 peak, and
-peak GPU memory; with 2 GPUs or more, also a 2-rank DDP run of the middle shape against one GPU.
+Prints per shape and mode: tokens/s of both loops and their ratio, MFU against the card's dense bf16 peak, peak GPU
+memory, and how often per step the ladder loop made the host wait for the GPU (torch's sync debug mode: logged steps,
+evaluations and checkpoints should be the only ones); with 2 GPUs or more, also a 2-rank DDP run of the middle shape
+against one GPU.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -45,21 +49,42 @@ def run(args) -> list[dict]:
             micro = 4 if args.cpu else GPU_MICRO[name]
             for mode in args.modes:
                 compiled = mode == "compiled"
+                torch._dynamo.reset()  # each row compiles for itself
                 cfg, plan, rung = configure(shape, Path(tmp) / "runs", args.steps, device.type, compiled, seq_len,
                                             batch_sequences=2 * micro, micro_batch=micro,
                                             extra=["data.max_documents=1500", "data.max_epochs=1000"])
                 started = time.time()
                 plain, plain_gb = reference_loop(cfg, rung, args.steps, device, compiled)
-                ours, ours_gb = ladder_loop(cfg, plan, rung, Path(tmp) / f"runs-{name}-{mode}", checkpoints=False)
+                with count_syncs(device) as syncs:
+                    ours, ours_gb = ladder_loop(cfg, plan, rung, Path(tmp) / f"runs-{name}-{mode}", checkpoints=False)
                 rows.append({"shape": name, "params": rung.counts.total, "mode": mode, "ladder_tokens_per_s": ours,
                              "plain_tokens_per_s": plain, "ratio": ours / plain, "mfu": mfu(ours, rung, device),
                              "plain_mfu": mfu(plain, rung, device), "peak_gb": ours_gb, "plain_peak_gb": plain_gb,
-                             "batch_tokens": rung.recipe.batch_tokens, "seconds": time.time() - started})
+                             "batch_tokens": rung.recipe.batch_tokens, "seconds": time.time() - started,
+                             "syncs_per_step": len(syncs) / args.steps if device.type == "cuda" else None})
                 print(f"{name} {mode}: {ours:,.0f} tokens/s against {plain:,.0f} ({time.time() - started:.0f} s)",
                       flush=True)
         if not args.cpu and torch.cuda.device_count() >= 2:
             rows.append(ddp_check(list(shapes.items())[1], Path(tmp), args.steps, seq_len))
     return rows
+
+
+@contextmanager
+def count_syncs(device: torch.device):
+    """Every operation that made the host wait for the GPU during the block (torch's sync debug mode), as a list
+    filled when the block ends: ladder's loop should wait only at logged steps, evaluations and checkpoints."""
+    found: list[str] = []
+    if device.type != "cuda":
+        yield found
+        return
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            yield found
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    found += [str(w.message) for w in caught if "synchroniz" in str(w.message)]
 
 
 def ddp_check(named_shape, tmp: Path, steps: int, seq_len: int) -> dict:
@@ -103,9 +128,10 @@ def report(rows: list[dict], device: torch.device) -> str:
              f"{r['plain_tokens_per_s']:,.0f}", f"{r['ratio']:.3f}",
              "" if r["mfu"] is None else f"{r['mfu']:.1%}", "" if r["plain_mfu"] is None else f"{r['plain_mfu']:.1%}",
              "" if r["peak_gb"] is None else f"{r['peak_gb']:.1f}",
-             "" if r["plain_peak_gb"] is None else f"{r['plain_peak_gb']:.1f}"] for r in rows]
+             "" if r["plain_peak_gb"] is None else f"{r['plain_peak_gb']:.1f}",
+             "" if r.get("syncs_per_step") is None else f"{r['syncs_per_step']:.2f}"] for r in rows]
     table = format_table(["shape", "params", "mode", "ladder tok/s", "plain tok/s", "ratio", "MFU", "plain MFU",
-                          "peak GiB", "plain GiB"], body)
+                          "peak GiB", "plain GiB", "syncs/step"], body)
     return f"bench_gpu on {name} (torch {torch.__version__}), {rows[0]['batch_tokens']:,} tokens per step\n\n{table}"
 
 

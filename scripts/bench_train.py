@@ -30,6 +30,7 @@ from ladder.rundir import RunDir
 from ladder.train.checkpoint import Checkpoints
 from ladder.train.loop import train_rung
 from ladder.train.loss import upcast_cross_entropy
+from ladder.train.reporting import model_flops_utilization
 from ladder.train.optim import make_optimizer
 
 WARMUP_FRACTION = 0.3  # steps left out of the timing: the first ones (and compiling) are not the steady state
@@ -105,14 +106,17 @@ def reference_loop(cfg, rung, steps: int, device: torch.device, compile_model: b
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast(
         "cpu", enabled=False)
     micro = rung.recipe.micro_batch_sequences
-    batches = [sampler.batch(s) for s in range(steps)]
+    batches = [sampler.step_windows(s) for s in range(steps)]
+    if device.type == "cuda":  # pinned, copied without waiting: the plain loop gets nanoGPT's transfer too
+        batches = [b.pin_memory() for b in batches]
     start_step = int(steps * WARMUP_FRACTION)
-    for step, (x, y) in enumerate(batches):
+    for step, windows in enumerate(batches):
         if step == start_step:
             if device.type == "cuda":
                 torch.cuda.synchronize()
             started = time.perf_counter()
-        x, y = x.to(device), y.to(device)
+        windows = windows.to(device, non_blocking=True)
+        x, y = windows[:, :-1], windows[:, 1:]
         optimizer.zero_grad(set_to_none=True)
         for xm, ym in zip(x.split(micro), y.split(micro)):
             with autocast:
@@ -128,7 +132,7 @@ def reference_loop(cfg, rung, steps: int, device: torch.device, compile_model: b
 
 def mfu(tokens_per_s: float, rung, device: torch.device) -> float | None:
     peak = device_peak_flops(torch.cuda.get_device_name()) if device.type == "cuda" else None
-    return tokens_per_s * flops_per_token(rung.spec, "porian") / peak if peak else None
+    return model_flops_utilization(tokens_per_s, flops_per_token(rung.spec, "porian"), peak, 1)
 
 
 def main():

@@ -22,19 +22,23 @@ class Parallel:
                 fully_shard(layer)
             fully_shard(model)
         self.compiled = compile_model
-        module = torch.compile(model) if compile_model else model
+        self.ddp = None
+        module = model
         if info.enabled and not self.fsdp:
             from torch.nn.parallel import DistributedDataParallel
-            module = DistributedDataParallel(module, device_ids=[info.local_rank] if device.type == "cuda" else None)
-        self.module = module
+            module = self.ddp = DistributedDataParallel(model, device_ids=[info.local_rank] if device.type == "cuda"
+                                                        else None)
+        # DDP inside the compiled graph, as PyTorch documents it: the graph is split at DDP's gradient buckets, so
+        # their all-reduce overlaps the rest of backward
+        self.module = torch.compile(module) if compile_model else module
 
     def sync_context(self, last_micro_batch: bool):
         """Gradient accumulation: reduce across ranks on the last micro-batch only."""
         if self.fsdp:
             self.model.set_requires_gradient_sync(last_micro_batch)
             return nullcontext()
-        if self.info.enabled and not last_micro_batch:
-            return self.module.no_sync()
+        if self.ddp is not None and not last_micro_batch:
+            return self.ddp.no_sync()
         return nullcontext()
 
     def clip(self, max_norm: float) -> torch.Tensor:

@@ -77,6 +77,12 @@ class RunSteps:
     def branch_work(self) -> int:
         return sum(self.budgets[label] - fork for fork, label in self.forks.items())
 
+    def eval_steps(self, points: int) -> list[int]:
+        """`points` main-run steps evenly spread strictly inside the main run (its end is a budget, evaluated
+        anyway); a main run too short for them all gets one at every step."""
+        points = max(0, min(points, self.main_end - 1))
+        return [self.main_end * i // (points + 1) for i in range(1, points + 1)]
+
 
 def run_steps(budgets: dict[str, int], batch_tokens: int, schedule: dict, branching: bool) -> RunSteps:
     steps = {label: tokens // batch_tokens for label, tokens in budgets.items()}
