@@ -19,7 +19,8 @@ def compose_config(overrides: list[str]):
     """The composed config; a missing or misspelt key or group option becomes a one-line LadderError."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import InterpolationResolutionError, OmegaConfBaseException
 
     search = [Path(p.strip().removeprefix("file://").rstrip("]")) for o in overrides
               if o.startswith("hydra.searchpath=") for p in o.split("=", 1)[1].lstrip("[").split(",") if "file://" in p]
@@ -29,10 +30,19 @@ def compose_config(overrides: list[str]):
 
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return compose(config_name="config", overrides=overrides)
+            cfg = compose(config_name="config", overrides=overrides)
+        OmegaConf.to_container(cfg, resolve=True)  # every ${...} now, where a bad one is one line, not mid-command
+        return cfg
+    except InterpolationResolutionError as error:  # ${oc.env:UNSET}, ${no.such.key}
+        reason = str(error).splitlines()[0].removeprefix("KeyError raised while resolving interpolation: ")
+        raise LadderError(f"{error.full_key}: its ${{...}} cannot be resolved ({reason.strip()}); set what it names, "
+                          f"or write the value itself") from None
     except (HydraException, OmegaConfBaseException) as error:
         message = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
         raise LadderError(message) from None
+    except UnicodeDecodeError as error:  # a file no check above named (one a ladder file's defaults pull in)
+        raise LadderError(f"a config file is not UTF-8 text ({error.reason} at byte {error.start}); a config file "
+                          f"is YAML text") from None
     except yaml.YAMLError as error:  # a conf file that is not YAML (a tab, an unclosed bracket)
         mark = getattr(error, "problem_mark", None)
         where = f"{mark.name}, line {mark.line + 1}" if mark else "a config file"
@@ -55,10 +65,12 @@ def ladder_files(overrides: list[str]) -> list[str]:
             out.append(override)
             continue
         path = Path(value).expanduser().resolve()
+        if not path.exists():
+            raise LadderError(f"{key}={value}: no such file")
+        if not path.is_file():  # a directory, or a link to a device (/dev/zero) or a pipe: never read
+            raise LadderError(f"{key}={value}: not a regular file ({path}); give a YAML file")
         if path.suffix != ".yaml":
             raise LadderError(f"{key}={value}: Hydra reads .yaml files only; rename it {path.stem}.yaml")
-        if not path.is_file():
-            raise LadderError(f"{key}={value}: no such file")
         if path.parent.name != key:
             raise LadderError(f"{key}={value}: a {key} file must sit in a directory named {key}/ (as conf/{key}/ "
                               f"does); move it there")
@@ -85,6 +97,39 @@ def _check_group_choice(override: str, search: list[Path] = ()) -> None:
         if choice not in options:
             raise LadderError(f"{key}={value}: no such {key} {choice!r}; use one of {', '.join(options)} "
                               f"(files in {group})")
+        for path in {d / key / f"{choice}.yaml" for d in (CONF_DIR, *search)}:
+            if path.is_file():
+                check_config_file(path)
+
+
+MAX_CONFIG_VALUES = 100_000  # a ladder file holds hundreds; YAML aliases nested ten deep ("billion laughs") 10^8
+
+
+def check_config_file(path: Path) -> None:
+    """A config file Hydra is about to read: UTF-8 text, and no more than MAX_CONFIG_VALUES values once its YAML
+    aliases are expanded (Hydra expands every one; counted here on the unexpanded node graph, in moments)."""
+    import yaml
+
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise LadderError(f"{path}: not UTF-8 text (byte {error.start}); a config file is YAML text") from None
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return  # Hydra reads it next and says where (compose_config)
+    sizes: dict[int, int] = {}
+
+    def size(node) -> int:
+        if id(node) not in sizes:
+            sizes[id(node)] = MAX_CONFIG_VALUES + 1  # while counting: a node that holds itself never ends
+            children = node.value if isinstance(node.value, list) else []
+            sizes[id(node)] = 1 + sum(size(c) for pair in children for c in (pair if isinstance(pair, tuple) else
+                                                                              (pair,)))
+        return sizes[id(node)]
+    if root is not None and size(root) > MAX_CONFIG_VALUES:
+        raise LadderError(f"{path}: expands to more than {MAX_CONFIG_VALUES:,} values (YAML aliases nested in "
+                          f"aliases); write the values out, or use fewer aliases")
 
 
 def configure_logging(command: str) -> None:

@@ -42,10 +42,29 @@ from typing import Iterator
 
 from ladder import __version__
 from ladder.errors import LadderError
-from ladder.io import (atomic_write_json, atomic_write_text, open_no_follow, pid_alive, read_json, read_metrics,
-                       refuse_links)
+from ladder.io import (NUMBER, TEXT, WHOLE, Each, atomic_write_json, atomic_write_text, check_shape, open_no_follow,
+                       pid_alive, process_start, read_json, read_metrics, refuse_links)
 
 STATUSES = ("running", "done", "failed", "interrupted")
+# The shape of each run file, checked where it is read: a file that is valid JSON of another shape is one line
+# naming the field, never a traceback in status, collect or the report.
+RETRAIN = "restore it, or delete the run directory to retrain"
+LEASE = {"host": TEXT, "pid": WHOLE, "heartbeat": NUMBER, "start?": TEXT}
+SUMMARY = {
+    "status": (lambda v: v in STATUSES, f"one of {', '.join(STATUSES)}"),
+    "budgets": Each({"tokens": NUMBER, "flops": NUMBER, "loss?": NUMBER, "finished_at?": NUMBER,
+                     "eval?": Each((lambda v: v is None or NUMBER[0](v), "a number or null"))}),
+    "lease?": LEASE, "flops_per_token?": Each(NUMBER),
+    **{f"{name}?": NUMBER for name in ("params", "non_embedding_params", "olmo_params", "embedding_params", "seed",
+                                       "lr", "batch_tokens", "steps_done", "main_steps", "tokens_seen",
+                                       "trained_tokens", "last_loss", "tokens_per_s", "mfu", "eta_s", "wall_time_s",
+                                       "eval_time_s", "repeat_factor")},
+    **{f"{name}?": TEXT for name in ("reason", "ladder", "rung", "size", "flops_convention", "identity",
+                                     "rung_identity", "data_fingerprint", "wandb_id")}}
+JOBS = Each((lambda v: isinstance(v, (str, int)) and not isinstance(v, bool), "a job id"))
+# a metrics record's numbers: a diverged step's loss is logged as NaN or inf, a number all the same
+RECORD = {f"{name}?": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number")
+          for name in ("step", "tokens", "flops", "loss", "val_loss", "lr", "elapsed_s")}
 
 
 def code_version() -> dict:
@@ -81,6 +100,10 @@ def sweep_dir(runs_dir: str | Path, ladder: str) -> Path:
     return ladder_dir(runs_dir, ladder) / ".sweep"
 
 
+class RunBusy(LadderError):
+    """Another process holds the rung's lock: it is being trained (a sweep leaves it to that process)."""
+
+
 class RunDir:
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -112,8 +135,8 @@ class RunDir:
                 handle.seek(0)
                 holder = handle.read().strip() or "another process"
                 handle.close()
-                raise LadderError(f"{self.path}: already being trained by {holder}; wait for it, or stop it and "
-                                  f"run again to resume") from None
+                raise RunBusy(f"{self.path}: already being trained by {holder}; wait for it, or stop it and run "
+                              f"again to resume") from None
             locked = False  # ENOLCK, EOPNOTSUPP: NFS without lockd, some parallel filesystems
             logging.getLogger("ladder.train").warning(
                 "%s: this filesystem has no file locks (%s); nothing stops a second trainer of this rung",
@@ -153,22 +176,23 @@ class RunDir:
         return self.path / "budgets" / f"{label}.pt"
 
     def summary(self) -> dict | None:
-        """summary.json, checked: a mapping with a known status and a mapping of budgets (None if not written)."""
+        """summary.json, checked against SUMMARY (None if not written)."""
         if not self.summary_path.exists():
             return None
         summary = read_json(self.summary_path)
         if not isinstance(summary, dict) or "status" not in summary:
             raise LadderError(f"{self.summary_path}: not a rung summary (a {type(summary).__name__} without "
-                              f"'status'); restore it, or delete the run directory to retrain")
-        if summary["status"] not in STATUSES or not isinstance(summary.get("budgets", {}), dict):
-            raise LadderError(f"{self.summary_path}: status {summary['status']!r} or its budgets are not a rung "
-                              f"summary's ({', '.join(STATUSES)}; budgets a mapping); restore it, or delete the run "
-                              f"directory to retrain")
-        return summary
+                              f"'status'); {RETRAIN}")
+        return check_shape(self.summary_path, {"budgets": {}, **summary}, SUMMARY, RETRAIN)
 
     def metrics(self) -> list[dict]:
-        """Every record of metrics.jsonl ([] before the first)."""
-        return read_metrics(self.metrics_path) if self.metrics_path.exists() else []
+        """Every record of metrics.jsonl ([] before the first), each an object whose numbers are numbers."""
+        if not self.metrics_path.exists():
+            return []
+        records = read_metrics(self.metrics_path)
+        for number, record in enumerate(records, 1):
+            check_shape(f"{self.metrics_path}:{number}", record, RECORD, "truncate the file before that line")
+        return records
 
     def write_summary(self, summary: dict) -> None:
         atomic_write_json(self.summary_path, summary)
@@ -217,28 +241,36 @@ class JobRecords:
         return cls(Path(multirun_dir).parent / "jobs.json")
 
     def read(self) -> dict[str, str]:
-        return read_json(self.path) if self.path.exists() else {}  # corrupt: one line naming it
+        if not self.path.exists():
+            return {}
+        return check_shape(self.path, read_json(self.path), JOBS, "delete it (ladder status then asks no scheduler "
+                                                                 "about these rungs)")
 
     def record(self, ids: dict[str, str]) -> None:
         atomic_write_json(self.path, {**self.read(), **ids})
 
 
-LEASE_TIMEOUT_S = 1800  # a running rung on another host whose heartbeat is older than this is stale
+LEASE_TIMEOUT_S = 1800  # a running rung on another host whose heartbeat is further than this from now is stale
 
 
 def lease() -> dict:
-    return {"host": socket.gethostname(), "pid": os.getpid(), "heartbeat": round(time.time(), 1)}
+    """Who trains a rung: the host, the pid with its start time (a pid alone names another process once reused),
+    and a heartbeat the trainer renews each minute."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "start": process_start(os.getpid()),
+            "heartbeat": round(time.time(), 1)}
 
 
 def lease_alive(summary: dict, now: float | None = None) -> bool | None:
-    """Whether a running rung's process is alive: on this host by its pid, elsewhere by its heartbeat's age. None
-    where the summary has no lease (written before leases were)."""
+    """Whether a running rung's process is alive: on this host by its pid and start time, elsewhere by its
+    heartbeat, within LEASE_TIMEOUT_S of now on either side (a heartbeat from the future, another host's clock
+    ahead, goes stale too, never holds the rung forever). None where the summary has no lease (written before
+    leases were)."""
     held = summary.get("lease")
     if not held:
         return None
-    if held.get("host") == socket.gethostname():
-        return pid_alive(int(held["pid"]))
-    return (now or time.time()) - float(held.get("heartbeat", 0)) < LEASE_TIMEOUT_S
+    if held["host"] == socket.gethostname():
+        return pid_alive(held["pid"], held.get("start"))
+    return abs((now or time.time()) - held["heartbeat"]) < LEASE_TIMEOUT_S
 
 
 class MetricsLog:

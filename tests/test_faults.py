@@ -341,3 +341,57 @@ def test_rng_states_round_trip_through_a_weights_only_checkpoint(tmp_path):
     torch.manual_seed(9), np.random.seed(9), pyrandom.seed(9)
     set_rng_state(load_verified(tmp_path / "rng.pt")["rng"])
     assert (torch.rand(3).tolist(), np.random.normal(size=3).tolist(), [pyrandom.random() for _ in range(3)]) == expected
+
+
+# -- issue 30: liveness, a torn pointer, a crash before the loop, a second sweep ------------------------------------
+
+def test_a_reused_pid_or_a_heartbeat_from_the_future_is_not_alive():
+    import socket
+
+    from ladder.rundir import LEASE_TIMEOUT_S, lease, lease_alive
+
+    assert lease()["start"] and lease_alive({"lease": lease()}) is True
+    reused = {**lease(), "pid": 1, "start": "not-when-pid-1-started"}  # pid 1 runs, but not the process that leased
+    assert lease_alive({"lease": reused}) is False
+    remote = {"host": socket.gethostname() + "-elsewhere", "pid": 1, "heartbeat": 1000.0 + LEASE_TIMEOUT_S + 1}
+    assert lease_alive({"lease": remote}, now=1000.0) is False  # another host's clock ahead: stale all the same
+    assert lease_alive({"lease": {**remote, "heartbeat": 1000.0 + 60}}, now=1000.0) is True  # skew within bounds
+
+
+def test_a_torn_latest_pointer_falls_back_to_the_newest_verified_checkpoint(reference, tmp_path):
+    import shutil
+    shutil.copytree(reference / "tiny", tmp_path / "tiny")
+    rung = tmp_path / "tiny" / RUNG
+    (rung / "summary.json").write_text(json.dumps({**summary(reference), "status": "running"}))
+    (rung / "checkpoints" / "latest").write_bytes(b"\xff\xfe\x00step")
+    result = run_train(tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "names no checkpoint" in result.stderr and summary(tmp_path)["status"] == "done"
+    assert curve(tmp_path) == curve(reference)
+
+
+def test_a_crash_before_the_loop_marks_the_rung_failed(cache, tmp_path, monkeypatch):
+    from ladder.cli import main
+    from ladder.train.checkpoint import Checkpoints
+
+    def crash(self):
+        raise RuntimeError("the checkpoint directory went away")
+    monkeypatch.setattr(Checkpoints, "load_latest", crash)
+    with pytest.raises(RuntimeError):
+        main(["train", *overrides(tmp_path)])
+    s = summary(tmp_path)
+    assert s["status"] == "failed" and s["reason"] == "RuntimeError: the checkpoint directory went away"
+
+
+def test_a_second_sweep_leaves_a_rung_being_trained_to_its_trainer(cache, tmp_path):
+    from ladder.rundir import RunDir
+
+    args = [a for a in overrides(tmp_path) if not a.startswith("rung=")]
+    with RunDir(tmp_path / "tiny" / RUNG).lock():  # this process trains it, as a first sweep would
+        result = subprocess.run(ladder_cmd("sweep", *args, f"rungs=[{RUNG}]"), capture_output=True, text=True,
+                                cwd=ROOT, timeout=300)
+    assert result.returncode == 0 and "Traceback" not in result.stderr + result.stdout, result.stderr[-2000:]
+    left = [line for line in result.stdout.splitlines() if "left to the process training it" in line]
+    assert len(left) == 1 and f"already being trained by pid {os.getpid()}" in left[0]
+    row = next(line for line in result.stdout.splitlines() if line.startswith(f"{RUNG} "))
+    assert "pending" in row  # it wrote nothing: its trainer (this test) has not started it

@@ -32,11 +32,15 @@ from datatrove.pipeline.base import PipelineStep
 from ladder.data.pretokenized import row_ids
 from ladder.data.sources import Source, documents, records
 from ladder.data.tokenizers import load_saved
-from ladder.errors import require
-from ladder.io import atomic_write_json, read_json
+from ladder.errors import LadderError, require
+from ladder.io import TEXT, WHOLE, atomic_write_json, check_kind, check_shape, read_json
 
 BATCH_DOCUMENTS = 256
 PIECE = "piece_{:05d}.json"
+PIECE_RECORD = {"shards": [{"path": TEXT, "split": (lambda v: v in ("train", "val"), "train or val"),
+                            "tokens": WHOLE, "bytes": WHOLE, "sha256": TEXT}],
+                "tokens": {"train": WHOLE, "val": WHOLE}, "documents": {"train": WHOLE, "val": WHOLE},
+                "text_bytes?": WHOLE, "max_id?": WHOLE}
 
 
 def is_validation(seed: int, key, fraction: float) -> bool:
@@ -193,6 +197,7 @@ def run_pieces(step: TokenizePiece, tasks: int, workers: int) -> list[dict]:
     # patch.dict puts the environment back whole, so datatrove's DATATROVE_* of an in-process run do not outlive it
     single = {"TOKENIZERS_PARALLELISM": "false"} if workers > 1 else {}
     logs = step.directory / "datatrove"
+    check_kind(logs, True, "datatrove's logs")
     logs.mkdir(parents=True, exist_ok=True)
     try:
         with patch.dict(os.environ, single), open(logs / "console.log", "a") as console, redirect_stderr(console), \
@@ -204,7 +209,20 @@ def run_pieces(step: TokenizePiece, tasks: int, workers: int) -> list[dict]:
                                   start_method=start_method).run()
     finally:
         setup_default_logger()  # loguru back on this process's stderr, as datatrove set it at import
-    return [read_json(step.directory / PIECE.format(rank)) for rank in range(tasks)]
+    return [read_piece(step.directory, rank) for rank in range(tasks)]
+
+
+def read_piece(directory: Path, rank: int) -> dict:
+    """A finished piece's record, checked against PIECE_RECORD, and its shards as it recorded them: a piece whose
+    record or shards are not what it wrote is redone when its completion mark is deleted, which the error says."""
+    path = directory / PIECE.format(rank)
+    fix = f"delete {directory / 'datatrove' / 'completions' / f'{rank:05d}'} to redo that piece, and run again"
+    piece = check_shape(path, read_json(path), PIECE_RECORD, fix)
+    for shard in piece["shards"]:
+        file = directory / shard["path"]
+        if not file.is_file() or file.stat().st_size != shard["bytes"]:
+            raise LadderError(f"{file}: missing or not the {shard['bytes']} bytes {path.name} recorded; {fix}")
+    return piece
 
 
 # -- the executor's processes end with the prepare that forked them ------------------------------------------------

@@ -26,12 +26,23 @@ import numpy as np
 from ladder import __version__
 from ladder.data.pretokenized import MEMMAP_FORMATS, StatedTokenizer, file_layout, views
 from ladder.data.sources import Source, check_reachable, documents, resolve_source, stream_files
-from ladder.data.tokenizers import ByteTokenizer, load_hf, load_saved, pieces, tokenizer_config_signature, train_bpe
+from ladder.data.tokenizers import (KINDS, ByteTokenizer, load_hf, load_saved, pieces, tokenizer_config_signature,
+                                    train_bpe)
 from ladder.errors import LadderError, require
 from ladder.hardware import owned_cpus
-from ladder.io import atomic_write_json, open_no_follow, pid_alive, process_start, read_json
+from ladder.io import (TEXT, WHOLE, atomic_write_json, check_kind, check_shape, open_no_follow, pid_alive,
+                       process_start, read_json)
 
 FORMAT_VERSION = 1  # bump when the shard layout changes
+# The shapes of the files a prepare writes and reads back (a piece's record is engine.py's PIECE_RECORD)
+SPLITS = {"train": WHOLE, "val": WHOLE}
+SHARD = {"path": TEXT, "split": (lambda v: v in ("train", "val"), "train or val"), "tokens": WHOLE, "bytes": WHOLE,
+         "sha256": TEXT, "offset?": WHOLE, "file_bytes?": WHOLE}
+TOKENIZER = {"kind": (lambda v: v in KINDS, f"one of {', '.join(KINDS)}"), "vocab_size": WHOLE, "eos_id": WHOLE,
+             "name?": TEXT, "hash?": TEXT}
+MANIFEST = {"fingerprint": TEXT, "tokenizer": TOKENIZER, "dtype": (lambda v: v in ("uint16", "uint32"),
+                                                                    "uint16 or uint32"),
+            "shards": [SHARD], "tokens": SPLITS}
 log = logging.getLogger("ladder.data")
 
 
@@ -77,7 +88,7 @@ def make_tokenizer(cfg: dict, source: Source, seed: int, fraction: float, limit,
     if tcfg["kind"] == "bytes":
         return ByteTokenizer()
     if tcfg["kind"] == "hf":
-        return load_hf(tcfg["name"], tcfg.get("revision"))
+        return load_hf(tcfg["name"], tcfg.get("revision"), tcfg.get("trust_remote_code", False))
     budget = int(float(tcfg["train_bytes"]))
 
     def training_text():  # the training split only, up to train_bytes: validation text is never seen
@@ -200,11 +211,13 @@ def prepare(cfg: dict, progress: bool = True, needed_tokens: int | None = None, 
     check_reachable(source)
     root = final.parent
     root.mkdir(parents=True, exist_ok=True)
+    work = root / f".{final.name}.partial"
+    check_kind(root / f".{final.name}.lock", False, "a prepare's lock")
+    check_kind(work, True, "a prepare's work directory")
     with _lock(root / f".{final.name}.lock", progress):
         if (final / "manifest.json").exists():  # another process prepared it while this one waited
             return final
         _remove_stale(root)
-        work = root / f".{final.name}.partial"
         work.mkdir(exist_ok=True)
         started = time.time()
         if s["split_by"] == "token_range" and progress:
@@ -245,7 +258,7 @@ def _tokenizer(cfg: dict, source: Source, s: dict, work: Path):
     """The corpus's tokenizer, saved in the work directory first: a resumed prepare reuses the BPE it trained."""
     saved = work / "tokenizer-description.json"
     if saved.exists():
-        return load_saved(read_json(saved), work)
+        return load_saved(check_shape(saved, read_json(saved), TOKENIZER, f"delete {work} and prepare again"), work)
     tokenizer = make_tokenizer(cfg, source, s["seed"], s["val_fraction"], s["limit"], s["split_by"], s["tasks"])
     tokenizer.save(work)
     atomic_write_json(saved, tokenizer.describe())
@@ -387,8 +400,12 @@ def _remove_stale(root: Path) -> None:
 
 
 def load_manifest(directory: str | Path) -> dict:
-    manifest = read_json(Path(directory) / "manifest.json")
+    """manifest.json, checked against MANIFEST: a field of another shape is one line, never a traceback in training."""
+    path = Path(directory) / "manifest.json"
+    manifest = read_json(path)
+    if not isinstance(manifest, dict):
+        manifest = {}  # said as its first missing field
     for key in ("fingerprint", "tokenizer", "dtype", "shards", "tokens"):
         if key not in manifest:
             raise LadderError(f"{directory}/manifest.json: missing {key!r}; delete the directory and prepare again")
-    return manifest
+    return check_shape(path, manifest, MANIFEST, "delete the directory and prepare again")

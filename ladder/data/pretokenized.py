@@ -14,11 +14,12 @@ against `ladder.vocab_size`), and fingerprints each file's bytes (sha256) in the
 from __future__ import annotations
 
 import hashlib
+import tokenize
 from pathlib import Path
 
 import numpy as np
 
-from ladder.errors import require
+from ladder.errors import LadderError, require
 
 MEMMAP_FORMATS = {".npy": "npy", ".bin": "bin", ".ds": "datatrove"}
 DATASETS_FORMATS = {".parquet": "parquet", ".arrow": "arrow", ".jsonl": "json", ".json": "json"}
@@ -46,7 +47,11 @@ def file_layout(path: str, fmt: str, requested_dtype: str) -> tuple[str, int]:
     with open(path, "rb") as f:
         magic = f.read(6)
     if fmt == "npy" and magic == b"\x93NUMPY":
-        array = np.load(path, mmap_mode="r")
+        try:  # the header is parsed, never its objects: object dtype cannot be memory-mapped, so refused here
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (ValueError, SyntaxError, tokenize.TokenError, OSError) as error:
+            raise LadderError(f"data.path: {path} is not a readable token .npy ({' '.join(str(error).split())[:120]}); "
+                              f"write it again with numpy.save of a 1-d uint16 or uint32 array") from None
         require(array.dtype.name in TOKEN_DTYPES and array.ndim == 1 and array.dtype.byteorder in "=|<",
                 f"data.path: {path} holds a {array.ndim}-d {array.dtype.str} array; token files are 1-d "
                 f"little-endian uint16 or uint32")

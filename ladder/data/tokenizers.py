@@ -117,19 +117,31 @@ def train_bpe(texts: Iterable[str], vocab_size: int) -> FastTokenizer:
     return FastTokenizer("bpe", tokenizer, tokenizer.token_to_id(EOS_TEXT))
 
 
-def load_hf(name: str, revision: str | None = None) -> FastTokenizer:
+def load_hf(name: str, revision: str | None = None, trust_remote_code: bool = False) -> FastTokenizer:
+    """A hub (or local) tokenizer. Its own code runs only with data.tokenizer.trust_remote_code=true: transformers
+    is told so either way, so it never asks on the terminal, and a tokenizer that needs its code is refused."""
     from transformers import AutoTokenizer
 
     from ladder.data.sources import HUB_HOST, hub_reachable
 
+    trust = trust_remote_code is True
+
+    def load(**options):
+        try:
+            return AutoTokenizer.from_pretrained(name, revision=revision, trust_remote_code=trust, **options)
+        except ValueError as error:
+            if "trust_remote_code" not in str(error):
+                raise
+            raise LadderError(f"data.tokenizer.name={name}: its tokenizer runs code of its own, which ladder never "
+                              f"runs unasked; read that code, then set data.tokenizer.trust_remote_code=true") from None
     try:  # a cached copy works offline
-        hf = AutoTokenizer.from_pretrained(name, revision=revision, local_files_only=True)
+        hf = load(local_files_only=True)
     except (OSError, ValueError):
         if not hub_reachable():
             raise LadderError(f"data.tokenizer.name={name}: not cached and {HUB_HOST} is unreachable; connect to the "
                               f"network, or use data.tokenizer.kind=bpe (trained offline) or bytes") from None
         try:
-            hf = AutoTokenizer.from_pretrained(name, revision=revision)
+            hf = load()
         except (OSError, ValueError) as error:
             raise LadderError(f"data.tokenizer.name={name}: {str(error).splitlines()[0]}") from None
     require(getattr(hf, "backend_tokenizer", None) is not None, f"data.tokenizer.name={name}: not a fast tokenizer")
@@ -152,6 +164,8 @@ def load_saved(description: dict, directory: Path):
                 f"{saved}: not the tokenizer its manifest describes (hash differs); delete {directory} and run "
                 f"`ladder prepare` again")
         return tokenizer
+    require(description.get("name"), f"{directory}: a hub tokenizer with no name and no tokenizer.json; delete "
+                                     f"{directory} and prepare again")
     return load_hf(description["name"])
 
 

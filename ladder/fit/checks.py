@@ -62,6 +62,12 @@ def format_checks(result: dict) -> list[str]:
     return lines + ([""] if lines else [])
 
 
+def off_by(relative: float) -> str:
+    """How far a value sits from the law (value / law's - 1): a percentage, or past 10x a factor, so a loss of 1e300
+    reads '3.6e+299 times', never as a 300-digit percentage."""
+    return f"{relative:+.1%}" if abs(relative) < 9 else f"{relative + 1:.3g} times"
+
+
 def _who(table: Table, rows: np.ndarray) -> str:
     if "run" in table:
         return ", ".join(dict.fromkeys(str(r) for r in table["run"][rows]))
@@ -87,7 +93,7 @@ def leave_one_size_out(law_options: dict, table: Table, max_error: float, ci_lev
             worst = mine[np.argmax(np.abs(errors[mine]))]
             if abs(errors[worst]) > max_error:
                 flags.append({"run": _who(test, mine), "check": "leave_one_size_out", "value": float(errors[worst]),
-                              "message": f"{_who(test, mine)} (N={size:.3g}) sits {errors[worst]:+.1%} off the law "
+                              "message": f"{_who(test, mine)} (N={size:.3g}) sits {off_by(errors[worst])} off the law "
                                          f"fitted to the other sizes at D={test['tokens'][worst]:.3g} "
                                          f"(over fit.flag_error={max_error:g}); undertuned, broken, or the law's "
                                          f"form? Check it, or drop it with fit.exclude=[...]"})
@@ -97,15 +103,13 @@ def leave_one_size_out(law_options: dict, table: Table, max_error: float, ci_lev
 def lr_flags(table: Table, tune_path: str, max_lr_cost: float, params_column: str = "params") -> list[dict]:
     """Runs whose learning rate costs more than `max_lr_cost` (relative loss) by the tune's rule and curvature;
     `params_column` is the input's column that became `params`."""
-    from ladder.io import read_json
     from ladder.model.counting import ParamCount
-    from ladder.tune.optimum import LRRule, lr_cost, nearest_curvature
+    from ladder.tune.optimum import LRRule, lr_cost, nearest_curvature, read_tune
 
     path = Path(tune_path)
     path = path / "tune.json" if path.is_dir() else path
     require(path.is_file(), f"fit.tune={tune_path}: no tune.json there; run ladder tune first (it writes one)")
-    tune = read_json(path)
-    require("rule" in tune and "curves" in tune, f"fit.tune={tune_path}: not a ladder tune result")
+    tune = read_tune(path)
     require("lr" in table, "fit.tune: the table has no lr column (runs trained before lr was recorded: retrain, or "
                            "add an lr column to the CSV)")
     column = ParamCount.named(tune["params_for"], f"fit.tune={tune_path}: its params_for").value

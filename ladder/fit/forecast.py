@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ladder.errors import LadderError, require
-from ladder.fit.checks import flag_runs
+from ladder.fit.checks import flag_runs, off_by
 from ladder.fit.calibrate import FOLD_FRACTIONS, IntervalOptions, interval_score, rolling_folds
 from ladder.fit.collect import collect_runs
 from ladder.fit.laws import Law, make_law
@@ -45,7 +45,7 @@ def residual_warnings(law: Law, table: Table, threshold: float = 4.0, min_relati
     for i in np.flatnonzero((np.abs(residual - np.median(residual)) > threshold * sigma)
                             & (np.abs(residual) > min_relative)):
         who = f"rung {names[i]}" if names is not None else f"row {i}"
-        out.append(f"{who} (N={table['params'][i]:.3g}, D={table['tokens'][i]:.3g}) is {np.expm1(residual[i]):+.1%} "
+        out.append(f"{who} (N={table['params'][i]:.3g}, D={table['tokens'][i]:.3g}) is {off_by(np.expm1(residual[i]))} "
                    f"off the law ({abs(residual[i] - np.median(residual)) / sigma:.1f} robust sigmas): "
                    f"undertuned or broken?")
     return out

@@ -15,16 +15,19 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ladder.fit.table import Table, flops_per_nd  # noqa: E402
+from ladder.io import atomic_write_bytes  # noqa: E402
 
 FORECAST, ACTUAL = "crimson", "black"
 
 
 def save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    """The figure as a PNG, written as every output is (atomic_write_bytes: no link followed, nothing torn)."""
+    from io import BytesIO
+
+    buffer = BytesIO()
+    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
-    tmp.replace(path)
+    atomic_write_bytes(path, buffer.getvalue())
     return path
 
 

@@ -111,26 +111,20 @@ def standard_table(table: Table, columns: dict, source: str, required=("params",
         require(canonical in renamed, f"{source}: no column {columns.get(canonical, canonical)!r} for {canonical}; "
                                       f"available: {', '.join(table.columns)} (rename with columns.{canonical}=NAME)")
     extra = {name: values for name, values in table.columns.items() if name not in columns.values()}
+    checked = ("params", "tokens", "loss", "flops", *[c for c in required if c not in ("run", "budget")])
+    for canonical in dict.fromkeys(checked):  # each given column checked before flops is derived from two of them
+        if canonical in renamed:
+            _check_column(renamed[canonical], columns.get(canonical, canonical), canonical, source)
     if "flops" not in renamed and "params" in renamed and "tokens" in renamed:
-        renamed["flops"] = 6 * renamed["params"] * renamed["tokens"]  # chinchilla_6nd when none is given
+        with np.errstate(over="ignore"):
+            renamed["flops"] = 6 * renamed["params"] * renamed["tokens"]  # chinchilla_6nd when none is given
+        bad = np.flatnonzero(~np.isfinite(renamed["flops"]))
+        if bad.size:
+            raise LadderError(f"{source}: 6 x params x tokens overflows a float in row {_rows(bad)} (params "
+                              f"{renamed['params'][bad[0]]:.3g}, tokens {renamed['tokens'][bad[0]]:.3g}); fix "
+                              f"those rows or give a flops column")
         renamed["flops_convention"] = np.full(len(table), "chinchilla_6nd")
     out = Table({**extra, **renamed})
-    for canonical in ("params", "tokens", "loss", "flops", *[c for c in required if c not in ("run", "budget")]):
-        if canonical not in out:
-            continue
-        values = out[canonical]
-        if values.dtype.kind != "f":
-            cells = [str(v) for v in values]
-            row = next(i for i, v in enumerate(cells) if not _is_number(v))
-            raise LadderError(f"{source}: column {columns.get(canonical, canonical)!r} is not numeric: row {row} "
-                              f"holds {cells[row]!r}; fix or drop that row")
-        bad = np.flatnonzero(~np.isfinite(values))
-        require(bad.size == 0, f"{source}: {canonical} is NaN or missing in row {_rows(bad)}; drop or fix those rows")
-        if canonical == "accuracy":  # a fraction: zero is a result, not an error
-            continue
-        bad = np.flatnonzero(values <= 0)
-        require(bad.size == 0, f"{source}: {canonical} is zero or negative in row {_rows(bad)}; "
-                               f"{canonical} must be positive")
     keys = [c for c in ("run", "params", "tokens", "loss") if c in out]
     seen: dict[tuple, int] = {}
     for i in range(len(out)):
@@ -139,6 +133,21 @@ def standard_table(table: Table, columns: dict, source: str, required=("params",
                                  f"drop one")
         seen[key] = i
     return out
+
+
+def _check_column(values: np.ndarray, name: str, canonical: str, source: str) -> None:
+    """A column a law computes with: numbers, each finite, and positive but for accuracy (a fraction: 0 counts)."""
+    if values.dtype.kind != "f":
+        cells = [str(v) for v in values]
+        row = next(i for i, v in enumerate(cells) if not _is_number(v))
+        raise LadderError(f"{source}: column {name!r} is not numeric: row {row} holds {cells[row]!r}; fix or drop "
+                          f"that row")
+    for test, what in ((np.isnan, "NaN or missing"), (np.isinf, "infinite")):
+        bad = np.flatnonzero(test(values))
+        require(bad.size == 0, f"{source}: {canonical} is {what} in row {_rows(bad)}; drop or fix those rows")
+    bad = np.flatnonzero(values <= 0)
+    require(canonical == "accuracy" or bad.size == 0, f"{source}: {canonical} is zero or negative in row "
+                                                      f"{_rows(bad)}; {canonical} must be positive")
 
 
 def flops_per_nd(table: Table) -> float:

@@ -17,8 +17,21 @@ from omegaconf import OmegaConf
 from ladder.errors import LadderError
 from ladder.fit.ladder import fit_ladder
 from ladder.fit.table import Table
-from ladder.io import atomic_write_json, read_json
+from ladder.io import NUMBER, TEXT, WHOLE, Each, atomic_write_json, check_shape, read_json
 from ladder.plan import Plan
+
+
+# report/history.json, the cache of refits: its shape, checked where it is read
+HISTORY = {"fingerprint": TEXT, "entries": Each({"rungs": [TEXT], "points": WHOLE, "value?": NUMBER, "lo?": NUMBER,
+                                                 "hi?": NUMBER, "warnings?": [TEXT], "skipped?": TEXT})}
+
+
+def read_history(cache: Path) -> dict:
+    """The cached refits ({} before the first), or one line naming the field of another shape."""
+    if not cache.exists():
+        return {}
+    return check_shape(cache, read_json(cache), HISTORY, "delete it: it is a cache, and the report refits what it "
+                                                         "held")
 
 
 def landed_rungs(plan: Plan, summaries: dict[str, dict]) -> list[str]:
@@ -56,7 +69,7 @@ def forecast_history(cfg, plan: Plan, evaluations: Table, summaries: dict[str, d
     spent, and the target's forecast with its interval, or why it could not be fitted."""
     order = landed_rungs(plan, summaries)
     fingerprint = _fingerprint(cfg, plan, target)
-    stored = read_json(cache) if cache.exists() else {}
+    stored = read_history(cache)
     entries = stored.get("entries", {}) if stored.get("fingerprint") == fingerprint else {}
     history = []
     for k in range(2, len(order) + 1):

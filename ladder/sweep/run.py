@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ladder.errors import require
 from ladder.plan import Plan, Rung, make_plan, with_corpus
-from ladder.rundir import JobRecords, sweep_dir
+from ladder.rundir import JobRecords, RunBusy, sweep_dir
 from ladder.train.options import check_train_options
 from ladder.sweep.status import SLURM_WAITING, format_status, rung_status, scheduler_states
 
@@ -79,7 +79,11 @@ def sweep_task(cfg) -> int:
         submitit.helpers.TorchDistributedEnvironment().export()  # srun tasks -> torch.distributed ranks
     configure_logging("train")
     plan = make_plan(cfg)  # the job is a process of its own: its plan, made once
-    code = train_rung(cfg, plan, plan.rung(cfg.rung))
+    try:
+        code = train_rung(cfg, plan, plan.rung(cfg.rung))
+    except RunBusy as busy:  # another sweep (or `ladder train`) trains it: that process's rung, no failure of ours
+        print(f"{cfg.rung}: left to the process training it ({busy})", flush=True)
+        return 0
     if code == EXIT_INTERRUPTED:
         raise RuntimeError(f"rung {cfg.rung} interrupted; checkpointed, requeue or re-run the sweep to resume")
     if code != 0:

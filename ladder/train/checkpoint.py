@@ -41,14 +41,29 @@ class Checkpoints:
             old.unlink(missing_ok=True)
             old.with_suffix(".json").unlink(missing_ok=True)
 
+    def pointed(self) -> Path | None:
+        """The checkpoint `latest` names; None without one, or where it names none (not text, not a checkpoint's
+        name: a torn or foreign file), said so: the newest checkpoint that verifies is used instead."""
+        pointer = self.directory / "latest"
+        if not pointer.exists():
+            return None
+        try:
+            name = pointer.read_bytes().decode("utf-8").strip()
+        except UnicodeDecodeError:
+            name = None
+        if name is None or not _NAME.match(name):
+            log.warning("%s names no checkpoint (%r); using the newest one that verifies", pointer,
+                        pointer.read_bytes()[:40])
+            return None
+        return self.directory / name
+
     def load_latest(self) -> dict | None:
         """The newest checkpoint that verifies, or None when there is none at all."""
         if not self.directory.exists():
             return None
         candidates = self._all()
-        pointer = self.directory / "latest"
-        if pointer.exists():
-            named = self.directory / pointer.read_text().strip()
+        named = self.pointed()
+        if named is not None:
             candidates = [named] + [c for c in candidates if c != named]
         for path in candidates:
             problem = verify(path)

@@ -445,12 +445,13 @@ def train_rung(cfg, plan: Plan, rung: Rung) -> int:
             if failed:  # every rank stops, not only the one that was refused
                 raise refused if isinstance(refused, LadderError) else LadderError("rank 0 could not claim the rung")
             return trainer.train()
-        except LadderError as error:  # e.g. every checkpoint corrupt: say so where status looks, then fail
+        except Exception as error:  # before the loop (every checkpoint corrupt, a crash): say so where status looks
             if trainer.dist.is_main and refused is None and not trainer.marked:
                 finished = {label: result for label, result in ((existing or {}).get("budgets") or {}).items()
                             if result.get("loss") is not None}  # what was measured stays in the summary
                 progress = {**fresh_progress(), "results": finished}
-                run.write_summary(trainer.summary("failed", progress, reason=str(error)))
+                run.write_summary(trainer.summary("failed", progress, reason=str(error) if isinstance(
+                    error, LadderError) else failure_reason(error)))
             raise
         finally:
             distributed.shutdown(trainer.dist)

@@ -5,6 +5,7 @@ them. A WSD-S recipe gives every budget of one (size, setting) from one run (its
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass, field
 
 import yaml
@@ -58,6 +59,9 @@ class TuneOptions:
             setattr(options, key, int(value))
         options.noise = to_number(options.noise, "tune.noise")
         require(0 < options.noise < 0.5, f"tune.noise={options.noise}: one run's relative loss noise, e.g. 0.005")
+        require(options.name is None or re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", str(options.name)) is not None,
+                f"tune.name={options.name!r}: a plain name (letters, digits, - _ .), no path separators (it names "
+                f"the recipe file written)")
         return options
 
     def settings(self) -> list[dict]:

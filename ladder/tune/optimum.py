@@ -16,6 +16,7 @@ import numpy as np
 from scipy import stats
 
 from ladder.errors import require
+from ladder.io import NUMBER, TEXT, WHOLE, check_shape, is_number, read_json
 
 # Published learning-rate rules, each in its own authors' parameter count (named), for the report's comparison.
 PUBLISHED_RULES = {
@@ -92,6 +93,27 @@ def curve_optimum(lrs, losses, window: int = 3, noise: float = 0.005) -> Optimum
 def lr_cost(curvature: float, lr: float, lr_opt: float) -> float:
     """The relative loss an LR off its optimum costs, by a parabola in log LR of this curvature."""
     return float(curvature) * math.log(lr / lr_opt) ** 2
+
+
+def _numbers(length: int) -> tuple:
+    return (lambda v: isinstance(v, list) and len(v) == length and all(map(is_number, v)), f"a list of {length} numbers")
+
+
+POSITIVE = (lambda v: is_number(v) and v > 0, "a positive number")
+# What `ladder fit` reads of a tune.json (fit.tune): the rule and the curves' curvatures by size.
+TUNE_RESULT = {"params_for": TEXT, "best_setting?": {},
+               "rule": {"coef": _numbers(3), "cov": [_numbers(3)], "n_ref": POSITIVE, "m_ref": POSITIVE,
+                        "form": (lambda v: v in ("N", "N,D"), "N or N,D"), "dof": WHOLE, "scale": NUMBER,
+                        "level": (lambda v: is_number(v) and 0 < v < 1, "a probability")},
+               "curves": [{"setting?": {}, "size": TEXT, "n": POSITIVE,
+                           "curvature?": NUMBER}]}
+
+
+def read_tune(path, key: str = "fit.tune") -> dict:
+    """A tune.json that `ladder tune` wrote, checked against TUNE_RESULT: one line naming a field of another shape."""
+    tune = check_shape(f"{key}={path}", read_json(path), TUNE_RESULT, "run ladder tune again, or restore the file")
+    require(len(tune["rule"]["cov"]) == 3, f"{key}={path}: rule.cov is not 3 x 3; run ladder tune again")
+    return tune
 
 
 def nearest_curvature(curves: list[dict], n: float) -> tuple[float, str | None]:

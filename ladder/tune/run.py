@@ -18,7 +18,7 @@ from omegaconf import OmegaConf, open_dict
 
 from ladder.errors import require
 from ladder.fit.collect import collect_runs
-from ladder.io import atomic_write_json, atomic_write_text, read_json
+from ladder.io import Each, is_number, atomic_write_json, atomic_write_text, check_shape, read_json
 from ladder.model import ParamCount
 from ladder.plan import Plan, make_plan, target_entry
 from ladder.recipe import budget_label
@@ -26,6 +26,8 @@ from ladder.rundir import RunDir, has_runs, ladder_dir
 from ladder.tune.grid import TuneOptions, ladder_file, tune_ladder, tune_sizes
 from ladder.tune.optimum import LRRule, curve_optimum, fit_rule, lr_cost, nearest_curvature
 
+# grid.json: the multipliers each size's grid holds, and the sides it was widened on, so a re-run resumes it
+GRID_STATE = {"grid?": Each([(lambda v: is_number(v) and v > 0, "a positive number")]), "widened?": Each([(lambda v: v in ("low", "high"), "low or high")])}
 _DROPPED = ("ladder", "runs_dir", "out", "rungs", "tune", "submit_only")  # what the tune sets itself (and ladder.*)
 
 
@@ -42,7 +44,8 @@ def run_tune(cfg, overrides: list[str], options: TuneOptions, out: Path, compose
     budgets = list(options.budgets or short_budgets(plan, ladder["budgets"]))
     name = f"{plan.ladder}-tune"
     state_path = out / "grid.json"  # the grid as widened so far, so that a re-run resumes it
-    state = read_json(state_path) if state_path.exists() else {}
+    state = check_shape(state_path, read_json(state_path), GRID_STATE, f"delete it (the tune starts from "
+                        f"tune.lr_multipliers again)") if state_path.exists() else {}
     grid = {size: sorted(set(state.get("grid", {}).get(size, [])) | set(options.lr_multipliers)) for size in sizes}
     widened = {size: list(state.get("widened", {}).get(size, [])) for size in sizes}
     settings = options.settings()
