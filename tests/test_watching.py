@@ -32,7 +32,8 @@ def test_a_rung_off_a_terminal_prints_a_line_every_log_every_steps(cache, tmp_pa
     budgets = [line for line in lines if " budget " in line]
     assert len(budgets) == 2 and re.search(r"budget 10k done at step 10 \(10.2k tokens\): val_loss \d\.\d{4}, "
                                            r"next_line/acc [\d.]+", budgets[0])
-    assert sum(" eval at step " in line for line in lines) == 3  # train.eval_points=4: at 4, 8, 12 (16 is a fork)
+    evals = [int(re.search(r" eval at step (\d+) ", line).group(1)) for line in lines if " eval at step " in line]
+    assert evals == [3, 6, 9, 12]  # train.eval_points=4, evenly inside the main run of 16 steps
     assert lines[-1].startswith("tiny-14k: done - validation loss 10k: ") and "of it evaluating" in lines[-1]
     assert "\x1b" not in result.stdout and result.stderr.count("\n") < 5  # no bar drawn into a log
 
@@ -85,7 +86,7 @@ def test_wandb_charts_plot_against_tokens_with_one_name_per_value(cache, tmp_pat
     main = [row for row in rows if "train/loss" in row]
     assert [row["step"] for row in main] == [2, 4, 6, 8, 10, 12, 14, 16]
     evals = [row for row in rows if "val/loss" in row]
-    assert len(evals) == 3 and all("eval/next_line/acc" in row for row in evals)
+    assert len(evals) == 4 and all("eval/next_line/acc" in row for row in evals)
     branch = [row for row in rows if "branch/10k/loss" in row]
     assert branch and all(8 * 1024 < row["tokens"] <= 10 * 1024 for row in branch)  # on the branch's own tokens
     s, results = wandb_files.summary(run_file), summary(tmp_path)
@@ -249,3 +250,29 @@ def test_chunked_cross_entropy_matches_torch_in_value_and_gradient():
     loss = cross_entropy(half, targets, chunk_elements=4 * 50)
     loss.backward()
     assert half.grad.dtype == torch.bfloat16 and loss.item() == pytest.approx(theirs.item(), rel=1e-2)
+
+
+def test_a_nan_gradient_with_a_finite_loss_is_caught_too():
+    import torch
+
+    from ladder.distributed import Dist
+    from ladder.train.loss import FiniteWatch
+
+    watch = FiniteWatch(torch.device("cpu"))
+    watch.see(torch.tensor(2.0), torch.tensor(1.0), 0)
+    watch.check(Dist())  # all finite: nothing raised
+    watch.see(torch.tensor(2.0), torch.tensor(float("nan")), 4)
+    watch.see(torch.tensor(float("inf")), torch.tensor(1.0), 5)  # the first one is what is said
+    with pytest.raises(FloatingPointError, match="the gradient norm is nan at step 5"):
+        watch.check(Dist())
+
+
+def test_the_plan_counts_the_evaluations_the_run_makes():
+    from ladder.config import compose_config
+    from ladder.plan import make_plan
+
+    plan = make_plan(compose_config(["ladder.seq_len=64", "ladder.budgets=[1e4,2e4]", "train.eval_points=20"]))
+    for rung in plan.rungs:
+        steps = rung.run_steps.eval_steps(rung.eval_points)
+        assert len(steps) == rung.eval_points == min(20, rung.run_steps.main_end - 1)
+        assert len(set(steps)) == len(steps) and all(0 < s < rung.run_steps.main_end for s in steps)

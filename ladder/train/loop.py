@@ -45,8 +45,8 @@ from ladder.train.options import check_train_options
 from ladder.train.parallel import Parallel
 from ladder.train.reporting import Reporter, model_flops_utilization
 from ladder.train.rng import rng_state, set_rng_state
-from ladder.train.schedule import branch_factor, lr_factor, run_steps
-from ladder.train.wandb_log import WandbLogger, wandb_config
+from ladder.train.schedule import branch_factor, lr_factor
+from ladder.train.wandb_log import WandbLogger
 
 log = logging.getLogger("ladder.train")
 EXIT_FAILED, EXIT_INTERRUPTED = 1, 75  # 75 = EX_TEMPFAIL: checkpointed, run the same command again to resume
@@ -68,7 +68,7 @@ class Trainer:
         self.run = RunDir.of(cfg.runs_dir, ladder, rung.name)
         self.device = pick_device(str(self.tcfg.device))
         self.dist = distributed.init_distributed(self.device.type)
-        self.threads = distributed.set_threads(self.tcfg.threads, self.dist)
+        distributed.set_threads(self.tcfg.threads, self.dist)
         self.autocast = autocast_for(self.device, str(self.tcfg.dtype))
         self.stop_signal = None
         self.wandb_id = None
@@ -88,7 +88,8 @@ class Trainer:
         self.batches = DeviceBatches(self.sampler, self.device, self.dist.rank, self.dist.world_size)
         self.val_windows = self.data.validation_windows(rung.spec.seq_len, int(float(self.tcfg.eval_tokens)))
         self.evals = make_suite(cfg, self.data, rung.spec.seq_len)
-        self.steps = run_steps(rung.budgets, recipe.batch_tokens, recipe.schedule, recipe.branches_budgets)
+        self.steps = rung.run_steps
+        self.eval_steps = set(self.steps.eval_steps(rung.eval_points))  # the plan's, where `ladder plan` said
         self.flops_per_token = rung.flops_per_token  # the plan's convention, for records and results
         self.executed_flops_per_token = flops_per_token(rung.spec, "porian")  # for MFU, against one GPU's peak
         self.peak = device_peak_flops(torch.cuda.get_device_name()) if self.device.type == "cuda" else None
@@ -141,6 +142,7 @@ class Trainer:
         """The validation loss and every eval entry's metrics (`eval/<entry>/<metric>`); eval_s is what they cost.
         Through the model itself, not the compiled or DDP module: no gradient to sync, and task batches of varying
         lengths would recompile the graph compiled for training's shapes."""
+        self.finite.check(self.dist)  # no evaluation of weights a NaN already reached: it would be written down
         started = time.time()
         self.model.eval()
         args = (self.model, self.micro, self.device, self.autocast, self.dist)
@@ -152,15 +154,17 @@ class Trainer:
         progress["eval_s"] += results["eval_s"]
         return results
 
-    def budget_result(self, label: str, step: int, evaluation: dict, fork: int | None = None) -> dict:
-        """A budget's entry in summary.json and its metrics record; its weights too, for a later `ladder eval`."""
+    def budget_result(self, label: str, step: int, progress: dict, fork: int | None = None) -> dict:
+        """The budget's evaluation, its entry in summary.json and its metrics record; its weights too, for a later
+        `ladder eval`."""
+        evaluation = self.evaluate(progress)
         tokens = step * self.rung.recipe.batch_tokens
         result = {"tokens": tokens, "flops": float(tokens) * self.flops_per_token, "loss": evaluation["val_loss"],
                   "step": step, **({"fork_step": fork} if fork is not None else {}),
                   "finished_at": round(time.time(), 1),  # when it landed: the report's forecast history
                   "eval": {k.removeprefix("eval/"): v for k, v in evaluation.items() if k.startswith("eval/")}}
         self.reporter.budget(label, {"budget": label, "step": step, "tokens": tokens, "flops": result["flops"],
-                                     **evaluation}, self.progress["work_steps"])
+                                     **evaluation}, progress["work_steps"])
         if self.tcfg.save_budget_models:
             weights = self.parallel.full_model_state()
             if self.dist.is_main:
@@ -205,7 +209,7 @@ class Trainer:
         """One optimizer step of the main run (or of `branch`'s cooldown) and its bookkeeping. Every log_every
         steps, and at the last, it reads the loss back (the one sync) and reports it; returns whether it did."""
         loss, grad_norm = self.train_step(step, lr)
-        self.finite.see(loss, step)
+        self.finite.see(loss, grad_norm, step)
         done, batch_tokens = step + 1, self.rung.recipe.batch_tokens
         progress["work_steps"] += 1
         if branch is None:
@@ -235,7 +239,7 @@ class Trainer:
             for step in range(fork, end):
                 lr = recipe.lr * branch_factor(step, fork, end, recipe.warmup_steps, recipe.schedule)
                 self.check_stop(self.step(step, lr, progress, branch=label, last=step + 1 == end))
-            result = self.budget_result(label, end, self.evaluate(progress), fork)
+            result = self.budget_result(label, end, progress, fork)
             self.in_branch = None
         finally:
             self.model.load_state_dict(snapshot["model"])
@@ -258,22 +262,24 @@ class Trainer:
             self.parallel.load_full_state(self.optimizer, state["model"], state["optimizer"])
             progress = {**fresh_progress(), **state["progress"]}
             set_rng_state(state["rng"])
-        self.progress = progress
         self.metrics = MetricsLog(self.run.metrics_path, enabled=self.dist.is_main)
         self.metrics.truncate(state["metrics_offset"] if state is not None else 0)
-        self.wandb = self._wandb() if self.dist.is_main else None
+        self.wandb = WandbLogger.of_rung(self.cfg, self.ladder, self.rung, self.identity, self.run.path) \
+            if self.dist.is_main else None
         self.wandb_id = self.wandb.id if self.wandb is not None else None
         steps = self.steps
-        self.reporter = Reporter(self.rung.name, self.metrics, self.wandb, steps.main_end, steps.main_end +
-                                 steps.branch_work, progress["work_steps"], recipe.batch_tokens, lambda speed:
-                                 model_flops_utilization(speed, self.executed_flops_per_token, self.peak,
-                                                         self.dist.world_size), enabled=self.dist.is_main)
+        self.reporter = Reporter(
+            self.rung.name, self.metrics, self.wandb, main_steps=steps.main_end,
+            total_work=steps.main_end + steps.branch_work, work_done=progress["work_steps"],
+            batch_tokens=recipe.batch_tokens, enabled=self.dist.is_main,
+            mfu=lambda speed: model_flops_utilization(speed, self.executed_flops_per_token, self.peak,
+                                                      self.dist.world_size))
         if self.repeat_factor > 1 and self.dist.is_main:
             log.warning("rung %s reads %.2f epochs of the training data (repeat factor %.2f)", self.rung.name,
                         self.repeat_factor, self.repeat_factor)
         if self.dist.is_main:
             self.run.write_summary(self.summary("running", progress))
-        self.reporter.log(f"{'resumed at' if state else 'starting at'} step {progress['step']} of {steps.main_end} "
+        self.reporter.log_line(f"{'resumed at' if state else 'starting at'} step {progress['step']} of {steps.main_end} "
                           f"(+{steps.branch_work} cooldown steps), {self.rung.eval_points} evaluations between "
                           f"budgets, on {self.device}" + (" (compiled)" if self.parallel.compiled else ""))
         signals = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
@@ -333,16 +339,8 @@ class Trainer:
             raise KeyboardInterrupt  # Ctrl-C twice: stop now, from the last checkpoint
         self.stop_signal = signal.Signals(signum).name
 
-    def _wandb(self) -> WandbLogger:
-        lcfg = self.cfg.logger
-        return WandbLogger(str(lcfg.wandb), f"{self.ladder}-{self.rung.name}-{self.identity[:8]}"[:64],
-                           str(lcfg.project), lcfg.entity, self.ladder, self.rung.name,
-                           wandb_config(self.cfg, plan_to_dict_for(self.rung), self.rung.counts.to_dict()),
-                           str(self.run.path))
-
     def _loop(self, progress: dict) -> int:
         recipe = self.rung.recipe
-        eval_every = max(1, self.steps.main_end // self.rung.eval_points) if self.rung.eval_points else None
         while True:
             step = progress["step"]
             label = self.steps.forks.get(step)
@@ -357,7 +355,7 @@ class Trainer:
             lr = recipe.lr * lr_factor(step, self.steps.total, recipe.warmup_steps, recipe.schedule)
             logged = self.step(step, lr, progress, last=step + 1 == self.steps.main_end)
             done = step + 1
-            if eval_every and done % eval_every == 0 and done != self.steps.main_end:
+            if done in self.eval_steps:
                 self.reporter.evaluation({"step": done, "tokens": done * recipe.batch_tokens,
                                           **self.evaluate(progress)}, progress["work_steps"])
             if done % int(self.tcfg.checkpoint_every) == 0 and done not in self.steps.forks:
@@ -365,7 +363,7 @@ class Trainer:
             self.check_stop(logged)  # after the step's evaluation: a resume starts at the next step
         if not self.steps.forks:  # the one budget's result is the end of the run
             label = next(iter(self.rung.budgets))
-            progress["results"][label] = self.budget_result(label, self.steps.main_end, self.evaluate(progress))
+            progress["results"][label] = self.budget_result(label, self.steps.main_end, progress)
         self.checkpoint(progress)
         if self.dist.is_main:
             summary = self.summary("done", progress)

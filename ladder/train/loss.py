@@ -9,6 +9,8 @@ nothing, take the plain path. A `FiniteWatch` notes a NaN without reading the lo
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -59,17 +61,20 @@ def loss_function(compiled: bool):
 
 
 class FiniteWatch:
-    """The first non-finite loss of a run, noted on the device (no host sync per step); `check` reads it at a
-    sync point and raises, on every rank alike."""
+    """The first step whose loss or gradient norm was NaN or infinite, noted on the device (no host sync per step);
+    `check` reads it at a sync point and raises, on every rank alike. A non-finite gradient reaches the weights
+    even when that step's loss was finite, so both are watched."""
 
     def __init__(self, device: torch.device):
-        self.step = torch.zeros((), dtype=torch.long, device=device)  # 0: every loss so far was finite
+        self.step = torch.zeros((), dtype=torch.long, device=device)  # 0: every step so far was finite
         self.loss = torch.zeros((), device=device)
+        self.grad_norm = torch.zeros((), device=device)
 
-    def see(self, loss: torch.Tensor, step: int) -> None:
-        first = (self.step == 0) & ~torch.isfinite(loss)
+    def see(self, loss: torch.Tensor, grad_norm: torch.Tensor, step: int) -> None:
+        first = (self.step == 0) & ~(torch.isfinite(loss) & torch.isfinite(grad_norm))
         self.step = torch.where(first, step + 1, self.step)
         self.loss = torch.where(first, loss, self.loss)
+        self.grad_norm = torch.where(first, grad_norm.float(), self.grad_norm)
 
     def check(self, dist) -> None:
         from ladder import distributed
@@ -77,6 +82,8 @@ class FiniteWatch:
         step = int(self.step)
         anywhere, = distributed.all_reduce_sum([float(step > 0)], dist)
         if step:
-            raise FloatingPointError(f"loss is {float(self.loss)} at step {step}")
+            loss, grad_norm = float(self.loss), float(self.grad_norm)
+            what = f"loss is {loss}" if not math.isfinite(loss) else f"the gradient norm is {grad_norm}"
+            raise FloatingPointError(f"{what} at step {step}")
         if anywhere:
-            raise FloatingPointError("the loss is not finite on another rank")
+            raise FloatingPointError("the loss or gradient is not finite on another rank")

@@ -72,7 +72,7 @@ class Reporter:
     def evaluation(self, record: dict, work_done: int) -> None:
         """An evaluation of the main run between budgets."""
         self.record(record, work_done)
-        self.log(f"eval at step {record['step']} ({human(record['tokens'])} tokens): " + _results(record))
+        self.log_line(f"eval at step {record['step']} ({human(record['tokens'])} tokens): " + _results(record))
         self.pause_ends(work_done)
 
     def budget(self, label: str, record: dict, work_done: int) -> None:
@@ -86,7 +86,7 @@ class Reporter:
         if self.enabled:
             print(f"{stamp()} {self.name} {line}", flush=True)
 
-    def log(self, line: str) -> None:
+    def log_line(self, line: str) -> None:
         """A line for a log only: on a terminal the bar says it."""
         if self.lines:
             self.say(line)

@@ -55,6 +55,17 @@ class WandbLogger:
             log.warning("W&B disabled for this run: %s", str(error).splitlines()[0] if str(error) else error)
             self.run = None
 
+    @classmethod
+    def of_rung(cls, cfg, ladder: str, rung, identity: str, directory) -> "WandbLogger":
+        """A rung's run: its id from the rung's identity (so a restart continues it), grouped by ladder, named by
+        rung, configured with the rung's own settings."""
+        from ladder.plan import plan_to_dict_for
+
+        lcfg = cfg.logger
+        return cls(str(lcfg.wandb), f"{ladder}-{rung.name}-{identity[:8]}"[:64], str(lcfg.project), lcfg.entity,
+                   ladder, rung.name, wandb_config(cfg, plan_to_dict_for(rung), rung.counts.to_dict()),
+                   str(directory))
+
     @property
     def id(self) -> str | None:
         return self.run.id if self.run is not None else None
