@@ -199,6 +199,23 @@ def test_ddp_and_fsdp_match_single_process(reference, tmp_path, sharding):
     assert summary(tmp_path)["world_size"] == 2
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("sharding", ["ddp", "fsdp"])
+def test_compiled_ddp_and_fsdp_reach_the_single_process_losses(reference, tmp_path, sharding):
+    """train.compile=true (the default on CUDA) under DDP and FSDP2, on CPU with gloo: the compiled graph with
+    DDP's buckets inside it, gradient accumulation's no_sync, and the evaluations through the model itself."""
+    port = 29521 if sharding == "ddp" else 29522
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
+               "-m", "ladder.cli", "train", *overrides(tmp_path, f"train.fsdp={sharding == 'fsdp'}",
+                                                       "train.compile=true")]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "(compiled)" in result.stdout
+    ours, theirs = summary(tmp_path)["budgets"], summary(reference)["budgets"]
+    assert {k: pytest.approx(v["loss"], rel=1e-3) for k, v in theirs.items()} == {k: v["loss"] for k, v in ours.items()}
+
+
 def test_nan_loss_fails_the_rung_and_keeps_the_last_good_checkpoint(cache, tmp_path, monkeypatch, capsys):
     import torch
 
