@@ -39,10 +39,10 @@ def collect(runs: str | Path, curves: bool = False, overrides=()):
     """Every finished budget below a runs directory (a runs dir, a ladder's, one rung's) as a DataFrame, the same
     table `ladder collect` writes with the same `overrides`: a rung of that ladder that finished with another
     configuration is left out (and said so) unless collect.include_changed=true."""
-    from ladder.fit.collect import collect_runs
+    from ladder.fit.collect import collect_runs, include_changed
     from ladder.plan import make_plan
     cfg, _ = _config(list(overrides))
-    return collect_runs(runs, curves, make_plan(cfg), bool(cfg.collect.include_changed)).to_frame()
+    return collect_runs(runs, curves, make_plan(cfg), include_changed(cfg.collect.include_changed)).to_frame()
 
 
 @dataclass
@@ -111,7 +111,7 @@ def fit(data, law: str = "chinchilla", target: dict | None = None, *, columns: d
     import pandas as pd
 
     from ladder.fit.checks import exclude_runs
-    from ladder.fit.collect import collect_runs, is_collected, params_column
+    from ladder.fit.collect import collect_runs, include_changed, is_collected, params_column
     from ladder.fit.forecast import fit_and_forecast, input_columns, resolve_targets
     from ladder.fit.laws import LAWS
     from ladder.fit.table import Table, flops_per_nd, standard_table
@@ -125,7 +125,8 @@ def fit(data, law: str = "chinchilla", target: dict | None = None, *, columns: d
         raw, source = Table.from_frame(data), "a DataFrame"
     elif Path(data).is_dir():
         from ladder.plan import make_plan
-        raw = collect_runs(data, bool(cfg.curves or laws.reads_curves), make_plan(cfg), bool(cfg.collect.include_changed))
+        raw = collect_runs(data, bool(cfg.curves or laws.reads_curves), make_plan(cfg),
+                           include_changed(cfg.collect.include_changed))
         source = str(data)
     else:
         raw, source = Table.read_csv(data), str(data)

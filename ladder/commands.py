@@ -212,6 +212,7 @@ def fit(cfg, overrides) -> int:
     Example: ladder fit runs=runs.csv law=chinchilla target.params=7e9 target.tokens=1.4e12 backtest=rolling
     """
     from ladder.fit.checks import exclude_runs
+    from ladder.fit.collect import include_changed
     from ladder.fit.forecast import input_columns, load_table, resolve_targets, run_fit
     from ladder.fit.laws import LAWS
     from ladder.fit.table import flops_per_nd
@@ -225,7 +226,8 @@ def fit(cfg, overrides) -> int:
     path = Path(cfg.runs) if cfg.runs else ladder_dir(cfg.runs_dir, cfg.ladder.name)
     columns["params"], params_used = _params_column(cfg, path, columns, overrides)
     table = load_table(path, columns, law.required_columns, curves=bool(cfg.curves or law.reads_curves),
-                       plan=make_plan(cfg) if path.is_dir() else None, include_changed=_include_changed(cfg))
+                       plan=make_plan(cfg) if path.is_dir() else None,
+                       include_changed=include_changed(cfg.collect.include_changed))
     table, excluded = exclude_runs(table, list(cfg.fit.exclude or []), str(path))
     explicit = {o.lstrip("+").split("=")[0] for o in overrides if o.lstrip("+").startswith("target.")}
     target = _plain(cfg.target)
@@ -252,13 +254,6 @@ def fit(cfg, overrides) -> int:
         if fmt != "json":
             print(f"report: {page}")
     return 0
-
-
-def _include_changed(cfg) -> bool:
-    value = cfg.collect.include_changed
-    require(isinstance(value, bool), f"collect.include_changed={value!r}: use true (keep rungs that finished with "
-                                     f"another configuration) or false")
-    return value
 
 
 def _params_column(cfg, path: Path, columns: dict, overrides) -> tuple[str, str]:
@@ -295,7 +290,7 @@ def collect(cfg, overrides) -> int:
 
     Example: ladder collect ladder=olmo runs_dir=/scratch/runs out=olmo.csv
     """
-    from ladder.fit.collect import collect_runs, collect_wandb
+    from ladder.fit.collect import collect_runs, collect_wandb, include_changed
     from ladder.fit.table import Table, standard_table
 
     if cfg.from_wandb:
@@ -305,7 +300,7 @@ def collect(cfg, overrides) -> int:
     else:
         from ladder.plan import make_plan
         path = Path(cfg.runs) if cfg.runs else ladder_dir(cfg.runs_dir, cfg.ladder.name)
-        table = collect_runs(path, bool(cfg.curves), make_plan(cfg), _include_changed(cfg))
+        table = collect_runs(path, bool(cfg.curves), make_plan(cfg), include_changed(cfg.collect.include_changed))
         source = str(path)
     if cfg.out:
         table.write_csv(cfg.out)

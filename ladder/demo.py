@@ -17,6 +17,7 @@ from omegaconf import DictConfig, open_dict
 
 from ladder.errors import require
 from ladder.fit.checks import format_checks
+from ladder.fit.collect import include_changed
 from ladder.fit.forecast import write_outputs
 from ladder.fit.ladder import TaskFit, fit_ladder, ladder_evaluations
 from ladder.io import atomic_write_json
@@ -72,7 +73,8 @@ def run_demo(cfg: DictConfig) -> int:
     print(f"\nfitting {cfg.law.name} to the finished budgets (N: {plan.params_convention.describe()}, "
           f"by ladder.params_convention) and forecasting {held_rung.name} at {label} ({human(tokens)} tokens)",
           flush=True)
-    fit = fit_ladder(cfg, plan, ladder_evaluations(plan, root, bool(cfg.collect.include_changed)), root, target=(held_rung.name, tokens))
+    evaluations = ladder_evaluations(plan, root, include_changed(cfg.collect.include_changed))
+    fit = fit_ladder(cfg, plan, evaluations, root, target=(held_rung.name, tokens))
     law, table, result = fit.law, fit.table, fit.result
     for line in format_checks(result):
         print(line, flush=True)

@@ -91,9 +91,11 @@ def collect_runs(directory: str | Path, curves: bool = False, plan=None, include
     runs = list(iter_runs(directory))
     require(runs, f"runs={directory}: no summary.json below it; train some rungs first (ladder train)")
     current = plan_identities(plan) if plan is not None else {}
-    rows = []
+    rows, left_out, unchecked = [], 0, set()
     for run in runs:
         summary = run.summary()
+        if plan is not None and summary.get("ladder") != plan.ladder:
+            unchecked.add(str(summary.get("ladder")))
         wanted = current.get((summary.get("ladder"), summary.get("rung")))
         if wanted and summary.get("rung_identity") not in (None, wanted):
             kept = "kept (collect.include_changed=true)" if include_changed else \
@@ -101,12 +103,25 @@ def collect_runs(directory: str | Path, curves: bool = False, plan=None, include
             print(f"warning: {run.path}: finished with another configuration of rung {summary.get('rung')} than the "
                   f"ladder's now (its recipe, shape, budgets or seed changed): {kept}", file=sys.stderr)
             if not include_changed:
+                left_out += 1
                 continue
         rows += rows_from_summary(summary, str(run.summary_path))
         if curves:
             rows += curve_rows(summary, run.metrics(), str(run.metrics_path))
+    if unchecked:  # nothing to compare them with: said, not silently trusted
+        print(f"warning: runs of ladder {', '.join(sorted(unchecked))} under {directory} are not checked against a "
+              f"plan (this config's ladder is {plan.ladder}); give ladder= to check them", file=sys.stderr)
+    require(rows or not left_out, f"runs={directory}: every finished rung was left out as changed; give the "
+                                  f"overrides they were trained with, or collect.include_changed=true")
     require(rows, f"runs={directory}: no rung has finished a budget yet (see ladder status)")
     return table_from_rows(rows)
+
+
+def include_changed(value) -> bool:
+    """collect.include_changed, checked: true or false, never a string that reads as true."""
+    require(isinstance(value, bool), f"collect.include_changed={value!r}: use true (keep rungs that finished with "
+                                     f"another configuration) or false")
+    return value
 
 
 def plan_identities(plan) -> dict[tuple[str, str], str]:

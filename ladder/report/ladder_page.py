@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ladder.errors import LadderError
+from ladder.fit.collect import include_changed
 from ladder.fit.forecast import write_outputs
 from ladder.fit.ladder import LadderFit, fit_ladder, ladder_evaluations
 from ladder.rundir import RunDir, heldout_ladder, ladder_dir, report_dir
@@ -199,7 +200,7 @@ def write_ladder_report(cfg, plan: Plan, fit: LadderFit | None = None, directory
     directory = directory or report_dir(cfg.runs_dir, plan.ladder)
     measured = measured_target(Path(cfg.runs_dir), plan)
     summaries = _summaries(plan, Path(cfg.runs_dir))
-    evaluations = ladder_evaluations(plan, root, bool(cfg.collect.include_changed))
+    evaluations = ladder_evaluations(plan, root, include_changed(cfg.collect.include_changed))
     target = (measured.name, measured.tokens) if measured else None
     if fit is None:
         fit = fit_ladder(cfg, plan, evaluations, root, target)

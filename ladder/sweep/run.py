@@ -135,8 +135,10 @@ def run_sweep(cfg, overrides: list[str]) -> int:
 
     check_train_options(cfg.train)  # before any job is launched
     poll_s = cfg.sweep.get("poll_s")
-    require(isinstance(poll_s, (int, float)) and not isinstance(poll_s, bool) and poll_s > 0,
+    require(poll_s is None or (isinstance(poll_s, (int, float)) and not isinstance(poll_s, bool) and poll_s > 0),
             f"sweep.poll_s={poll_s!r}: seconds between looks at the rungs, a positive number such as 5")
+    if poll_s is None:  # each look asks squeue and sacct on Slurm: not every few seconds of a day-long sweep
+        poll_s = 60 if launcher_of(overrides) in ("slurm", "submitit_slurm") else 5
     plan = with_corpus(make_plan(cfg), OmegaConf.to_container(cfg.data, resolve=True))
     for note in plan.notes:  # a rung that would repeat its data, a shape that misses its size: said before launch
         print(f"warning: {note}", file=sys.stderr)
