@@ -38,6 +38,9 @@ def flag_runs(law_options: dict, table: Table, checks: dict, ci_level: float = 0
     if "final" in table and np.any(table["final"] == 1):
         table = table.take(np.flatnonzero(table["final"] == 1))
     flags, notes = [], []
+    if checks.get("tune"):  # first: a broken tune.json is said before the leave-one-size-out fits
+        flags += lr_flags(table, str(checks["tune"]), float(checks.get("flag_lr_cost") or 0.01),
+                          str(checks.get("params_column") or "params"))
     if checks.get("flag_error") is not None:
         sizes = len(np.unique(table["params"]))
         law = make_law(law_options, ci_level)
@@ -47,9 +50,6 @@ def flag_runs(law_options: dict, table: Table, checks: dict, ci_level: float = 0
             notes.append(f"leave-one-size-out check skipped: {sizes} sizes (it needs 4 to {MAX_SIZES})")
         else:
             flags += leave_one_size_out(law_options, table, float(checks["flag_error"]), ci_level)
-    if checks.get("tune"):
-        flags += lr_flags(table, str(checks["tune"]), float(checks.get("flag_lr_cost") or 0.01),
-                          str(checks.get("params_column") or "params"))
     return flags, notes
 
 
@@ -74,15 +74,19 @@ def _who(table: Table, rows: np.ndarray) -> str:
     return f"N={table['params'][rows[0]]:.3g}"
 
 
+LOSO_STARTS = 64  # grid starts per leave-one-size-out fit (IntervalOptions.fold_starts' default)
+
+
 def leave_one_size_out(law_options: dict, table: Table, max_error: float, ci_level: float = 0.95) -> list[dict]:
     """For each size, the law fitted to the others (point fit, no bootstrap) forecasts it; a run it misses by more
     than `max_error` (relative) at any budget is flagged."""
     sizes = np.unique(table["params"])
     flags = []
+    law = make_law(law_options, ci_level)
     for size in sizes:
         held = table["params"] == size
-        try:
-            fitted = make_law(law_options, ci_level).fit(table.take(np.flatnonzero(~held)))
+        try:  # from the grid's best starts, as the rolling folds fit: a full grid per size cost 4x the fit itself
+            fitted = law.fresh(screen=LOSO_STARTS).fit(table.take(np.flatnonzero(~held)))
         except LadderError:
             continue
         test = table.take(np.flatnonzero(held))
