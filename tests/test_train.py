@@ -216,18 +216,23 @@ def test_compiled_ddp_and_fsdp_reach_the_single_process_losses(reference, tmp_pa
     assert {k: pytest.approx(v["loss"], rel=1e-3) for k, v in theirs.items()} == {k: v["loss"] for k, v in ours.items()}
 
 
-def test_nan_loss_fails_the_rung_and_keeps_the_last_good_checkpoint(cache, tmp_path, monkeypatch, capsys):
+def diverge_at(monkeypatch, step_index: int, value: float) -> None:
+    """Make the training step with index `step_index` return `value` as its loss (the step numbered one more)."""
     import torch
 
-    from ladder.cli import main
     from ladder.train.loop import Trainer
     original = Trainer.train_step
 
-    def diverges_at_step_10(self, step, lr):
+    def diverging(self, step, lr):
         loss, grad_norm = original(self, step, lr)
-        return (torch.full_like(loss, float("nan")) if step == 9 else loss), grad_norm
+        return (torch.full_like(loss, value) if step == step_index else loss), grad_norm
 
-    monkeypatch.setattr(Trainer, "train_step", diverges_at_step_10)
+    monkeypatch.setattr(Trainer, "train_step", diverging)
+
+
+def test_nan_loss_fails_the_rung_and_keeps_the_last_good_checkpoint(cache, tmp_path, monkeypatch, capsys):
+    from ladder.cli import main
+    diverge_at(monkeypatch, 9, float("nan"))  # step 10
     assert main(["train", *overrides(tmp_path)]) == 1
     s = summary(tmp_path)
     assert s["status"] == "failed" and "loss is nan at step 10" in s["reason"]

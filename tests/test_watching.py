@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import wandb_files
-from test_train import RUNG, overrides, run_train, summary
+from test_train import RUNG, diverge_at, overrides, run_train, summary
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -211,17 +211,8 @@ def test_a_training_step_reads_nothing_back_from_the_device_except_to_log(cache,
 
 
 def test_a_nan_between_logged_steps_is_caught_before_any_checkpoint_holds_it(cache, tmp_path, monkeypatch, capsys):
-    import torch
-
     from ladder.cli import main
-    from ladder.train.loop import Trainer
-    original = Trainer.train_step
-
-    def diverges_at_step_7(self, step, lr):
-        loss, grad_norm = original(self, step, lr)
-        return (torch.full_like(loss, float("inf")) if step == 6 else loss), grad_norm
-
-    monkeypatch.setattr(Trainer, "train_step", diverges_at_step_7)
+    diverge_at(monkeypatch, 6, float("inf"))  # step 7
     assert main(["train", *overrides(tmp_path, "train.log_every=5")]) == 1  # read at step 8's fork checkpoint
     s = summary(tmp_path)
     assert s["status"] == "failed" and "loss is inf at step 7" in s["reason"] and s["diverged"] is True
