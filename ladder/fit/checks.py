@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ladder.errors import LadderError, require
+from ladder.fit.calibrate import IntervalOptions
 from ladder.fit.laws import make_law
 from ladder.fit.table import Table
 
@@ -74,9 +75,6 @@ def _who(table: Table, rows: np.ndarray) -> str:
     return f"N={table['params'][rows[0]]:.3g}"
 
 
-LOSO_STARTS = 64  # grid starts per leave-one-size-out fit (IntervalOptions.fold_starts' default)
-
-
 def leave_one_size_out(law_options: dict, table: Table, max_error: float, ci_level: float = 0.95) -> list[dict]:
     """For each size, the law fitted to the others (point fit, no bootstrap) forecasts it; a run it misses by more
     than `max_error` (relative) at any budget is flagged."""
@@ -86,7 +84,7 @@ def leave_one_size_out(law_options: dict, table: Table, max_error: float, ci_lev
     for size in sizes:
         held = table["params"] == size
         try:  # from the grid's best starts, as the rolling folds fit: a full grid per size cost 4x the fit itself
-            fitted = law.fresh(screen=LOSO_STARTS).fit(table.take(np.flatnonzero(~held)))
+            fitted = law.fresh(screen=IntervalOptions.fold_starts).fit(table.take(np.flatnonzero(~held)))
         except LadderError:
             continue
         test = table.take(np.flatnonzero(held))
