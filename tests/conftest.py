@@ -56,9 +56,17 @@ def reference(cache, tmp_path_factory):
 
 
 # the longest files first (measured: `pytest --durations=0`), so that with one file per worker no worker is left alone
-# with a long file at the end
-LONGEST_FIRST = ["test_calibration.py", "test_slurm.py", "test_train.py", "test_tune.py", "test_faults.py",
-                 "test_fit_pipeline.py", "test_design.py", "test_api.py", "test_run_files.py", "test_report.py"]
+# with a long file at the end (test_demo.py, one 200 s test, ran last and alone before it was listed here)
+LONGEST_FIRST = ["test_tune.py", "test_slurm.py", "test_train.py", "test_faults.py", "test_calibration.py",
+                 "test_demo.py", "test_fit_reproduce.py", "test_evals_loop.py", "test_sweep.py", "test_bench_gpu.py",
+                 "test_report.py", "test_harness.py", "test_design.py", "test_fit_pipeline.py", "test_data.py",
+                 "test_api.py", "test_run_files.py"]
+
+
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto`: one worker more than the cores. Part of the suite waits (on rung subprocesses, Slurm jobs, kill
+    timers), and a spare worker fills it: on 2 cores 26 min with 2 workers, 22 with 3."""
+    return (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1) + 1
 
 
 def pytest_collection_modifyitems(items):

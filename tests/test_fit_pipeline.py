@@ -81,6 +81,26 @@ def test_flat_valley_is_warned():
     assert any("flat valley" in w for w in law.warnings_)
 
 
+def test_e_collapsed_to_zero_is_warned_and_not_a_point():
+    """A seeded ladder too short to identify E (4 sizes over 0.9 e-folds of N, 1% noise): the fit sends E to ~1e-8.
+    The warning names E, E's interval spans the values that fit about as well instead of one point, and the forecast
+    interval at 3-10x the largest size covers the law's truth where a bootstrap left at E = 0 covered 1 row of 9."""
+    from ladder.fit.calibrate import IntervalOptions
+    from ladder.fit.simulate import EPOCH_LAW, simulate
+    from ladder.fit.simulate import chinchilla_loss as law_truth
+
+    ladder, targets = simulate("exact", 2, sizes=tuple(np.geomspace(2e7, 1.5e8, 4)), multiples=(1, 2, 4), noise=0.01)
+    law = make_law({"name": "chinchilla"}).fit(ladder)
+    assert law.coefficients_["E"] < 1e-6
+    assert any(w.startswith("E collapsed to 0") for w in law.warnings_)
+    law.bootstrap(ladder, 400, seed=0).calibrate(ladder, IntervalOptions(), seed=0)
+    lo, hi = law.ci()["E"]
+    assert lo < 1e-3 and hi > 0.5 * EPOCH_LAW["E"]
+    forecast = law.predict(targets)
+    truth = law_truth(targets["params"], targets["tokens"])
+    assert np.mean((forecast.lo <= truth) & (truth <= forecast.hi)) >= 6 / 9
+
+
 def test_broken_rung_is_named():
     table = chinchilla_table(noise=0.001)
     broken = table["rung"] == "n200m"

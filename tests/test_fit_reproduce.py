@@ -1,5 +1,6 @@
 """The Chinchilla reproduction (Besiroglu et al. 2024), held to the published numbers."""
 
+import numpy as np
 import pytest
 
 from ladder.fit.laws import make_law
@@ -193,6 +194,37 @@ def test_olmo_ladder_two_step_predictions(olmo_dir):
         params, tokens = OLMO_TARGETS["7B-4T"]
         assert law.predict(Table({"params": [params], "tokens": [tokens]})).value[0] == pytest.approx(
             expected, abs=1e-4)
+
+
+def test_two_step_on_a_checkpoint_table_matches_reproduce_olmo(run_cli, olmo_dir, tmp_path):
+    """A user who collects the OLMo ladder's checkpoints as a table (final=1 on each run's last row) and fits
+    law=two_step gets what `ladder reproduce olmo` gives: step 1 averages each run's last step1.window evaluations,
+    whatever the final column says."""
+    import json
+
+    from ladder.fit.reproduce import OLMO_TARGETS, load_olmo_task
+    from ladder.fit.table import Table
+
+    task = load_olmo_task(olmo_dir / "ladder-runs", "mmlu_avg_test_5shot")
+    runs = np.asarray(task["run"])
+    final, step = np.zeros(len(task), int), np.zeros(len(task), int)
+    for run in dict.fromkeys(runs):
+        idx = np.flatnonzero(runs == run)
+        final[idx[np.argmax(task["tokens"][idx])]], step[idx] = 1, np.arange(len(idx))
+    Table({"rung": runs, "params": task["params"], "tokens": task["tokens"], "step": step, "final": final,
+           "mmlu_bpb": task["task_loss"], "mmlu_acc": task["accuracy"]}).write_csv(tmp_path / "checkpoints.csv")
+    params, tokens = OLMO_TARGETS["13B-5T"]
+    code, out, err = run_cli("fit", f"runs={tmp_path / 'checkpoints.csv'}", "law=two_step", "columns.run=rung",
+                             "columns.task_loss=mmlu_bpb", "columns.accuracy=mmlu_acc", "law.step2.minimum=0.25",
+                             f"target.params={params}", f"target.tokens={tokens}", "bootstrap.n=0",
+                             "interval.method=bootstrap", "plots=false", f"out={tmp_path / 'fit'}", "format=json")
+    assert code == 0, err
+    fitted = {p["metric"]: p["value"] for p in json.loads(out)["predictions"]}
+    code, out, err = run_cli("reproduce", "olmo", f"path={olmo_dir}", "format=json")
+    assert code == 0, err
+    reproduced = next(r for r in json.loads(out)["rows"] if r["task"] == "mmlu_avg_test_5shot")
+    assert fitted["accuracy"] == pytest.approx(reproduced["accuracy"], abs=1e-6)
+    assert fitted["task_loss"] == pytest.approx(reproduced["task_loss"], abs=1e-6)
 
 
 def test_reproduce_olmo_and_gadre_commands(run_cli, olmo_dir, gadre_csv):

@@ -1,6 +1,7 @@
 """On a real single-node Slurm cluster (scripts/slurm_local.sh): sweeps through submitit, the sbatch template,
 requeue mid-run, and a crashing rung. Skipped, with the reason, where the cluster cannot be brought up."""
 
+import datetime
 import json
 import os
 import re
@@ -168,7 +169,6 @@ def test_prepare_runs_as_a_job_and_the_rung_starts_after_it(cluster, tmp_path):
     jobs = json.loads((runs / "tiny" / ".sweep" / "jobs.json").read_text())
     (prepare_job,) = [job for key, job in jobs.items() if key.startswith("prepare:")]
     assert f"job {prepare_job}" in result.stdout and "submitted tiny-14k: job" in result.stdout
-    assert not list(cache.rglob("manifest.json"))  # submitted, not prepared in the sweep's process
     status = ladder(env, "status", f"runs_dir={runs}", "format=json", "ladder.budgets=[1e4]", *TINY)
     assert json.loads(status.stdout)["data"]["prepare_job"] == prepare_job, status.stderr[-2000:]
     assert wait_for(lambda: (runs / "tiny" / "tiny-14k" / "summary.json").exists()
@@ -184,5 +184,8 @@ def test_prepare_runs_as_a_job_and_the_rung_starts_after_it(cluster, tmp_path):
     times, rows = accounting()
     assert rows[prepare_job][0] == "COMPLETED", times
     assert rows[jobs["tiny-14k"]][1] >= rows[prepare_job][2], times  # ISO times: the rung started after it ended
+    # the shards were written inside the prepare job, not by the sweep before it submitted (sacct: local time, 1 s)
+    written = datetime.datetime.fromtimestamp(manifest.stat().st_mtime).replace(microsecond=0)
+    assert datetime.datetime.fromisoformat(rows[prepare_job][1]) <= written, (times, written)
     again = ladder(env, "prepare", "hydra/launcher=slurm", "sweep.prepare_cpus=1", f"runs_dir={runs}", *TINY)
     assert again.returncode == 0 and "already prepared" in again.stdout, again.stderr[-2000:]

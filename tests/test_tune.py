@@ -242,7 +242,7 @@ def test_tune_end_to_end_writes_a_recipe_plan_takes(tmp_path, run_cli):
     # multipliers 100x apart: the recipe's LR beats one that barely trains and one that blows up, so the optimum is
     # interior whatever the corpus
     args = ["tune", "tune.sizes=[tiny-14k,tiny-40k]", "tune.lr_multipliers=[0.01,0.1,1,10,100]", "tune.extend=0",
-            "ladder.budgets=[2e4,4e4]", "eval=[]", "logger.wandb=disabled", "train.eval_points=2",
+            "ladder.budgets=[1e4,2e4]", "eval=[]", "logger.wandb=disabled", "train.eval_points=2",
             "data.max_documents=300", "train.save_budget_models=false", f"out={out}"]
     code, text, err = run_cli(*args)
     assert code == 0, err

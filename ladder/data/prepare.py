@@ -138,7 +138,7 @@ def resolve(cfg: dict, needed_tokens: int | None = None) -> tuple[Source, dict, 
         if source.builder in MEMMAP_FORMATS.values():
             require(limit is None and max_tokens is None, "data.max_documents, data.max_tokens: token files are "
                     "read in place, whole; set them to null (or cut the files)")
-    split_by = split_rule(source, limit, val_fraction)
+    split_by = prepared_split(cfg, source, max_tokens) or split_rule(source, limit, val_fraction)
     digest = fingerprint(cfg, source, split_by, max_tokens)
     settings = {"val_fraction": val_fraction, "seed": seed, "shard_tokens": shard_tokens, "tasks": tasks,
                 "limit": limit, "max_tokens": max_tokens, "split_by": split_by, "fingerprint": digest}
@@ -376,6 +376,15 @@ def _refuse_orphaned(path: Path, handle) -> None:
 def min_documents(val_fraction: float) -> int:
     """Below this many documents, a split by document would leave validation nearly empty (or empty)."""
     return math.ceil(2 / val_fraction)
+
+
+def prepared_split(cfg: dict, source: Source, max_tokens: int | None) -> str | None:
+    """The split rule a finished prepare of these same inputs chose: its manifest lies under the fingerprint that
+    names the rule. Every rung opens the corpus; this way opening a prepared one reads no document."""
+    found = [rule for rule in ("documents", "token_range")
+             if (cache_root(cfg) / f"{source.name}-{fingerprint(cfg, source, rule, max_tokens)[:16]}"
+                 / "manifest.json").exists()]
+    return found[0] if len(found) == 1 else None
 
 
 def split_rule(source: Source, limit, val_fraction: float) -> str:

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 import glob
 import hashlib
 import os
@@ -62,8 +63,9 @@ class Source:
         return out
 
 
+@functools.cache
 def stdlib_root() -> Path:
-    return Path(sysconfig.get_paths()["stdlib"])
+    return Path(sysconfig.get_paths()["stdlib"])  # sysconfig rebuilds its dict per call: a signature makes thousands
 
 
 def resolve_source(cfg: dict, key: str = "data") -> Source:

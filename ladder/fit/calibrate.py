@@ -142,7 +142,7 @@ def learn_error_model(law, table, options: IntervalOptions, seed: int = 0) -> Er
         entry = {"fit_sizes": int(len(np.unique(train[column]))), "fit_rows": int(len(fit_rows)),
                  "test_rows": int(len(held))}
         try:
-            fold_law = law.fresh(screen=options.fold_starts).fit(train).bootstrap(train, fold_bootstrap, seed)
+            fold_law = law.fresh(screen=options.fold_starts, n_polish=1).fit(train).bootstrap(train, fold_bootstrap, seed)
         except LadderError as error:
             folds.append({**entry, "used": False, "why": str(error)})
             continue

@@ -84,7 +84,7 @@ def leave_one_size_out(law_options: dict, table: Table, max_error: float, ci_lev
     for size in sizes:
         held = table["params"] == size
         try:  # from the grid's best starts, as the rolling folds fit: a full grid per size cost 4x the fit itself
-            fitted = law.fresh(screen=IntervalOptions.fold_starts).fit(table.take(np.flatnonzero(~held)))
+            fitted = law.fresh(screen=IntervalOptions.fold_starts, n_polish=1).fit(table.take(np.flatnonzero(~held)))
         except LadderError:
             continue
         test = table.take(np.flatnonzero(held))

@@ -52,7 +52,7 @@ def predictions_table(result: dict) -> TextTable:
     for p in result["predictions"]:
         row = [p["name"], human(p["params"]), human(p["tokens"]), f"{p['flops']:.3g}", p["metric"],
                f"{p['value']:.4g}", f"[{p['lo']:.4g}, {p['hi']:.4g}]",
-               f"[{p['band_lo']:.4g}, {p['band_hi']:.4g}]" if "band_lo" in p else ""]
+               f"[{p['band_lo']:.4g}, {p['band_hi']:.4g}]" if _finite(p.get("band_lo")) else "-"]  # -: no bootstrap
         if model:
             parts = p.get("parts_sd", {})
             unit = " pt" if p["metric"] == "accuracy" else "%"  # accuracy's parts in points, the rest relative
@@ -65,6 +65,10 @@ def predictions_table(result: dict) -> TextTable:
         title += (f"\n  extrapolation error {100 * model['kappa_per_efold']:.2f}% per e-fold (t, {model['dof']:.0f} "
                   f"dof) from {model['n_folds']} rolling fold(s) and the prior; noise {100 * model['noise_sd']:.2f}%")
     return TextTable(header, body, title)
+
+
+def _finite(value) -> bool:
+    return value is not None and bool(np.isfinite(value))
 
 
 def backtest_table(bt: dict) -> TextTable:

@@ -176,6 +176,7 @@ class PowerLawLaw(Law):
             require(lo < hi, f"law.bounds.{name}=[{lo}, {hi}]: lower must be below upper")
             self.bounds[self.form.names.index(name)] = [lo, hi]
         self.theta_: np.ndarray | None = None
+        self.limits_: dict[int, str] = {}  # coefficients the fit left at a limit (E at 0, a bound): see _limits
         self.theta_samples_: np.ndarray | None = None
         self.reach_: dict[str, float] = {}  # the largest fitted value of each variable: distances start there
         self.scales_: dict[str, bool] = {}  # whether the loss falls with each variable in the fitted data
@@ -227,8 +228,9 @@ class PowerLawLaw(Law):
                            else None, "value": value, "n_starts": len(starts),
                            "n_converged": int(batch.converged.sum())}
         self.warnings_ = self._flat_valley_warnings([(f, x) for x, f, _ in polished], value)
-        # a term that does not scale usually also sits on a bound: the louder warning says it, the bound's would repeat
-        self.warnings_ += self._scaling_warnings(theta, table) or self._bound_warnings(theta)
+        self.limits_ = self._limits(theta, table)
+        # a term that does not scale usually also sits on a limit: the louder warning says it, the limit's would repeat
+        self.warnings_ += self._scaling_warnings(theta, table) or list(self.limits_.values())
         return self
 
     def bootstrap(self, table: Table, n: int, seed: int = 0) -> "PowerLawLaw":
@@ -243,6 +245,11 @@ class PowerLawLaw(Law):
             return self
         groups = run_groups(table)
         starts = np.repeat(self.theta_[None, :], n, axis=0)
+        rng = np.random.default_rng(seed + 1)
+        for i in self.limits_:  # resamples started at a limit stay there (no gradient): a point interval, silently
+            name = self.form.names[i]
+            lo, hi = np.clip([min(self.grid[name]), max(self.grid[name])], *self.bounds[i])
+            starts[:, i] = rng.uniform(lo, hi, n)
         if len(np.unique(groups)) == len(table):
             log_x = self._log_x(table)
 
@@ -350,10 +357,22 @@ class PowerLawLaw(Law):
                            f"from this fit mean nothing: check the loss column, the runs, or the range of {variable}")
         return out
 
-    def _bound_warnings(self, theta) -> list[str]:
-        out = []
+    def _limits(self, theta, table: Table) -> dict[int, str]:
+        """{parameter index: warning} for each coefficient the fit left at a limit: E collapsed to 0 (under 0.1% of
+        the smallest loss; log E has no bound, its gradient vanishes) or a coefficient on a finite bound. The
+        bootstrap starts such a coefficient across its grid, so its interval shows the values that fit about as
+        well instead of one point."""
+        out = {}
+        if self.form.irreducible:
+            e_index = self.form.names.index("e")
+            irreducible, smallest = float(np.exp(theta[e_index])), float(np.min(table[self.target_column]))
+            if irreducible < 1e-3 * smallest:
+                out[e_index] = (f"E collapsed to 0 ({irreducible:.2g}, under 0.1% of the smallest loss {smallest:.4g}): "
+                                f"the data do not identify the irreducible loss; its interval spans the values that "
+                                f"fit about as well, and forecasts lean on the extrapolation error: add sizes or "
+                                f"longer budgets, or give law.bounds.e")
         for i, name in enumerate(self.form.names):
             for side, bound in (("lower", self.bounds[i, 0]), ("upper", self.bounds[i, 1])):
                 if np.isfinite(bound) and abs(theta[i] - bound) <= 1e-6 * (1 + abs(bound)):
-                    out.append(f"{name} sits on its {side} bound ({bound:g}); widen law.bounds.{name} or distrust it")
+                    out[i] = f"{name} sits on its {side} bound ({bound:g}); widen law.bounds.{name} or distrust it"
         return out

@@ -1,8 +1,10 @@
 """Task forecasts in two steps (Bhagia et al. 2024): (N, D) -> task loss -> accuracy.
 
-Step 1 fits the chinchilla form to the task loss, one point per run: the mean of its last `step1.window` rows, at
-the run's final tokens; where the table marks finished results (`final` = 1, as `ladder collect` does for every
-budget, each the end of its own cooldown), each such row is a point of its own. Step 2 fits accuracy = a / (1 + exp(-k (L - L0))) + b to the task loss over all rows (each
+Step 1 fits the chinchilla form to the task loss, one point per schedule: the mean of its last `step1.window`
+evaluations, at its final tokens (the OLMo ladder's rule). A schedule is a run (column `run`); in a table with a
+`budget` column (`ladder collect`'s), each budget of a run is a schedule of its own (a WSD-S cooldown), and rows without
+a budget (the main run's checkpoints, at the stable learning rate) end none. A `final` column plays no part, so a
+table of checkpoints gives what `ladder reproduce olmo` gives. Step 2 fits accuracy = a / (1 + exp(-k (L - L0))) + b to the task loss over all rows (each
 run's first `step2.skip_frac` dropped (rounded up), a trailing moving average of `step2.window` rows), plus the
 anchor point (L = 0, accuracy = `step2.maximum`), from OLMo's start (a = `step2.minimum` - 1, k = 3, L0 = 0.9,
 b = `step2.maximum`; the minimum is the task's chance accuracy). Neither is a bound: the bounds stay a in [-1, 0],
@@ -41,6 +43,20 @@ def trailing_mean(values: np.ndarray, window: int) -> np.ndarray:
     return (cumsum[idx] - cumsum[start]) / (idx - start)
 
 
+def schedules(table: Table):
+    """(run, row indices) of each schedule that ends in a result: a run, or a run's budget where the table names
+    budgets (rows with an empty budget are a WSD-S main run's checkpoints: they end no schedule)."""
+    runs = np.asarray(table["run"]).astype(str)
+    if "budget" in table:
+        budgets = np.array(["" if b is None or (isinstance(b, float) and np.isnan(b)) else str(b)
+                            for b in table["budget"]])
+        for key in dict.fromkeys(zip(runs[budgets != ""].tolist(), budgets[budgets != ""].tolist())):
+            yield key[0], np.flatnonzero((runs == key[0]) & (budgets == key[1]))
+        return
+    for run in dict.fromkeys(runs.tolist()):
+        yield run, np.flatnonzero(runs == run)
+
+
 class TwoStep(Law):
     name = "two_step"
     metric = "accuracy"
@@ -70,19 +86,14 @@ class TwoStep(Law):
 
     # -- the two data sets -------------------------------------------------------------------------------------
     def step1_table(self, table: Table) -> Table:
-        if "final" in table and np.any(table["final"] == 1):
-            final = np.flatnonzero(table["final"] == 1)
-            params, tokens = table["params"][final], table["tokens"][final]
-            # Each budget is a point of its own; the bootstrap still draws a run's budgets together.
-            return Table({"run": table["run"][final], "params": params,
-                          "tokens": tokens, "task_loss": table["task_loss"][final], "flops": 6 * params * tokens})
         rows = []
-        for run in dict.fromkeys(table["run"].tolist()):
-            idx = np.flatnonzero(table["run"] == run)
-            idx = idx[np.argsort(table["tokens"][idx])]
+        for run, idx in schedules(table):
+            idx = idx[np.argsort(table["tokens"][idx], kind="stable")]
             last = idx[-self.step1_window:]
             rows.append((run, table["params"][idx[-1]], table["tokens"][idx[-1]],
                          float(np.mean(table["task_loss"][last]))))
+        require(rows, "two_step: the budget column names no budget; leave it out, or name each run's finished "
+                      "result in it")
         run, params, tokens, task_loss = zip(*rows)
         return Table({"run": list(run), "params": params, "tokens": tokens, "task_loss": task_loss,
                       "flops": 6 * np.array(params) * np.array(tokens)})
