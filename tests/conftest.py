@@ -5,8 +5,9 @@ import pytest
 
 os.environ.setdefault("WANDB_MODE", "offline")
 if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
-    # one file per core (pyproject's addopts): each worker's BLAS and torch on one thread, its subprocesses too, or
-    # spinning thread pools of both workers share the cores and a fit runs 4x slower than alone
+    # one file per worker, a worker per core and one spare (pyproject's addopts, the hook below): each worker's BLAS
+    # and torch on one thread, its subprocesses too, or the workers' spinning thread pools share the cores and a fit
+    # runs 4x slower than alone
     for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(variable, "1")
 

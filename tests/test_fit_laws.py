@@ -142,6 +142,22 @@ def test_two_step_recovers_both_steps_and_chains_intervals():
     assert accuracy.lo[0] <= accuracy.value[0] <= accuracy.hi[0]
 
 
+def test_step1_takes_each_schedules_last_evaluations():
+    """One point per schedule, the mean of its last step1.window evaluations: a run of plain checkpoints is one
+    schedule; a run's budgets (however a blank budget was read: '', NaN, None) are one each, and its main-run rows
+    with no budget end none."""
+    from ladder.fit.laws import make_law
+    from ladder.fit.table import Table
+
+    table = Table({"run": ["a"] * 4 + ["b"] * 3, "params": [1e7] * 4 + [2e7] * 3,
+                   "tokens": [1, 2, 3, 4, 1, 2, 3], "task_loss": [9, 5, 3, 1, 6, 4, 2],
+                   "budget": [np.nan, "1x", None, "2x", "", "", ""], "accuracy": [0.3] * 7})
+    step1 = make_law({"name": "two_step", "step1": {"window": 2}}).step1_table(table)
+    assert list(step1["run"]) == ["a", "a", "b"]
+    assert list(step1["tokens"]) == [2, 4, 3]
+    assert list(step1["task_loss"]) == [5, 1, 3]  # a's budgets have one evaluation each; b: mean of its last two
+
+
 def test_trailing_mean():
     assert trailing_mean(np.array([1.0, 2, 3, 4]), 2).tolist() == [1.0, 1.5, 2.5, 3.5]
 

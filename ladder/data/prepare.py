@@ -380,7 +380,10 @@ def min_documents(val_fraction: float) -> int:
 
 def prepared_split(cfg: dict, source: Source, max_tokens: int | None) -> str | None:
     """The split rule a finished prepare of these same inputs chose: its manifest lies under the fingerprint that
-    names the rule. Every rung opens the corpus; this way opening a prepared one reads no document."""
+    names the rule. Every rung opens the corpus; this way opening a prepared one reads no document. (Hub corpora and
+    token files: their rule reads nothing, None.)"""
+    if source.kind in ("hub", "pretokenized"):
+        return None
     found = [rule for rule in ("documents", "token_range")
              if (cache_root(cfg) / f"{source.name}-{fingerprint(cfg, source, rule, max_tokens)[:16]}"
                  / "manifest.json").exists()]

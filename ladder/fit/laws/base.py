@@ -176,7 +176,7 @@ class PowerLawLaw(Law):
             require(lo < hi, f"law.bounds.{name}=[{lo}, {hi}]: lower must be below upper")
             self.bounds[self.form.names.index(name)] = [lo, hi]
         self.theta_: np.ndarray | None = None
-        self.limits_: dict[int, str] = {}  # coefficients the fit left at a limit (E at 0, a bound): see _limits
+        self.collapsed_: list[int] = []  # coefficients the fit sent where the data cannot pin them (E to 0)
         self.theta_samples_: np.ndarray | None = None
         self.reach_: dict[str, float] = {}  # the largest fitted value of each variable: distances start there
         self.scales_: dict[str, bool] = {}  # whether the loss falls with each variable in the fitted data
@@ -228,9 +228,10 @@ class PowerLawLaw(Law):
                            else None, "value": value, "n_starts": len(starts),
                            "n_converged": int(batch.converged.sum())}
         self.warnings_ = self._flat_valley_warnings([(f, x) for x, f, _ in polished], value)
-        self.limits_ = self._limits(theta, table)
-        # a term that does not scale usually also sits on a limit: the louder warning says it, the limit's would repeat
-        self.warnings_ += self._scaling_warnings(theta, table) or list(self.limits_.values())
+        collapsed = self._collapse_warnings(theta, table)
+        self.collapsed_ = list(collapsed)
+        # a term that does not scale usually also sits on a bound: the louder warning says it, the bound's would repeat
+        self.warnings_ += self._scaling_warnings(theta, table) or [*collapsed.values(), *self._bound_warnings(theta)]
         return self
 
     def bootstrap(self, table: Table, n: int, seed: int = 0) -> "PowerLawLaw":
@@ -245,8 +246,8 @@ class PowerLawLaw(Law):
             return self
         groups = run_groups(table)
         starts = np.repeat(self.theta_[None, :], n, axis=0)
-        rng = np.random.default_rng(seed + 1)
-        for i in self.limits_:  # resamples started at a limit stay there (no gradient): a point interval, silently
+        rng = np.random.default_rng([seed, 1])  # a stream of its own: the resamples draw from default_rng(seed)
+        for i in self.collapsed_:  # resamples started where the gradient vanishes stay there: a point interval
             name = self.form.names[i]
             lo, hi = np.clip([min(self.grid[name]), max(self.grid[name])], *self.bounds[i])
             starts[:, i] = rng.uniform(lo, hi, n)
@@ -285,7 +286,7 @@ class PowerLawLaw(Law):
         """An unfitted copy with the same options (and `attributes` changed): the rolling folds' law."""
         clone = copy.copy(self)
         clone.__dict__.update(theta_=None, theta_samples_=None, samples_=None, coefficients_={}, warnings_=[],
-                              objective_={}, error_=None, **attributes)
+                              objective_={}, error_=None, collapsed_=[], **attributes)
         return clone
 
     def calibrate(self, table: Table, options: IntervalOptions, seed: int = 0) -> "PowerLawLaw":
@@ -357,22 +358,26 @@ class PowerLawLaw(Law):
                            f"from this fit mean nothing: check the loss column, the runs, or the range of {variable}")
         return out
 
-    def _limits(self, theta, table: Table) -> dict[int, str]:
-        """{parameter index: warning} for each coefficient the fit left at a limit: E collapsed to 0 (under 0.1% of
-        the smallest loss; log E has no bound, its gradient vanishes) or a coefficient on a finite bound. The
-        bootstrap starts such a coefficient across its grid, so its interval shows the values that fit about as
-        well instead of one point."""
-        out = {}
-        if self.form.irreducible:
-            e_index = self.form.names.index("e")
-            irreducible, smallest = float(np.exp(theta[e_index])), float(np.min(table[self.target_column]))
-            if irreducible < 1e-3 * smallest:
-                out[e_index] = (f"E collapsed to 0 ({irreducible:.2g}, under 0.1% of the smallest loss {smallest:.4g}): "
-                                f"the data do not identify the irreducible loss; its interval spans the values that "
-                                f"fit about as well, and forecasts lean on the extrapolation error: add sizes or "
-                                f"longer budgets, or give law.bounds.e")
+    def _collapse_warnings(self, theta, table: Table) -> dict[int, str]:
+        """{parameter index: warning} for E collapsed to 0: under 0.1% of the smallest loss. log E has no bound, and
+        as E falls its gradient vanishes, so bootstrap resamples started there would stay there and give a point
+        interval; they start E across its grid's range instead (`bootstrap`), so its interval spans the values the
+        resamples fit about as well from there."""
+        if not self.form.irreducible:
+            return {}
+        e_index = self.form.names.index("e")
+        irreducible, smallest = float(np.exp(theta[e_index])), float(np.min(table[self.target_column]))
+        if irreducible >= 1e-3 * smallest:
+            return {}
+        return {e_index: f"E collapsed to 0 ({irreducible:.2g}, under 0.1% of the smallest loss {smallest:.4g}): the "
+                         f"data do not identify the irreducible loss; its interval spans the values that fit about "
+                         f"as well, and forecasts lean on the extrapolation error: add sizes or longer budgets, or "
+                         f"give law.bounds.e"}
+
+    def _bound_warnings(self, theta) -> list[str]:
+        out = []
         for i, name in enumerate(self.form.names):
             for side, bound in (("lower", self.bounds[i, 0]), ("upper", self.bounds[i, 1])):
                 if np.isfinite(bound) and abs(theta[i] - bound) <= 1e-6 * (1 + abs(bound)):
-                    out[i] = f"{name} sits on its {side} bound ({bound:g}); widen law.bounds.{name} or distrust it"
+                    out.append(f"{name} sits on its {side} bound ({bound:g}); widen law.bounds.{name} or distrust it")
         return out

@@ -1,10 +1,11 @@
 """Task forecasts in two steps (Bhagia et al. 2024): (N, D) -> task loss -> accuracy.
 
 Step 1 fits the chinchilla form to the task loss, one point per schedule: the mean of its last `step1.window`
-evaluations, at its final tokens (the OLMo ladder's rule). A schedule is a run (column `run`); in a table with a
-`budget` column (`ladder collect`'s), each budget of a run is a schedule of its own (a WSD-S cooldown), and rows without
-a budget (the main run's checkpoints, at the stable learning rate) end none. A `final` column plays no part, so a
-table of checkpoints gives what `ladder reproduce olmo` gives. Step 2 fits accuracy = a / (1 + exp(-k (L - L0))) + b to the task loss over all rows (each
+evaluations, at its final tokens (the OLMo ladder's rule). A schedule is a run (column `run`), or, where rows name a
+`budget` (`ladder collect`'s tables), each budget of the run (a WSD-S cooldown); a run's rows without a budget (its
+main run's checkpoints, at the stable learning rate) then end none. A `final` column plays no part in step 1, so a
+table of checkpoints gives what `ladder reproduce olmo` gives.
+Step 2 fits accuracy = a / (1 + exp(-k (L - L0))) + b to the task loss over all rows (each
 run's first `step2.skip_frac` dropped (rounded up), a trailing moving average of `step2.window` rows), plus the
 anchor point (L = 0, accuracy = `step2.maximum`), from OLMo's start (a = `step2.minimum` - 1, k = 3, L0 = 0.9,
 b = `step2.maximum`; the minimum is the task's chance accuracy). Neither is a bound: the bounds stay a in [-1, 0],
@@ -44,17 +45,18 @@ def trailing_mean(values: np.ndarray, window: int) -> np.ndarray:
 
 
 def schedules(table: Table):
-    """(run, row indices) of each schedule that ends in a result: a run, or a run's budget where the table names
-    budgets (rows with an empty budget are a WSD-S main run's checkpoints: they end no schedule)."""
+    """(run, row indices) of each schedule that ends in a result: a run's budget where the table names budgets (rows
+    with an empty budget are a WSD-S main run's checkpoints: they end no schedule), else the whole run."""
     runs = np.asarray(table["run"]).astype(str)
-    if "budget" in table:
-        budgets = np.array(["" if b is None or (isinstance(b, float) and np.isnan(b)) else str(b)
-                            for b in table["budget"]])
-        for key in dict.fromkeys(zip(runs[budgets != ""].tolist(), budgets[budgets != ""].tolist())):
-            yield key[0], np.flatnonzero((runs == key[0]) & (budgets == key[1]))
-        return
+    budgets = np.asarray(table["budget"]).astype(str) if "budget" in table else np.full(len(runs), "")
+    budgets = np.where(np.isin(budgets, ["", "nan", "None"]), "", budgets)  # a blank cell, however it was read
     for run in dict.fromkeys(runs.tolist()):
-        yield run, np.flatnonzero(runs == run)
+        rows = np.flatnonzero(runs == run)
+        named = [b for b in dict.fromkeys(budgets[rows].tolist()) if b]
+        if not named:  # a run of plain checkpoints: one schedule
+            yield run, rows
+        for budget in named:
+            yield run, rows[budgets[rows] == budget]
 
 
 class TwoStep(Law):
@@ -92,8 +94,6 @@ class TwoStep(Law):
             last = idx[-self.step1_window:]
             rows.append((run, table["params"][idx[-1]], table["tokens"][idx[-1]],
                          float(np.mean(table["task_loss"][last]))))
-        require(rows, "two_step: the budget column names no budget; leave it out, or name each run's finished "
-                      "result in it")
         run, params, tokens, task_loss = zip(*rows)
         return Table({"run": list(run), "params": params, "tokens": tokens, "task_loss": task_loss,
                       "flops": 6 * np.array(params) * np.array(tokens)})
