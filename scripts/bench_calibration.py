@@ -5,7 +5,8 @@ user meets them: fit the smaller rungs, forecast the larger ones.
   forecast (`backtest=rolling`): Chinchilla's 240 points, Gadre et al.'s three corpora (C4 eval loss), the OLMo
   ladder's 16 runs (C4 validation loss at each run's end). The same folds with `interval.method=bootstrap` (the
   mean law's band, what ladder printed before) for comparison.
-- Simulated ladders (ladder/fit/simulate.py: 8 sizes x 5 budgets, 0.5% noise, targets 3-10x larger), where the
+- Simulated ladders (ladder/fit/simulate.py: 8 sizes x 5 budgets, or with --design isoflop 8 compute budgets x 5
+  sizes around each one's optimum; 0.5% noise, targets 3-10x larger), where the
   truth is known: the law exact, curved in log N, smaller rungs undertuned, heavy-tailed noise, correlated budgets.
 - A ladder's own runs directory (--runs runs/tiny, after `ladder demo`): its rolling coverage, and the demo's
   held-out rung.
@@ -28,7 +29,7 @@ from ladder.fit.calibrate import IntervalOptions, interval_score
 from ladder.fit.forecast import backtest, load_table
 from ladder.fit.laws import make_law
 from ladder.fit.reproduce import GADRE_DATASETS, load_chinchilla, load_gadre, load_olmo_ladder
-from ladder.fit.simulate import SCENARIOS, simulate
+from ladder.fit.simulate import DESIGNS, SCENARIOS, simulate
 from ladder.report import format_table
 
 REFDATA = Path(__file__).resolve().parents[2] / "shared" / "refdata"
@@ -58,11 +59,11 @@ def bench_backtest(name, table, n_boot, method, law=LAW):
                [r["interval_score"] for r in rows], len(rows), time.perf_counter() - t0)
 
 
-def bench_simulated(scenario, n_sims, n_boot):
+def bench_simulated(scenario, n_sims, n_boot, design="sizes"):
     t0 = time.perf_counter()
     covered, errors, widths, scores = [], [], [], []
     for seed in range(n_sims):
-        ladder, targets = simulate(scenario, seed)
+        ladder, targets = simulate(scenario, seed, design=design)
         law = make_law(LAW).fit(ladder).bootstrap(ladder, n_boot, seed).calibrate(ladder, IntervalOptions(), seed)
         p = law.predict(targets)
         actual = targets["loss"]
@@ -70,7 +71,7 @@ def bench_simulated(scenario, n_sims, n_boot):
         errors += list(p.value / actual - 1)
         widths += list((p.hi - p.lo) / p.value)
         scores += list(interval_score(p.lo, p.hi, actual, 0.95))
-    return row(f"sim {scenario}", float(np.mean(covered)), errors, widths, scores, len(covered),
+    return row(f"sim {scenario}" + ("" if design == "sizes" else f" ({design})"), float(np.mean(covered)), errors, widths, scores, len(covered),
                time.perf_counter() - t0)
 
 
@@ -93,6 +94,8 @@ def main():
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--runs", type=Path, help="a ladder's runs directory, e.g. runs/tiny after ladder demo")
     parser.add_argument("--only", choices=["real", "sim", "runs"])
+    parser.add_argument("--design", choices=DESIGNS, default="sizes",
+                        help="simulated ladders: sizes x token budgets, or isoFLOP budgets spread over sizes")
     args = parser.parse_args()
     header = ["ladder", "held-out rows", "coverage", "median |err|", "median width", "width/|err|",
               "interval score", "s"]
@@ -105,7 +108,7 @@ def main():
         print("\npublished ladders, rolling folds at 50-90% of the log-size range, 95% intervals")
         print(format_table(header, body), flush=True)
     if args.only in (None, "sim"):
-        body = [bench_simulated(s, args.sims, min(args.bootstrap, 400)) for s in SCENARIOS]
+        body = [bench_simulated(s, args.sims, min(args.bootstrap, 400), args.design) for s in SCENARIOS]
         print(f"\nsimulated ladders ({args.sims} per scenario, 9 targets each at 3-10x the largest size), "
               f"95% intervals")
         print(format_table(header, body), flush=True)

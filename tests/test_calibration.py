@@ -32,6 +32,19 @@ def test_rolling_folds_cut_the_log_size_range():
     assert [len(np.unique(sizes[f])) for f, _ in rolling_folds(sizes, (0.5, 0.8), min_sizes=4)] == [4]
 
 
+def test_isoflop_design_spends_each_budget_over_sizes_around_its_optimum():
+    """The isoFLOP design (issue 29's misses came from such a ladder): each budget's rows share their compute, spread
+    16x in size around the size that is compute-optimal there at 20 tokens per parameter, each row a run of its own."""
+    ladder, targets = simulate("undertuned", 0, design="isoflop")
+    assert len(ladder) == 40 and len(np.unique(ladder["run"])) == 40 and len(targets) == 9
+    for flops in np.unique(ladder["flops"]):
+        rows = np.isclose(ladder["flops"], flops)
+        sizes = np.sort(ladder["params"][rows])
+        assert sizes[-1] / sizes[0] == pytest.approx(16) and sizes[2] ** 2 * 120 == pytest.approx(flops)
+    with pytest.raises(LadderError, match="design='grid': use one of sizes, isoflop"):
+        simulate("exact", 0, design="grid")
+
+
 def test_rows_of_one_run_are_resampled_together():
     """A WSD-S run's budgets share a run: the wild cluster bootstrap moves each run's residuals by one weight."""
     table = chinchilla_table(seed=5)
