@@ -71,7 +71,8 @@ def bench_simulated(scenario, n_sims, n_boot, design="sizes"):
         errors += list(p.value / actual - 1)
         widths += list((p.hi - p.lo) / p.value)
         scores += list(interval_score(p.lo, p.hi, actual, 0.95))
-    return row(f"sim {scenario}" + ("" if design == "sizes" else f" ({design})"), float(np.mean(covered)), errors, widths, scores, len(covered),
+    name = f"sim {scenario}" + ("" if design == "sizes" else f" ({design})")
+    return row(name, float(np.mean(covered)), errors, widths, scores, len(covered),
                time.perf_counter() - t0)
 
 

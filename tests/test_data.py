@@ -264,6 +264,26 @@ def test_a_single_text_file_splits_by_token_range(tmp_path, capsys):
     assert many["split_by"] == "documents"
 
 
+def test_a_prepared_corpus_opens_without_reading_a_document(tmp_path, monkeypatch):
+    """Every rung opens the corpus: once prepared, its split rule comes from the manifest's directory, not from
+    reading documents again (by document and by token range alike)."""
+    import importlib
+    prepare_module = importlib.import_module("ladder.data.prepare")  # the package's `prepare` is the function
+
+    one_file = tmp_path / "input.txt"
+    one_file.write_text("".join(TEXTS), encoding="utf-8")
+    configs = [data_cfg(tmp_path, f"data.path={write_txt(tmp_path / 'docs')}"),
+               data_cfg(tmp_path, f"data.path={one_file}")]
+    directories = [prepare(cfg, progress=False) for cfg in configs]
+    assert [load_manifest(d)["split_by"] for d in directories] == ["documents", "token_range"]
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("a prepared corpus was read to choose its split")
+
+    monkeypatch.setattr(prepare_module, "documents", no_reading)
+    assert [prepare_module.prepared(cfg) for cfg in configs] == directories
+
+
 def test_a_deleted_manifest_is_repaired(tmp_path):
     cfg = data_cfg(tmp_path, f"data.path={write_txt(tmp_path / 'docs')}")
     directory = prepare(cfg, progress=False)

@@ -101,6 +101,16 @@ def test_e_collapsed_to_zero_is_warned_and_not_a_point():
     assert np.mean((forecast.lo <= truth) & (truth <= forecast.hi)) >= 6 / 9
 
 
+def test_a_fit_without_resamples_prints_no_band_not_nan():
+    from ladder.report.tables import predictions_table
+
+    result = {"ci_level": 0.95, "interval": {}, "predictions": [
+        {"name": "t", "params": 1e9, "tokens": 2e10, "flops": 1.2e20, "metric": "loss", "value": 2.5, "lo": 2.4,
+         "hi": 2.6, "band_lo": None, "band_hi": None}]}
+    row = predictions_table(result).text().splitlines()[-1]
+    assert "nan" not in row and row.split()[-1] == "-"
+
+
 def test_broken_rung_is_named():
     table = chinchilla_table(noise=0.001)
     broken = table["rung"] == "n200m"

@@ -142,7 +142,12 @@ def resolve(cfg: dict, needed_tokens: int | None = None) -> tuple[Source, dict, 
     digest = fingerprint(cfg, source, split_by, max_tokens)
     settings = {"val_fraction": val_fraction, "seed": seed, "shard_tokens": shard_tokens, "tasks": tasks,
                 "limit": limit, "max_tokens": max_tokens, "split_by": split_by, "fingerprint": digest}
-    return source, settings, cache_root(cfg) / f"{source.name}-{digest[:16]}"
+    return source, settings, shard_dir(cfg, source, digest)
+
+
+def shard_dir(cfg: dict, source: Source, digest: str) -> Path:
+    """Where the shards of the data config whose fingerprint is `digest` live."""
+    return cache_root(cfg) / f"{source.name}-{digest[:16]}"
 
 
 def corpus_size(cfg: dict, needed_tokens: int | None = None) -> dict:
@@ -385,8 +390,7 @@ def prepared_split(cfg: dict, source: Source, max_tokens: int | None) -> str | N
     if source.kind in ("hub", "pretokenized"):
         return None
     found = [rule for rule in ("documents", "token_range")
-             if (cache_root(cfg) / f"{source.name}-{fingerprint(cfg, source, rule, max_tokens)[:16]}"
-                 / "manifest.json").exists()]
+             if (shard_dir(cfg, source, fingerprint(cfg, source, rule, max_tokens)) / "manifest.json").exists()]
     return found[0] if len(found) == 1 else None
 
 
