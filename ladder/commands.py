@@ -203,6 +203,32 @@ def report(cfg, overrides) -> int:
     return 0
 
 
+def watch(cfg, overrides) -> int:
+    """Places a running or finished run in the band of the curve its forecast promised (a fit with law=curve): each
+    evaluation inside or outside, since when it left the band and by how much, and its final loss forecast from the
+    part seen so far, with an interval that narrows as the run proceeds. A second per call: run it every few minutes.
+
+    Example: ladder watch watch.forecast=fits/curve watch.run=runs/tiny-heldout/tiny-665k
+    """
+    from ladder.fit.watch import format_watch, load_curve, observe, watch as watch_run
+
+    require(cfg.watch.forecast, "watch.forecast: missing; give the fit directory of a forecast curve "
+                                "(ladder fit law=curve out=DIR), e.g. watch.forecast=fits/curve")
+    require(cfg.watch.run, "watch.run: missing; give a run directory, a CSV of tokens,loss or a W&B run path")
+    curve = load_curve(cfg.watch.forecast, cfg.watch.curve)
+    report = watch_run(curve, observe(str(cfg.watch.run)))
+    if cfg.watch.plot:
+        from ladder.fit.plots import plot_watch
+        report["plot"] = str(plot_watch(curve, report, Path(cfg.watch.plot)))
+    if _format(cfg) == "json":
+        print_json(report)
+    else:
+        print(format_watch(report))
+        if cfg.watch.plot:
+            print(f"plot: {report['plot']}")
+    return 0
+
+
 def fit(cfg, overrides) -> int:
     """Fits a scaling law to a CSV (runs=FILE.csv) or to the ladder's runs, forecasts its targets with predictive
     intervals (the coefficients' bootstrap, run-to-run noise and the extrapolation error the rolling backtest
@@ -237,11 +263,15 @@ def fit(cfg, overrides) -> int:
         target = _ladder_target(cfg, columns["params"])  # fitting the ladder's own runs: forecast its target
         explicit = {"target.params", "target.tokens"}
     targets = resolve_targets(target, explicit, cfg.targets, flops_per_nd(table))
+    curves = None
+    if law.forecasts_curves:  # each target trained under the recipe: its whole curve
+        from ladder.fit.curves import target_paths
+        targets, curves = target_paths(targets, _plain(cfg.recipe), int(cfg.ladder.seq_len))
     out = Path(cfg.out) if cfg.out else Path("fits") / law_options["name"]
     result = run_fit(table, law_options, targets, int(cfg.bootstrap.n), int(cfg.bootstrap.seed),
                      float(cfg.ci_level), cfg.backtest, out, bool(cfg.plots), source=str(path),
                      interval=_plain(cfg.interval), run_column=str(columns.get("run") or "run"),
-                     params_used=params_used,
+                     params_used=params_used, curves=curves,
                      checks={**_plain(cfg.fit), "excluded": excluded, "params_column": columns["params"]})
     if fmt == "json":
         print_json(result)

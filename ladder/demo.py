@@ -19,7 +19,8 @@ from ladder.errors import require
 from ladder.fit.checks import format_checks
 from ladder.fit.collect import include_changed
 from ladder.fit.forecast import write_outputs
-from ladder.fit.ladder import TaskFit, fit_ladder, ladder_evaluations
+from ladder.fit.ladder import TaskFit, curve_fit, fit_ladder, ladder_evaluations
+from ladder.fit.watch import observe, watch
 from ladder.io import atomic_write_json
 from ladder.plan import Plan, format_plan, make_plan
 from ladder.report import format_table, human
@@ -101,6 +102,15 @@ def run_demo(cfg: DictConfig) -> int:
               f"{predicted['accuracy']['value']:.3f} [{predicted['accuracy']['lo']:.3f}, "
               f"{predicted['accuracy']['hi']:.3f}] (written to {report / 'task_fit' / 'fit.json'})\n", flush=True)
 
+    curve = curve_fit(cfg, plan, fit, evaluations, held_rung, root)  # (law, fit.json) or None
+    if curve is not None:
+        write_outputs(curve[0], fit.table, curve[1], report / "curve_fit", plots=False)
+        forecast_curve = curve[1]["curves"][0]
+        print(f"curve forecast (law=curve on {curve[1]['n_points']} evaluations, every point of every run): "
+              f"{held_rung.name}'s whole run, {len(forecast_curve['tokens'])} points, ending at "
+              f"{forecast_curve['value'][-1]:.4f} [{forecast_curve['lo'][-1]:.4f}, {forecast_curve['hi'][-1]:.4f}] "
+              f"(written to {report / 'curve_fit' / 'fit.json'}; ladder watch compares a run with it)\n", flush=True)
+
     print(f"[held out] {held_rung.name}: {held_rung.spec.shape}, "
           f"{human(held_rung.counts.by_convention(plan.params_convention))} {plan.params_convention.name} params, "
           f"{label}", flush=True)
@@ -122,6 +132,12 @@ def run_demo(cfg: DictConfig) -> int:
                   "ladder_compute_fraction": spent / held_spent,
                   "rolling_coverage": bt["coverage"], "rolling_rows": bt["n_test"],
                   "max_abs_residual": float(np.abs(off).max()), "flagged": [f["run"] for f in result["flags"]]}
+    if curve is not None:  # the held-out rung's whole validation curve against the forecast curve
+        watched = watch(curve[1]["curves"][0], observe(str(RunDir.of(cfg.runs_dir, held_plan.ladder,
+                                                                        held_rung.name).path)))
+        comparison["curve"] = {"points": len(watched["points"]),
+                               "median_abs_error": float(np.median([abs(p["off"]) for p in watched["points"]])),
+                               "coverage": float(np.mean([p["inside"] for p in watched["points"]]))}
     atomic_write_json(report / "comparison.json", comparison)
     if task is not None:
         measured = held_summary["budgets"][label].get("eval", {})
@@ -169,5 +185,8 @@ def format_comparison(c: dict, level: float) -> str:
             ["interval covers it", "yes" if c["covered"] else "no"],
             ["ladder compute / held-out rung's", f"{c['ladder_compute_fraction']:.1%}"],
             ["ladder's rolling backtest coverage", f"{c['rolling_coverage']:.0%} of {c['rolling_rows']} rows"]]
+    if c.get("curve"):
+        rows.append([f"whole curve ({c['curve']['points']} evaluations): median |error|, band coverage",
+                     f"{c['curve']['median_abs_error']:.2%}, {c['curve']['coverage']:.0%}"])
     return (f"forecast vs actual: {c['rung']} (N {human(c['params'])}: {c['params_used']}; "
             f"{human(c['tokens'])} tokens)\n" + format_table(["", "value"], rows))

@@ -54,7 +54,7 @@ class Rung:
         budget (the last too) adds its own cooldown branch."""
         if not self.recipe.branches_budgets:
             return self.tokens
-        from ladder.train.schedule import cooldown_length
+        from ladder.schedule import cooldown_length
 
         batch = self.recipe.batch_tokens
         cooldowns = [cooldown_length(math.ceil(tokens / batch), self.recipe.schedule) * batch
@@ -68,7 +68,7 @@ class Rung:
     @property
     def run_steps(self):
         """Where the run goes in optimizer steps: each budget, each cooldown's fork, the evaluations between."""
-        from ladder.train.schedule import run_steps
+        from ladder.schedule import run_steps
         return run_steps(self.budgets, self.recipe.batch_tokens, self.recipe.schedule, self.recipe.branches_budgets)
 
     @property

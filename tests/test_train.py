@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ladder.io import read_metrics
-from ladder.train.schedule import branch_factor, fork_step, lr_factor
+from ladder.schedule import branch_factor, fork_step, lr_factor
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNG = "tiny-14k"
@@ -318,3 +318,21 @@ def test_wandb_mode_disabled_in_the_config_wins_over_the_environment(monkeypatch
     assert resolve_mode("online") == "offline"
     monkeypatch.setenv("WANDB_MODE", "disabled")
     assert resolve_mode("auto") == "disabled"
+
+
+def test_schedule_columns_give_the_lr_the_loop_logged(reference):
+    """The curve law's LR history comes from the loop's own schedule code: at every logged step of the main run and
+    of each cooldown branch, lr_frac times the peak is the LR the loop used, and the area grows with it."""
+    import numpy as np
+
+    from ladder.fit.curves import run_schedule, schedule_columns
+
+    run = reference / "tiny" / RUNG
+    recipe, budgets = run_schedule(run)
+    records = [r for r in read_metrics(run / "metrics.jsonl") if "lr" in r]
+    columns = schedule_columns(recipe, budgets, [r["tokens"] for r in records], [r.get("branch") for r in records])
+    logged = np.array([r["lr"] for r in records]) / recipe["lr"]
+    assert np.allclose(columns["lr_frac"], logged, rtol=1e-9, atol=1e-12)
+    main = [i for i, r in enumerate(records) if "branch" not in r]
+    assert np.all(np.diff(columns["lr_area_tokens"][main]) > 0)
+    assert any("branch" in r for r in records), "the WSD-S rung logged no cooldown step"

@@ -6,7 +6,8 @@ A run directory's `summary.json` is the contract (written by `ladder train`):
    "budgets": {label: {"tokens", "flops", "loss", "eval": {name: value}}}, "wandb_id"}
 Each budget's evals become columns `eval/<entry>/<metric>`; `final` is 1 for a budget's finished result. With
 curves=True the table also holds every intermediate evaluation of the main run from metrics.jsonl (final = 0), the
-checkpoint rows that the two-step task law fits its second step to.
+checkpoint rows that the two-step task law fits its second step to. Every row carries its point's place in the LR
+schedule (`lr_area_tokens`, `lr_frac`: ladder.fit.curves), what the curve law reads.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ladder.errors import require
+from ladder.fit.curves import run_schedule, schedule_columns
 from ladder.fit.table import Table
 from ladder.model.counting import ParamCount
 from ladder.rundir import iter_runs
@@ -77,6 +79,18 @@ def curve_rows(summary: dict, records: list[dict], source: str) -> list[dict]:
     return rows
 
 
+def with_schedule(rows: list[dict], run_path: Path) -> list[dict]:
+    """The rows of one run with each point's `lr_area_tokens` and `lr_frac` (ladder.fit.curves), from the recipe
+    its config.yaml recorded; unchanged for a run that recorded none."""
+    schedule = run_schedule(run_path)
+    if schedule is None or not rows:
+        return rows
+    recipe, budgets = schedule
+    columns = schedule_columns(recipe, budgets, [row["tokens"] for row in rows],
+                               [row["budget"] if row["final"] == 1 else None for row in rows])
+    return [{**row, **{name: float(values[i]) for name, values in columns.items()}} for i, row in enumerate(rows)]
+
+
 def table_from_rows(rows: list[dict]) -> Table:
     names = list(dict.fromkeys(name for row in rows for name in row))
     return Table({name: [row.get(name, np.nan) for row in rows] for name in names})
@@ -105,9 +119,10 @@ def collect_runs(directory: str | Path, curves: bool = False, plan=None, include
             if not include_changed:
                 left_out += 1
                 continue
-        rows += rows_from_summary(summary, str(run.summary_path))
+        run_rows = rows_from_summary(summary, str(run.summary_path))
         if curves:
-            rows += curve_rows(summary, run.metrics(), str(run.metrics_path))
+            run_rows += curve_rows(summary, run.metrics(), str(run.metrics_path))
+        rows += with_schedule(run_rows, run.path)
     if unchecked:  # nothing to compare them with: said, not silently trusted
         print(f"warning: runs of ladder {', '.join(sorted(unchecked))} under {directory} are not checked against a "
               f"plan (this config's ladder is {plan.ladder}); give ladder= to check them", file=sys.stderr)

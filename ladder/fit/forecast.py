@@ -210,11 +210,11 @@ def _scores(rows: list[dict]) -> dict:
 def run_fit(table: Table, law_options: dict, targets: Table, n_boot: int, seed: int, ci_level: float,
             backtest_spec=None, out: str | Path | None = None, plots: bool = True, source: str = "",
             interval: dict | None = None, run_column: str = "run", params_used: str | None = None,
-            checks: dict | None = None) -> dict:
+            checks: dict | None = None, curves: dict | None = None) -> dict:
     """fit.json's content, written under `out`; `params_used` says what N is (recorded as fit.json's
     params_used); `checks` is the `fit` config group (flags before the fit) with the runs `excluded`."""
     law, result = fit_and_forecast(table, law_options, targets, n_boot, seed, ci_level, backtest_spec, source,
-                                   interval, run_column, checks)
+                                   interval, run_column, checks, curves)
     if params_used:
         result["params_used"] = params_used
     if out is not None:
@@ -224,8 +224,11 @@ def run_fit(table: Table, law_options: dict, targets: Table, n_boot: int, seed: 
 
 def fit_and_forecast(table: Table, law_options: dict, targets: Table, n_boot: int, seed: int, ci_level: float,
                      backtest_spec=None, source: str = "", interval: dict | None = None,
-                     run_column: str = "run", checks: dict | None = None) -> tuple[Law, dict]:
+                     run_column: str = "run", checks: dict | None = None,
+                     curves: dict | None = None) -> tuple[Law, dict]:
     """The fitted law and fit.json's content, nothing written. `interval` is the interval config group;
+    `curves` maps a target's name to the points along its run (ladder.fit.curves.target_paths), which a law that
+    reads curves forecasts as fit.json's `curves`;
     `run_column` names the runs in the backtest's rows as the input named them; `checks` the `fit` group (the runs
     flagged before the fit; None: no checks), with `excluded` and `params_column` (the input's column of N)."""
     require(0 < ci_level < 1, f"ci_level={ci_level}: a probability between 0 and 1, e.g. 0.95")
@@ -242,6 +245,10 @@ def fit_and_forecast(table: Table, law_options: dict, targets: Table, n_boot: in
     optimal = law.compute_optimal(targets["flops"]) if len(targets) else None
     if optimal is not None:
         result["compute_optimal"] = optimal
+    if curves and law.forecasts_curves:
+        from ladder.fit.curves import curve_forecast
+        params = dict(zip(map(str, targets["name"]), targets["params"]))
+        result["curves"] = [curve_forecast(law, params[name], path, name) for name, path in curves.items()]
     if backtest_spec is not None:
         result["backtest"] = backtest(law_options, table, backtest_spec, n_boot, seed, ci_level, interval,
                                       run_column)

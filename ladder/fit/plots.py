@@ -79,6 +79,8 @@ def plot_fit(law, table: Table, result: dict, directory: Path) -> list[Path]:
         paths.append(two_step(law, table, result, directory / "two_step.png"))
     if result.get("backtest"):
         paths.append(backtest_errors(result["backtest"], directory / "backtest.png"))
+    if result.get("curves"):
+        paths.append(forecast_curves(law, table, result, directory / "curves.png"))
     return paths
 
 
@@ -356,4 +358,47 @@ def loss_curves(metrics: dict[str, list[dict]], path: Path) -> Path:
     ax.set(xscale="log", yscale="log", xlabel="tokens D", ylabel=LOSS_LABEL, title="loss curves")
     plain_log_axis(ax)
     ax.legend(handles=handles + kinds, fontsize=7.5, ncol=2)
+    return save(fig, path)
+
+
+def forecast_curves(law, table: Table, result: dict, path: Path) -> Path:
+    """The curve law: each rung's evaluations with the law through them, and each target's forecast curve with
+    its band."""
+    fig, ax = plt.subplots(figsize=(8, 5))
+    runs = table["run"] if "run" in table else np.full(len(table), "")
+    for i, run in enumerate(dict.fromkeys(runs)):
+        rows = table.take(np.flatnonzero(runs == run))
+        order = np.argsort(rows["tokens"])
+        rows = rows.take(order)
+        color = plt.cm.viridis(i / max(1, len(set(runs)) - 1))
+        ax.scatter(rows["tokens"], rows["loss"], color=color, s=14, label=str(run))
+        main = np.flatnonzero(rows["lr_frac"] >= 0.999)  # the law through the main run's points
+        if len(main) > 1:
+            ax.plot(rows["tokens"][main], law.predict(rows.take(main)).value, color=color, lw=1, alpha=0.7)
+    for curve in result["curves"]:
+        tokens = np.asarray(curve["tokens"])
+        ax.plot(tokens, curve["value"], color=FORECAST, lw=1.5, label=f"forecast: {curve['name']}")
+        ax.fill_between(tokens, curve["lo"], curve["hi"], color=FORECAST, alpha=0.15,
+                        label=f"{curve['level']:.0%} band")
+    ax.set(xscale="log", yscale="log", xlabel="tokens D", ylabel=LOSS_LABEL, title="loss curves and the forecast run")
+    plain_log_axis(ax)
+    ax.legend(fontsize=7.5, ncol=2)
+    return save(fig, path)
+
+
+def plot_watch(curve: dict, report: dict, path: Path) -> Path:
+    """A run's evaluations against its forecast band, and the final loss forecast from the run so far."""
+    fig, ax = plt.subplots(figsize=(8, 5))
+    tokens = np.asarray(curve["tokens"])
+    ax.plot(tokens, curve["value"], color=FORECAST, lw=1.5, label="forecast before the run")
+    ax.fill_between(tokens, curve["lo"], curve["hi"], color=FORECAST, alpha=0.15, label=f"{curve['level']:.0%} band")
+    given = report["curve_given_run"]
+    ax.plot(given["tokens"], given["value"], color="steelblue", lw=1.2, ls="--", label="given the run so far")
+    ax.fill_between(given["tokens"], given["lo"], given["hi"], color="steelblue", alpha=0.12)
+    points = report["points"]
+    ax.scatter([p["tokens"] for p in points], [p["loss"] for p in points],
+               c=[ACTUAL if p["inside"] else "orange" for p in points], s=16, zorder=3, label="the run")
+    ax.set(xscale="log", yscale="log", xlabel="tokens D", ylabel=LOSS_LABEL, title=f"watching {curve['name']}")
+    plain_log_axis(ax)
+    ax.legend(fontsize=8)
     return save(fig, path)

@@ -45,6 +45,9 @@ class PowerLawForm:
     exponent_names: tuple[str, ...]  # "alpha", "beta"
     exponent_of_term: tuple[int, ...]  # term k uses exponent exponent_of_term[k]
     irreducible: bool = True  # the constant E = exp(e)
+    # term k also adds log_x's column offset_of_term[k] (None: nothing), a known factor of the term: the curve law's
+    # noise term C N^-gamma x lr_frac is a power law in N times the step's LR
+    offset_of_term: tuple[int | None, ...] = ()
 
     @property
     def names(self) -> list[str]:
@@ -65,6 +68,9 @@ class PowerLawForm:
         log_x = log_x if log_x.ndim == 3 else log_x[None]
         terms = [coefs[:, k, None] - exponents[:, self.exponent_of_term[k], None] * log_x[:, :, k]
                  for k in range(len(self.coef_names))]
+        for k, column in enumerate(self.offset_of_term):
+            if column is not None:
+                terms[k] = terms[k] + log_x[:, :, column]
         if self.irreducible:
             terms.append(e[:, None])
         return terms

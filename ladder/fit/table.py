@@ -108,10 +108,13 @@ def standard_table(table: Table, columns: dict, source: str, required=("params",
         if name in table:
             renamed[canonical] = table[name]
     for canonical in required:
+        if canonical not in columns and canonical in table:  # a column no option renames (the curve law's)
+            renamed[canonical] = table[canonical]
         require(canonical in renamed, f"{source}: no column {columns.get(canonical, canonical)!r} for {canonical}; "
                                       f"available: {', '.join(table.columns)} (rename with columns.{canonical}=NAME)")
     extra = {name: values for name, values in table.columns.items() if name not in columns.values()}
-    checked = ("params", "tokens", "loss", "flops", *[c for c in required if c not in ("run", "budget")])
+    checked = ("params", "tokens", "loss", "flops",  # an LR may be 0 (a cooldown's end): the curve law checks it
+               *[c for c in required if c not in ("run", "budget", "lr_frac")])
     for canonical in dict.fromkeys(checked):  # each given column checked before flops is derived from two of them
         if canonical in renamed:
             _check_column(renamed[canonical], columns.get(canonical, canonical), canonical, source)

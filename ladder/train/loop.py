@@ -45,7 +45,7 @@ from ladder.train.options import check_train_options
 from ladder.train.parallel import Parallel
 from ladder.train.reporting import Reporter, model_flops_utilization
 from ladder.train.rng import rng_state, set_rng_state
-from ladder.train.schedule import branch_factor, lr_factor
+from ladder.schedule import branch_factor, lr_factor
 from ladder.train.wandb_log import WandbLogger
 
 log = logging.getLogger("ladder.train")

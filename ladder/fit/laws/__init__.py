@@ -7,13 +7,15 @@ import inspect
 from ladder.errors import require
 from ladder.fit.laws.base import Law, Prediction
 from ladder.fit.laws.chinchilla import Chinchilla
+from ladder.fit.laws.curve import Curve
 from ladder.fit.laws.exp_error import ExpError
 from ladder.fit.laws.isoflop import Envelope, IsoFLOP
 from ladder.fit.laws.kaplan import Kaplan
 from ladder.fit.laws.two_step import TwoStep
 
 LAWS: dict[str, type[Law]] = {"chinchilla": Chinchilla, "kaplan": Kaplan, "isoflop": IsoFLOP,
-                              "envelope": Envelope, "two_step": TwoStep, "exp_error": ExpError}
+                              "envelope": Envelope, "two_step": TwoStep, "exp_error": ExpError,
+                              "curve": Curve}
 
 
 def make_law(options: dict, ci_level: float = 0.95) -> Law:

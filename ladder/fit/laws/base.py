@@ -82,6 +82,7 @@ class Law:
     predicts_loss = True  # False for frontier laws, which forecast N_opt and D_opt from compute alone
     required_columns = ("params", "tokens", "loss")
     reads_curves = False  # True: fitting a runs directory also reads every intermediate evaluation
+    forecasts_curves = False  # True: it forecasts the loss along a target's run, under the target's schedule
 
     def __init__(self, ci_level: float = 0.95):
         self.ci_level = ci_level
@@ -154,6 +155,7 @@ class PowerLawLaw(Law):
     form: PowerLawForm
     variables: tuple[str, ...]
     default_grid: dict[str, list[float]]
+    scaling_terms: tuple[int, ...] | None = None  # the terms the loss must fall along (None: every term)
 
     def __init__(self, objective: str = "huber_log", delta: float = 1e-3, grid: dict | None = None,
                  bounds: dict | None = None, max_iter: int = 1000, target_column: str = "loss",
@@ -255,7 +257,7 @@ class PowerLawLaw(Law):
             log_x = self._log_x(table)
 
             def identifiable(counts):  # every variable keeps two distinct values, as `check` asks of the data
-                return all(len(np.unique(log_x[counts > 0, k])) > 1 for k in range(log_x.shape[1]))
+                return all(len(np.unique(log_x[counts > 0, k])) > 1 for k in range(len(self.variables)))
 
             fun, data = self._objective(table), resample_counts(len(table), n, seed, keep=identifiable)
             self.resampling_ = "rows with replacement (each row is its own run)"
@@ -348,6 +350,8 @@ class PowerLawLaw(Law):
         out = []
         self.scales_ = {}
         for k, variable in enumerate(self.variables):
+            if self.scaling_terms is not None and k not in self.scaling_terms:
+                continue
             exponent = float(exponents[0, self.form.exponent_of_term[k]])
             share = float(np.max(probs[k]))
             self.scales_[variable] = exponent > 1e-6 and share > 1e-4

@@ -88,3 +88,14 @@ def run_steps(budgets: dict[str, int], batch_tokens: int, schedule: dict, branch
     steps = {label: tokens // batch_tokens for label, tokens in budgets.items()}
     forks = {fork_step(s, schedule): label for label, s in steps.items()} if branching else {}
     return RunSteps(steps, forks, max(forks) if forks else max(steps.values()))
+
+
+def step_factors(budget_steps: dict[str, int], warmup_steps: int, schedule: dict, end_step: int,
+                 branch: str | None = None) -> list[float]:
+    """The LR multiplier of each step a point `end_step` steps into the run has taken, as the loop computes them:
+    the main run's, or, for a point of WSD-S `branch`'s cooldown, the main run's to the fork and the branch's after."""
+    total = max(budget_steps.values())
+    branching = branch is not None and schedule["name"] == "wsds"
+    fork = fork_step(budget_steps[branch], schedule) if branching else end_step
+    main = [lr_factor(s, total, warmup_steps, schedule) for s in range(min(fork, end_step))]
+    return main + [branch_factor(s, fork, budget_steps[branch], warmup_steps, schedule) for s in range(fork, end_step)]

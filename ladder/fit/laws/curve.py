@@ -1,0 +1,94 @@
+"""The loss along a run, under its learning-rate schedule, for every size at once:
+
+    L(N, t) = E + A / N^alpha + B / S(t)^beta + C N^-gamma x lr(t)
+
+S(t) is the schedule's forward area in tokens (`lr_area_tokens`: each token weighted by its step's LR relative to
+the peak; Tissue et al. 2024) and lr(t) the last step's LR relative to the peak (`lr_frac`). The first three terms
+are Chinchilla's with D replaced by S: where the schedule has annealed to zero, that is all. The last is the loss a
+run at LR `lr` carries above its annealed self, the SGD noise floor, which a cooldown removes: proportional to the LR,
+as Tissue et al.'s annealing term and Luo et al. 2025's loss drop are at first order, with a power of N because the
+ladders measured here show it growing with size. Both columns come from the training loop's own schedule code
+(ladder.fit.curves), so the law forecasts a target under any schedule its recipe gives, cosine or WSD alike.
+
+It is fitted jointly to every curve point of every rung (`collect curves=true`: the main run's evaluations and each
+cooldown's end), on the shared optimiser like chinchilla. A run's points share its deviation from the law, so the
+bootstrap resamples runs (the wild cluster bootstrap of `PowerLawLaw.bootstrap`), and the rolling folds that learn
+the extrapolation error hold out whole sizes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ladder.errors import require
+from ladder.fit.curves import SCHEDULE_COLUMNS
+from ladder.fit.laws.base import PowerLawLaw, run_groups
+from ladder.fit.powerlaw import PowerLawForm
+from ladder.fit.table import Table
+
+LR_FLOOR = 1e-9  # log(lr_frac) of a step at LR 0: the noise term is gone, not -inf
+
+
+class Curve(PowerLawLaw):
+    name = "curve"
+    variables = ("params", "lr_area_tokens", "params")  # the third is the noise term's N
+    scaling_terms = (0, 1)  # the noise term may grow with N (gamma < 0): only N and S must lower the loss
+    required_columns = ("params", "tokens", "loss", *SCHEDULE_COLUMNS)
+    reads_curves = True
+    forecasts_curves = True
+    form = PowerLawForm(("a", "b", "c"), ("alpha", "beta", "gamma"), (0, 1, 2), offset_of_term=(None, None, 3))
+    default_grid = {"a": [0, 5, 10, 15, 20], "b": [0, 5, 10, 15, 20], "c": [-6, -3, 0], "alpha": [0, 0.5, 1],
+                    "beta": [0, 0.5, 1], "gamma": [-0.5, 0, 0.5], "e": [-1, 0, 1]}
+
+    def __init__(self, **options):
+        options["bounds"] = {"alpha": [0, float("inf")], "beta": [0, float("inf")], "gamma": [-2, 2],
+                             **(options.get("bounds") or {})}
+        super().__init__(**options)
+
+    def _log_x(self, table: Table) -> np.ndarray:
+        lr = np.maximum(np.asarray(table["lr_frac"], dtype=float), LR_FLOOR)
+        return np.stack([np.log(table["params"]), np.log(table["lr_area_tokens"]), np.log(table["params"]),
+                         np.log(lr)], axis=1)
+
+    def check(self, table: Table) -> None:
+        for column in SCHEDULE_COLUMNS:
+            require(column in table and np.all(np.isfinite(table[column])),
+                    f"{self.name}: needs each point's {column}; fit a ladder's runs with curves=true (their "
+                    f"config.yaml gives the schedule), or give the column in the CSV (ladder.fit.curves)")
+        require(np.all(table["lr_area_tokens"] > 0), f"{self.name}: a point before the first step (lr_area_tokens "
+                                                     f"0); drop it")
+        require(np.ptp(table["lr_frac"]) > 0.1, f"{self.name}: every point has about the same LR ({np.min(table['lr_frac']):.2g}-{np.max(table['lr_frac']):.2g} of the "
+                                                 f"peak), so the annealing term cannot be told from the rest; add "
+                                                 f"points from a cooldown (WSD-S budgets) or from the main run")
+        super().check(table)
+
+    def fit(self, table: Table) -> "Curve":
+        super().fit(table)
+        residuals = np.log(table[self.target_column]) - self.log_draws(table)[0]
+        self.run_effects_ = run_effects(residuals, run_groups(table))
+        return self
+
+    def summary(self) -> dict:
+        return {**super().summary(), "run_effects": getattr(self, "run_effects_", None)}
+
+    def readable(self, theta):
+        out = self.form.readable(theta)
+        return {name: out[name] for name in ("E", "A", "B", "C", "alpha", "beta", "gamma")}
+
+
+def run_effects(residuals: np.ndarray, groups: np.ndarray) -> dict[str, float]:
+    """How a run's points leave the law together: the spread of the runs' mean log residuals beyond what each
+    point's own scatter explains (one-way random effects, method of moments). {level_sd, point_sd}: what a run's
+    first evaluations say about its last (`ladder.fit.curves.log_covariance`). A slope in log tokens per run was
+    tried too: on the OLMo ladder it carried the law's shared shape error from a prefix to the end and made the final
+    loss worse (scripts/bench_curves.py)."""
+    labels = [g for g in np.unique(groups) if np.sum(groups == g) >= 2]
+    if len(labels) < 2:
+        spread = float(np.std(residuals))
+        return {"level_sd": spread, "point_sd": spread}
+    means = np.array([residuals[groups == g].mean() for g in labels])
+    sizes = np.array([np.sum(groups == g) for g in labels])
+    within = sum(float(np.sum((residuals[groups == g] - m) ** 2)) for g, m in zip(labels, means))
+    point_var = within / float(np.sum(sizes - 1))
+    level_var = max(float(np.var(means, ddof=1)) - point_var * float(np.mean(1 / sizes)), 0.0)
+    return {"level_sd": float(np.sqrt(level_var)), "point_sd": float(np.sqrt(point_var))}
