@@ -44,6 +44,7 @@ class Curve(PowerLawLaw):
         options["bounds"] = {"alpha": [0, float("inf")], "beta": [0, float("inf")], "gamma": [-2, 2],
                              **(options.get("bounds") or {})}
         super().__init__(**options)
+        self.run_effects_: dict[str, float] | None = None  # how one run's points leave the law together (fit)
 
     def _log_x(self, table: Table) -> np.ndarray:
         lr = np.maximum(np.asarray(table["lr_frac"], dtype=float), LR_FLOOR)
@@ -57,9 +58,10 @@ class Curve(PowerLawLaw):
                     f"config.yaml gives the schedule), or give the column in the CSV (ladder.fit.curves)")
         require(np.all(table["lr_area_tokens"] > 0), f"{self.name}: a point before the first step (lr_area_tokens "
                                                      f"0); drop it")
-        require(np.ptp(table["lr_frac"]) > 0.1, f"{self.name}: every point has about the same LR ({np.min(table['lr_frac']):.2g}-{np.max(table['lr_frac']):.2g} of the "
-                                                 f"peak), so the annealing term cannot be told from the rest; add "
-                                                 f"points from a cooldown (WSD-S budgets) or from the main run")
+        low, high = float(np.min(table["lr_frac"])), float(np.max(table["lr_frac"]))
+        require(high - low > 0.1, f"{self.name}: every point has about the same LR ({low:.2g}-{high:.2g} of the peak), "
+                                  f"so the annealing term cannot be told from the rest; add points from a cooldown "
+                                  f"(WSD-S budgets) or from the main run")
         super().check(table)
 
     def fit(self, table: Table) -> "Curve":
@@ -69,7 +71,7 @@ class Curve(PowerLawLaw):
         return self
 
     def summary(self) -> dict:
-        return {**super().summary(), "run_effects": getattr(self, "run_effects_", None)}
+        return {**super().summary(), "run_effects": self.run_effects_}
 
     def readable(self, theta):
         out = self.form.readable(theta)
