@@ -176,3 +176,90 @@ def test_the_schedule_code_gives_the_olmo_ladders_logged_lr():
         r = {"batch_tokens": batch, "warmup_steps": round(n / batch), "schedule": COSINE}
         logged = np.array([float(r_["optim/learning_rate_group0"]) / float(r_["learning_rate_peak"]) for r_ in rows])
         assert np.max(np.abs(schedule_columns(r, {"run": tokens[-1]}, tokens)["lr_frac"] - logged)) < 2e-3
+
+
+def fake_run_dir(root: Path, n: float = 2e5) -> Path:
+    """A WSD-S rung's run directory as `ladder train` leaves it: summary.json (3 budgets), metrics.jsonl (main-run
+    evaluations) and config.yaml's resolved rung, whose recipe gives each point's schedule."""
+    import yaml
+
+    r = recipe(n, WSDS)
+    budgets = {f"{k}x": int(k * 20 * n) // r["batch_tokens"] * r["batch_tokens"] for k in (0.5, 1, 2)}
+    main = [float(t) for t in np.linspace(0, 0.8 * budgets["2x"], 6)[1:-1] // r["batch_tokens"] * r["batch_tokens"]]
+    run = root / "tiny" / "rung"
+    run.mkdir(parents=True)
+    columns = schedule_columns(r, budgets, list(budgets.values()), list(budgets))
+    summary = {"status": "done", "ladder": "tiny", "rung": "rung", "size": "rung", "seed": 0, "params": n,
+               "non_embedding_params": n, "olmo_params": n, "flops_convention": "chinchilla_6nd",
+               "budgets": {label: {"tokens": t, "flops": 6 * n * t, "loss": float(true_loss(n, {
+                   k: v[i:i + 1] for k, v in columns.items()})[0]), "eval": {}} for i, (label, t) in enumerate(budgets.items())}}
+    (run / "summary.json").write_text(json.dumps(summary))
+    main_columns = schedule_columns(r, budgets, main)
+    (run / "metrics.jsonl").write_text("".join(
+        json.dumps({"step": int(t // r["batch_tokens"]), "tokens": t, "val_loss": float(v)}) + "\n"
+        for t, v in zip(main, true_loss(n, main_columns))))
+    (run / "config.yaml").write_text(yaml.safe_dump({"resolved_rung": {"recipe": {**r, "lr": 1e-3},
+                                                                       "budgets": budgets}}))
+    return run
+
+
+def test_collect_places_each_curve_point_in_its_schedule(tmp_path):
+    from ladder.fit.collect import collect_runs
+
+    run = fake_run_dir(tmp_path)
+    table = collect_runs(tmp_path, curves=True)
+    finals = table["final"] == 1
+    assert np.all(table["lr_frac"][finals] == 0) and np.all(table["lr_frac"][~finals] == 1)  # cooldown ends, main
+    assert np.all(table["lr_area_tokens"] < table["tokens"])  # warmup and cooldowns weigh less than a token
+    from ladder.fit.watch import observe
+    observed = observe(str(run))
+    assert len(observed.tokens) == 5 and "2 evaluation(s) at the end of other budgets' cooldowns" in observed.notes[0]
+
+
+def test_watch_reads_a_wandb_run_through_the_public_api():
+    from ladder.fit.watch import _from_wandb
+
+    class Run:
+        def history(self, keys, pandas):
+            assert keys == ["tokens", "val_loss"] and pandas is False
+            return [{"tokens": 1e6, "val_loss": 3.0}, {"tokens": 2e6, "val_loss": None}, {"tokens": 3e6, "val_loss": 2.5}]
+
+    class Api:
+        def run(self, path):
+            assert path == "me/ladder/abc123"
+            return Run()
+
+    observed = _from_wandb("me/ladder/abc123", api=Api())
+    assert observed.tokens.tolist() == [1e6, 3e6] and observed.loss.tolist() == [3.0, 2.5]
+    assert "assumed to follow the forecast's schedule" in observed.notes[0]
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "watch.forecast: missing"),
+    (["watch.forecast={empty}", "watch.run=x.csv"], "no fit.json there"),
+    (["watch.forecast={plain}", "watch.run=x.csv"], "has no forecast curve; fit with law=curve"),
+    (["watch.forecast={fit}", "watch.run=x.csv", "watch.curve=other"], "watch.curve=other: not in"),
+    (["watch.forecast={fit}"], "watch.run: missing"),
+    (["watch.forecast={fit}", "watch.run=not/a run"], "not a run directory, a CSV or a W&B run path"),
+])
+def test_watch_bad_input_is_one_line(forecast_dir, run_cli, tmp_path, args, message):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "fit.json").write_text(json.dumps({"law": "chinchilla", "predictions": []}))
+    paths = {"empty": tmp_path / "empty", "plain": tmp_path / "plain", "fit": forecast_dir / "fit"}
+    code, _, err = run_cli("watch", *(a.format(**paths) for a in args))
+    assert code == 2 and message in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda t: t.update(lr_frac=np.full(len(t["lr_frac"]), 1.0)), "every point has about the same LR"),
+    (lambda t: t["lr_area_tokens"].__setitem__(0, 0.0), "a point before the first step"),
+])
+def test_the_curve_law_refuses_what_it_cannot_identify(change, message):
+    from ladder.errors import LadderError
+
+    table = wsds_ladder()
+    columns = {k: np.array(table[k]) for k in table.columns}
+    change(columns)
+    with pytest.raises(LadderError, match=message):
+        make_law({"name": "curve"}).fit(Table(columns))
