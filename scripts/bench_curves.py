@@ -24,7 +24,7 @@ import numpy as np
 
 from ladder.fit.calibrate import IntervalOptions
 from ladder.fit.collect import collect_runs
-from ladder.fit.curves import curve_forecast, run_path, schedule_columns
+from ladder.fit.curves import curve_forecast, on_path, schedule_columns
 from ladder.fit.laws import make_law
 from ladder.fit.table import Table
 from ladder.fit.watch import Observed, watch
@@ -106,8 +106,7 @@ def tiny_runs(root: Path) -> list[dict]:
     runs = []
     for rung in dict.fromkeys(table["rung"]):
         rows = table.take(np.flatnonzero(table["rung"] == rung))
-        last = rows["budget"][int(np.argmax(np.where(rows["final"] == 1, rows["tokens"], -1)))]
-        keep = np.flatnonzero((rows["final"] == 0) | (rows["budget"] == last))
+        keep = on_path(rows)
         runs.append({"name": str(rung), **arrays(rows.take(keep[np.argsort(rows["tokens"][keep])])),
                      "fitted": arrays(rows)})
     return runs

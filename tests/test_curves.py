@@ -207,6 +207,7 @@ def test_collect_places_each_curve_point_in_its_schedule(tmp_path):
     from ladder.fit.collect import collect_runs
 
     run = fake_run_dir(tmp_path)
+    assert "lr_frac" not in collect_runs(tmp_path)  # final points alone: no schedule computed
     table = collect_runs(tmp_path, curves=True)
     finals = table["final"] == 1
     assert np.all(table["lr_frac"][finals] == 0) and np.all(table["lr_frac"][~finals] == 1)  # cooldown ends, main

@@ -6,8 +6,8 @@ A run directory's `summary.json` is the contract (written by `ladder train`):
    "budgets": {label: {"tokens", "flops", "loss", "eval": {name: value}}}, "wandb_id"}
 Each budget's evals become columns `eval/<entry>/<metric>`; `final` is 1 for a budget's finished result. With
 curves=True the table also holds every intermediate evaluation of the main run from metrics.jsonl (final = 0), the
-checkpoint rows that the two-step task law fits its second step to. Every row carries its point's place in the LR
-schedule (`lr_area_tokens`, `lr_frac`: ladder.fit.curves), what the curve law reads.
+checkpoint rows that the two-step task law fits its second step to, and every row carries its point's place in the
+LR schedule (`lr_area_tokens`, `lr_frac`: ladder.fit.curves), what the curve law reads.
 """
 
 from __future__ import annotations
@@ -120,9 +120,9 @@ def collect_runs(directory: str | Path, curves: bool = False, plan=None, include
                 left_out += 1
                 continue
         run_rows = rows_from_summary(summary, str(run.summary_path))
-        if curves:
-            run_rows += curve_rows(summary, run.metrics(), str(run.metrics_path))
-        rows += with_schedule(run_rows, run.path)
+        if curves:  # each point in its LR schedule too: every step's LR, computed, so only for the curve readers
+            run_rows = with_schedule(run_rows + curve_rows(summary, run.metrics(), str(run.metrics_path)), run.path)
+        rows += run_rows
     if unchecked:  # nothing to compare them with: said, not silently trusted
         print(f"warning: runs of ladder {', '.join(sorted(unchecked))} under {directory} are not checked against a "
               f"plan (this config's ladder is {plan.ladder}); give ladder= to check them", file=sys.stderr)

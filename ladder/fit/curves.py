@@ -72,8 +72,9 @@ def curve_forecast(law, params: float, path: dict[str, np.ndarray], name: str = 
     from ladder.fit.table import Table
 
     points = Table({"params": np.full(len(path["tokens"]), float(params)), **path})
-    prediction = law.predict(points)
-    shared, point_sd = log_covariance(law, points)
+    point, draws, band, dist = law.log_draws(points)
+    prediction = law.prediction(point, draws, band, dist)
+    shared, point_sd = log_covariance(law, band, dist)
     sd = np.sqrt(np.diag(shared) + point_sd ** 2)
     z = normal_quantile(law.ci_level)
     log_value = np.log(prediction.value)
@@ -85,13 +86,12 @@ def curve_forecast(law, params: float, path: dict[str, np.ndarray], name: str = 
             "point_sd": point_sd}
 
 
-def log_covariance(law, points) -> tuple[np.ndarray, float]:
+def log_covariance(law, band: np.ndarray | None, dist: np.ndarray) -> tuple[np.ndarray, float]:
     """(covariance of the log forecast between `points` of one run that they share, each point's own sd). Shared:
     the coefficients' bootstrap band, the extrapolation error (one draw for the whole run, scaled by each point's
     distance), and how far one run sits off the law as a whole (`law.run_effects_`). Its own: an evaluation's scatter
     about its run's curve."""
-    point, _, band, dist = law.log_draws(points)
-    m = len(point)
+    m = len(dist)
     cov = np.atleast_2d(np.cov(band.T)) if band is not None and len(band) > 1 else np.zeros((m, m))
     if law.error_ is not None:
         error = law.error_
@@ -106,17 +106,18 @@ def normal_quantile(level: float) -> float:
     return float(norm.ppf(0.5 + level / 2))
 
 
-def condition(mean: np.ndarray, shared: np.ndarray, point_sd: float, seen: np.ndarray, observed: np.ndarray,
+def condition(mean: np.ndarray, shared: np.ndarray, point_sd: float, seen: np.ndarray, residual: np.ndarray,
               level: float):
-    """The log forecast at every point given the run so far: Gaussian conditioning on the log losses `observed`
-    at path indices `seen` (several may share an index). (mean, lo, hi) of what each point would measure."""
+    """The log forecast at every point given the run so far: Gaussian conditioning on the run's log residuals
+    `residual` (observed minus forecast) at path indices `seen` (several may share an index). (mean, lo, hi) of what
+    each point would measure."""
     z = normal_quantile(level)
     if len(seen) == 0:
         sd = np.sqrt(np.diag(shared) + point_sd ** 2)
         return mean, mean - z * sd, mean + z * sd
     seen_cov = shared[np.ix_(seen, seen)] + (point_sd ** 2 + 1e-12) * np.eye(len(seen))
     gain = np.linalg.solve(seen_cov, shared[seen]).T  # (points, seen)
-    mean = mean + gain @ (observed - mean[seen])
+    mean = mean + gain @ residual
     sd = np.sqrt(np.maximum(np.diag(shared) - np.einsum("ij,ji->i", gain, shared[seen]), 0.0) + point_sd ** 2)
     return mean, mean - z * sd, mean + z * sd
 
@@ -126,18 +127,30 @@ def _list(values) -> list | None:
 
 
 def target_paths(targets, recipe_cfg: dict, seq_len: int, n_points: int = 48):
-    """(targets with each one's schedule columns at its end, {name: run_path}) for the targets with a size: each
-    trained under `recipe_cfg` (the recipe group, resolved for the target's size: its batch, warmup and schedule)
-    for its tokens, as one budget. N in the table's convention stands for the recipe's."""
-    from ladder.fit.table import Table
+    """(targets with their schedule columns, {name: run_path}) for the targets with a size: each trained under
+    `recipe_cfg` (the recipe group, resolved for the target's size: its batch, warmup and schedule) for its tokens,
+    as one budget. N in the table's convention stands for the recipe's."""
     from ladder.recipe import resolve_recipe
 
-    columns = {name: np.full(len(targets), np.nan) for name in SCHEDULE_COLUMNS}
     paths = {}
     for i in np.flatnonzero(np.isfinite(np.asarray(targets["params"], dtype=float))):
         recipe = resolve_recipe(recipe_cfg, int(targets["params"][i]), int(seq_len), "recipe").to_dict()
-        path = run_path(recipe, {"target": float(targets["tokens"][i])}, n_points)
-        paths[str(targets["name"][i])] = path
-        for name in SCHEDULE_COLUMNS:
-            columns[name][i] = path[name][-1]
-    return Table({**targets.columns, **columns}), paths
+        paths[str(targets["name"][i])] = run_path(recipe, {"target": float(targets["tokens"][i])}, n_points)
+    return at_path_ends(targets, paths), paths
+
+
+def at_path_ends(targets, paths: dict[str, dict]):
+    """`targets` with each one's schedule columns where its run ends (NaN for a target without a path)."""
+    from ladder.fit.table import Table
+
+    names = [str(name) for name in targets["name"]]
+    return Table({**targets.columns, **{column: [paths[n][column][-1] if n in paths else np.nan for n in names]
+                                        for column in SCHEDULE_COLUMNS}})
+
+
+def on_path(table) -> np.ndarray:
+    """Rows of one run's collected evaluations (ladder collect curves=true) that lie on its path to its last budget:
+    the main run's evaluations and that budget's end, not the other budgets' cooldown ends (WSD-S)."""
+    finals = np.flatnonzero(table["final"] == 1)
+    last = table["budget"][finals[np.argmax(table["tokens"][finals])]] if len(finals) else None
+    return np.flatnonzero((table["final"] == 0) | (table["budget"] == last))

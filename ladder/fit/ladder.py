@@ -117,18 +117,17 @@ def task_fit(cfg, evaluations: Table, columns: dict, targets: Table, root: Path,
 def curve_fit(cfg, plan: Plan, fit: LadderFit, evaluations: Table, rung, root: Path) -> tuple[Law, dict] | None:
     """The curve law (law=curve) on every evaluation of every rung, forecasting `rung`'s whole run under its own
     recipe (fit.json's `curves`); None, with the reason printed, where the evaluations cannot identify it."""
-    from ladder.fit.curves import run_path
+    from ladder.fit.curves import at_path_ends, run_path
 
     path = run_path(rung.recipe.to_dict(), rung.budgets)
     n_column, _ = params_column(plan.params_convention, True, "params", False, str(root))
     table = standard_table(evaluations, {**OmegaConf.to_container(cfg.columns, resolve=True), "params": n_column},
                            str(root))
-    targets = Table({**fit.targets.columns, **{k: [path[k][-1]] for k in ("lr_area_tokens", "lr_frac")}})
+    paths = {str(fit.targets["name"][0]): path}
     try:
-        return fit_and_forecast(table, {"name": "curve"}, targets, int(cfg.bootstrap.n), int(cfg.bootstrap.seed),
-                                float(cfg.ci_level), source=str(root),
-                                interval=OmegaConf.to_container(cfg.interval, resolve=True),
-                                curves={str(fit.targets["name"][0]): path})
+        return fit_and_forecast(table, {"name": "curve"}, at_path_ends(fit.targets, paths), int(cfg.bootstrap.n),
+                                int(cfg.bootstrap.seed), float(cfg.ci_level), source=str(root),
+                                interval=OmegaConf.to_container(cfg.interval, resolve=True), curves=paths)
     except LadderError as error:
         print(f"curve law: not fitted ({error})", flush=True)
         return None

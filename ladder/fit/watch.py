@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ladder.errors import LadderError, require
-from ladder.fit.curves import condition
+from ladder.fit.curves import condition, on_path
 from ladder.io import read_json
 
 WANDB_PATH = re.compile(r"^[\w.-]+/[\w.-]+/[\w-]+$")  # entity/project/run_id
@@ -62,13 +62,11 @@ def _from_run_dir(path: Path) -> Observed:
     from ladder.fit.collect import collect_runs
 
     table = collect_runs(path, curves=True)
-    last = max(set(table["budget"]) - {""}, key=lambda b: float(table["tokens"][list(table["budget"]).index(b)]),
-               default=None)
-    on_path = [i for i in range(len(table)) if table["final"][i] == 0 or table["budget"][i] == last]
-    notes = [] if len(on_path) == len(table) else [
-        f"{len(table) - len(on_path)} evaluation(s) at the end of other budgets' cooldowns are not on this run's "
+    kept = on_path(table)
+    notes = [] if len(kept) == len(table) else [
+        f"{len(table) - len(kept)} evaluation(s) at the end of other budgets' cooldowns are not on this run's "
         f"path and are left out"]
-    rows = table.take(np.array(on_path))
+    rows = table.take(kept)
     lr = rows["lr_frac"] if "lr_frac" in rows else None
     return Observed(np.asarray(rows["tokens"], dtype=float), np.asarray(rows["loss"], dtype=float), lr, notes)
 
@@ -144,11 +142,8 @@ def watch(curve: dict, observed: Observed) -> dict:
         first = len(outside) - int(np.argmin(outside[::-1])) if not outside.all() else 0
         left = {"since_tokens": float(run.tokens[first]), "off": points[-1]["off"],
                 "side": "above" if log_loss[-1] > hi[-1] else "below"}
-    # the path with the run's points in place of their nearest: condition the whole path on them
-    mean = log_path.copy()
-    mean_seen = log_forecast  # the forecast at the evaluations themselves, not at their nearest path points
-    cond_mean, cond_lo, cond_hi = condition(mean, shared, point_sd, nearest, log_loss - mean_seen + mean[nearest],
-                                            level)
+    # the whole path given the run's residuals, each evaluation correlated with the rest as its nearest path point
+    cond_mean, cond_lo, cond_hi = condition(log_path, shared, point_sd, nearest, log_loss - log_forecast, level)
     return {"name": curve["name"], "level": level, "points": points, "left_band": left,
             "final_tokens": float(path_tokens[-1]), "seen_fraction": float(run.tokens[-1] / path_tokens[-1]),
             "final": {"forecast": float(np.exp(log_path[-1])), "lo": float(curve["lo"][-1]),
