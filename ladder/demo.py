@@ -136,7 +136,8 @@ def run_demo(cfg: DictConfig) -> int:
         watched = watch(curve[1]["curves"][0], observe(str(RunDir.of(cfg.runs_dir, held_plan.ladder,
                                                                         held_rung.name).path)))
         comparison["curve"] = {"points": len(watched["points"]),
-                               "median_abs_error": float(np.median([abs(p["off"]) for p in watched["points"]])),
+                               "median_abs_error": float(np.median([abs(p["forecast"] / p["loss"] - 1)  # as rel_error
+                                                                    for p in watched["points"]])),
                                "coverage": float(np.mean([p["inside"] for p in watched["points"]]))}
     atomic_write_json(report / "comparison.json", comparison)
     if task is not None:
