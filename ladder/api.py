@@ -5,6 +5,9 @@
     law = fit(runs, law="chinchilla", target={"params": 7e9, "tokens": 1.4e11})
     law.coefficients, law.intervals, law.forecasts     # dict; DataFrames
     law.predict(params=[1e9, 7e9], tokens=[2e10, 1.4e11]); law.plots("fits/tiny")
+    curve = fit(runs_dir, law="curve", target={"params": 7e9, "tokens": 1.4e11})
+    curve.curves                                       # the target's whole run: tokens, lr_frac, value, lo, hi
+    watch(curve, "runs/big-run")                       # a run (dir, CSV, W&B path) against that band
 
 Each composes the same config as the command line (`overrides`: the CLI's key=value strings), so a notebook and a
 `ladder fit` of the same data agree to the last digit.
@@ -95,6 +98,15 @@ class Fit:
                       "lo": prediction.lo[i], "hi": prediction.hi[i]} for i in range(len(n))]
         return pd.DataFrame(rows)
 
+    @property
+    def curves(self):
+        """law=curve: each target's forecast curve under the recipe's schedule, one row per point (target, tokens,
+        lr_frac (the LR relative to its peak), value, lo, hi at the fit's ci_level), as fit.json `curves` has them."""
+        import pandas as pd
+        return pd.DataFrame([{"target": c["name"], "tokens": t, "lr_frac": lr, "value": v, "lo": lo, "hi": hi}
+                             for c in self.summary.get("curves") or []
+                             for t, lr, v, lo, hi in zip(c["tokens"], c["lr_frac"], c["value"], c["lo"], c["hi"])])
+
     def plots(self, directory: str | Path) -> list[Path]:
         """The fit's plots (PNG) under `directory`."""
         from ladder.fit.plots import plot_fit
@@ -138,10 +150,32 @@ def fit(data, law: str = "chinchilla", target: dict | None = None, *, columns: d
     given = {f"target.{key}" for key, value in (target or {}).items() if value is not None}
     targets = resolve_targets({"name": "target", "params": None, "tokens": None, "flops": None, **(target or {})},
                               given, None, flops_per_nd(table))
+    curves = None
+    if laws.forecasts_curves:  # each target trained under the recipe group: its whole curve
+        from ladder.fit.curves import target_paths
+        targets, curves = target_paths(targets, plain(cfg.recipe), int(cfg.ladder.seq_len))
     fitted, summary = fit_and_forecast(
         table, law_options, targets, int(cfg.bootstrap.n if bootstrap is None else bootstrap),
         int(cfg.bootstrap.seed if seed is None else seed), float(cfg.ci_level if ci_level is None else ci_level),
         cfg.backtest, source, plain(cfg.interval), str(names.get("run") or "run"),
-        checks={**plain(cfg.fit), "excluded": excluded, "params_column": names["params"]})
+        checks={**plain(cfg.fit), "excluded": excluded, "params_column": names["params"]}, curves=curves)
     summary["params_used"] = params_used
     return Fit(fitted, table, summary)
+
+
+def watch(forecast: Fit | str | Path, run, target: str | None = None) -> dict:
+    """`ladder watch` in a notebook: `run` (a run directory, a CSV of tokens,loss[,lr], a W&B entity/project/id, or
+    a DataFrame with those columns) placed in the band of `forecast`'s curve (a law=curve Fit, or its fit
+    directory); `target` picks the curve when there are several. The dict `ladder watch format=json` prints:
+    each point inside or outside, since when outside, and the final loss forecast from the part seen."""
+    import pandas as pd
+
+    from ladder.fit.table import Table
+    from ladder.fit.watch import from_table, load_curve, observe, pick_curve, watch as watch_run
+    if isinstance(forecast, Fit):
+        curve = pick_curve(forecast.summary, target, "the Fit")
+    else:
+        curve = load_curve(forecast, target)
+    if isinstance(run, pd.DataFrame):
+        return watch_run(curve, from_table(Table.from_frame(run), "run=a DataFrame"))
+    return watch_run(curve, observe(str(run)))

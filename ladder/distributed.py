@@ -41,8 +41,11 @@ def init_distributed(device_type: str) -> Dist:
 
 
 def set_threads(configured, info: Dist) -> int:
-    """Two processes with 2 threads each on 2 cores run ~17x slower: share the owned CPUs among local ranks."""
+    """Two processes with 2 threads each on 2 cores run ~17x slower: share the owned CPUs among local ranks, and
+    take no more than OMP_NUM_THREADS where it is set (torch's own knob: whoever set it shares the cores too)."""
     threads = int(configured) if str(configured) != "auto" else max(1, owned_cpus() // info.local_world_size)
+    if str(configured) == "auto" and os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        threads = max(1, min(threads, int(os.environ["OMP_NUM_THREADS"])))
     torch.set_num_threads(threads)
     return threads
 

@@ -264,3 +264,74 @@ def test_the_curve_law_refuses_what_it_cannot_identify(change, message):
     change(columns)
     with pytest.raises(LadderError, match=message):
         make_law({"name": "curve"}).fit(Table(columns))
+
+
+def test_the_fit_page_shows_the_forecast_run(forecast_dir):
+    page = (forecast_dir / "fit" / "report" / "index.html").read_text()
+    assert "the forecast run, under the recipe&#39;s schedule" in page or "the forecast run, under the recipe's" in page
+    assert page.count("data:image/png") >= 2  # the curves plot beside the fit's own
+
+
+def test_the_notebook_api_forecasts_a_curve_and_watches_a_run(forecast_dir, tmp_path):
+    """api.fit(law="curve") gives the curve `ladder fit` wrote for the same data; api.watch takes the Fit or its
+    directory, and a DataFrame or a CSV, and agrees."""
+    from ladder import api
+
+    fit = api.fit(forecast_dir / "curves.csv", law="curve", bootstrap=100,
+                  target={"params": 1.6e6, "tokens": 3.2e7, "name": "big"})
+    written = json.loads((forecast_dir / "fit" / "fit.json").read_text())["curves"][0]
+    curves = fit.curves
+    assert list(curves.columns) == ["target", "tokens", "lr_frac", "value", "lo", "hi"]
+    assert np.allclose(curves["value"], written["value"], rtol=1e-9) and (curves["target"] == "big").all()
+    run = curves.iloc[:20][["tokens", "value"]].rename(columns={"value": "loss"})
+    run.to_csv(tmp_path / "run.csv", index=False)
+    from_fit, from_dir = api.watch(fit, run), api.watch(forecast_dir / "fit", tmp_path / "run.csv")
+    assert len(from_fit["points"]) == 20 and all(p["inside"] for p in from_fit["points"])
+    assert from_fit["final_given_run"] == pytest.approx(from_dir["final_given_run"], rel=1e-9)
+
+
+def test_the_ladder_page_scores_the_held_out_run_against_its_curve(fitted, tmp_path):
+    """A ladder's report with a curve forecast (the demo's report/curve_fit) shows the held-out run's evaluations
+    against it: the median error and how many fall inside the band, and the plot."""
+    from ladder.report.ladder_page import Measured, curve_section
+    from ladder.rundir import RunDir
+
+    law, table = fitted
+    run = fake_run_dir(tmp_path / "runs")
+    r = recipe(2e5, WSDS)
+    budgets = {f"{k}x": int(k * 20 * 2e5) // r["batch_tokens"] * r["batch_tokens"] for k in (0.5, 1, 2)}
+    result = {"law": "curve", "n_points": len(table), "ci_level": 0.95,
+              "curves": [curve_forecast(law, 2e5, run_path(r, budgets), "rung")]}
+    measured = Measured("rung", budgets["2x"], 3.0, {}, RunDir.of(tmp_path / "runs", "tiny", "rung"))
+    assert measured.run.path == run
+    section = curve_section(result, measured, tmp_path / "report")
+    assert any("over its 5 evaluations, 5 of them inside the band" in p for p in section.paragraphs)
+    assert section.figures[0].path.exists() and section.tables[0].rows[-1][1] == "100%"
+    before = curve_section(result, None, tmp_path / "report")  # before the run: the forecast alone
+    assert before.figures[0].path.exists() and not any("evaluations" in p for p in before.paragraphs[1:])
+
+
+def test_a_short_run_has_no_point_before_its_first_step():
+    """A run of fewer steps than points (a test-sized target) gets each step once, none at 0 tokens."""
+    path = run_path(recipe(1e5, WSDS), {"run": 4 * 1024 * 5})
+    assert path["tokens"][0] > 0 and np.all(np.diff(path["tokens"]) > 0) and np.all(path["lr_area_tokens"] > 0)
+
+
+def test_the_simulated_truth_lags_the_lr_and_without_lag_is_the_curve_laws_form():
+    """bench_curves' simulated ladders: with no lag the annealing gain is C N^-gamma (1 - lr) on top of the forward
+    area's power law; with the default lag a cooldown's end has gained less than that, and a run's evaluations
+    carry its schedule columns."""
+    from ladder.fit.simulate import CURVE_TRUTH, curve_truth, simulate_curve_run
+
+    n, r = 1e5, recipe(1e5, WSDS)
+    budgets = {"1x": 20 * n, "2x": 40 * n}
+    tokens, branches = [0.5 * 40 * n, 20 * n, 40 * n], [None, "1x", "2x"]
+    columns = schedule_columns(r, budgets, tokens, branches)
+    t = {**CURVE_TRUTH, "lag": 0.0}
+    immediate = (t["E"] + t["A"] / n ** t["alpha"] + t["B"] / columns["lr_area_tokens"] ** t["beta"]
+                 - t["C"] * n ** -t["gamma"] * (1 - columns["lr_frac"]))
+    assert curve_truth(n, r, budgets, tokens, branches, t) == pytest.approx(immediate, rel=1e-9)
+    lagged = curve_truth(n, r, budgets, tokens, branches)
+    assert lagged[0] == pytest.approx(immediate[0], rel=1e-9) and np.all(lagged[1:] > immediate[1:])
+    run = simulate_curve_run(n, r, budgets, np.random.default_rng(0))
+    assert list(run["final"]).count(1) == 2 and np.all(run["lr_frac"][run["final"] == 1] == 0)

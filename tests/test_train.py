@@ -336,3 +336,21 @@ def test_schedule_columns_give_the_lr_the_loop_logged(reference):
     main = [i for i, r in enumerate(records) if "branch" not in r]
     assert np.all(np.diff(columns["lr_area_tokens"][main]) > 0)
     assert any("branch" in r for r in records), "the WSD-S rung logged no cooldown step"
+
+
+def test_auto_threads_share_the_owned_cpus_and_take_no_more_than_omp_num_threads(monkeypatch):
+    """train.threads=auto: the process's CPUs shared among its node's ranks, capped by OMP_NUM_THREADS where set
+    (pytest's workers set it to 1: an in-process rung with 2 threads beside two busy workers ran 10x slower)."""
+    import torch
+
+    from ladder.distributed import Dist, set_threads
+    before = torch.get_num_threads()
+    monkeypatch.setattr("ladder.distributed.owned_cpus", lambda: 8)
+    try:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        assert set_threads("auto", Dist(world_size=2, local_world_size=2)) == 4
+        monkeypatch.setenv("OMP_NUM_THREADS", "3")
+        assert set_threads("auto", Dist()) == 3 and torch.get_num_threads() == 3
+        assert set_threads(6, Dist()) == 6  # a number given is taken as it is
+    finally:
+        torch.set_num_threads(before)

@@ -60,6 +60,7 @@ def run_path(recipe: dict, budget_tokens: dict[str, float], n_points: int = 48) 
     label, last = max(budget_tokens.items(), key=lambda item: item[1])
     end = int(last) // batch
     steps = np.unique(np.linspace(0, end, n_points + 1).round().astype(int)[1:])
+    steps = steps[steps > 0]  # a short run has fewer steps than points
     fork = fork_step(end, recipe["schedule"]) if recipe["schedule"]["name"] == "wsds" else end
     tokens = steps * batch
     branches = [label if s > fork else None for s in steps]

@@ -361,11 +361,11 @@ def loss_curves(metrics: dict[str, list[dict]], path: Path) -> Path:
     return save(fig, path)
 
 
-def forecast_curves(law, table: Table, result: dict, path: Path) -> Path:
-    """The curve law: each rung's evaluations with the law through them, and each target's forecast curve with
-    its band."""
+def forecast_curves(law, table: Table | None, result: dict, path: Path) -> Path:
+    """The curve law: each rung's evaluations with the law through them (when `table` is given), and each target's
+    forecast curve with its band."""
     fig, ax = plt.subplots(figsize=(8, 5))
-    runs = table["run"] if "run" in table else np.full(len(table), "")
+    runs = [] if table is None else table["run"] if "run" in table else np.full(len(table), "")
     for i, run in enumerate(dict.fromkeys(runs)):
         rows = table.take(np.flatnonzero(runs == run))
         order = np.argsort(rows["tokens"])

@@ -80,3 +80,64 @@ def simulate(scenario: str = "exact", seed: int = 0, sizes=tuple(np.geomspace(2e
                      "tokens": target_tokens, "flops": 6 * target_params * target_tokens,
                      "loss": np.exp(target_log)})
     return ladder, targets
+
+
+# -- whole loss curves, under a schedule -------------------------------------------------------------------------
+# The truth is not the curve law's form: the annealing gain builds up with a lag after the LR drops (Tissue et al.
+# 2024's momentum annealing area), where the curve law takes it as immediate. Each step's LR comes from the training
+# loop's schedule code (ladder.schedule.step_factors).
+CURVE_TRUTH = {**EPOCH_LAW, "C": 0.25, "gamma": 0.1, "lag": 0.99}  # gain C N^-gamma; lag: momentum per step
+
+
+def curve_recipe(params: float, schedule: dict) -> dict:
+    """A recipe for a size, as the recipes scale them: the batch grows with N, warmup N tokens."""
+    batch = int(2 ** round(np.log2(max(1024, 0.05 * params))))
+    return {"batch_tokens": batch, "warmup_steps": max(1, round(params / batch)), "schedule": schedule}
+
+
+def curve_truth(params: float, recipe: dict, budget_tokens: dict[str, float], tokens, branches=None,
+                law=CURVE_TRUTH) -> np.ndarray:
+    """The true loss at `tokens` into a run (schedule_columns' arguments): E + A/N^alpha + B/S1^beta - C N^-gamma S2,
+    S1 the schedule's forward area in tokens, S2 the annealing area with momentum `lag`, normalised to 1 - lr once
+    the gain has caught up."""
+    from ladder.schedule import step_factors
+
+    batch = int(recipe["batch_tokens"])
+    budget_steps = {label: int(t) // batch for label, t in budget_tokens.items()}
+    steps = (np.asarray(tokens, dtype=float) // batch).astype(int)
+    branches = [None] * len(steps) if branches is None else list(branches)
+    loss = np.zeros(len(steps))
+    for i, (step, branch) in enumerate(zip(steps, branches)):
+        factors = np.asarray(step_factors(budget_steps, int(recipe["warmup_steps"]), recipe["schedule"], int(step),
+                                          branch))
+        area = factors.sum() * batch
+        drops = np.maximum(-np.diff(factors, prepend=factors[:1]), 0.0)
+        drops[: int(recipe["warmup_steps"])] = 0.0  # warmup raises the LR: no annealing
+        caught_up = 1 - law["lag"] ** np.arange(len(drops), 0, -1)  # a drop's gain, grown since it happened
+        annealed = float(np.sum(drops * caught_up))
+        loss[i] = (law["E"] + law["A"] / params ** law["alpha"] + law["B"] / max(area, 1.0) ** law["beta"]
+                   - law["C"] * params ** -law["gamma"] * annealed)
+    return loss
+
+
+def simulate_curve_run(params: float, recipe: dict, budget_tokens: dict[str, float], rng, points: int = 10,
+                       run_noise: float = 0.005, point_noise: float = 0.002, name: str = "") -> Table:
+    """One run as collect(curves=true) gives it: `points` main-run evaluations and each budget's end (WSD-S:
+    each cooldown branch's), with the run's own offset and each evaluation's scatter, and the schedule columns."""
+    from ladder.fit.curves import schedule_columns
+    from ladder.schedule import fork_step
+
+    batch = int(recipe["batch_tokens"])
+    last = max(budget_tokens.values())
+    wsds = recipe["schedule"]["name"] == "wsds"
+    main_end = fork_step(int(last) // batch, recipe["schedule"]) * batch if wsds else last
+    main = (np.linspace(0, main_end, points + 1)[1:] // batch * batch)[:-1 if not wsds else None]
+    ends = [float(int(t) // batch * batch) for t in budget_tokens.values()]
+    tokens = np.concatenate([main, ends])
+    branches = [None] * len(main) + ([*budget_tokens] if wsds else [None] * len(ends))
+    columns = schedule_columns(recipe, budget_tokens, tokens, branches)
+    truth = curve_truth(params, recipe, budget_tokens, tokens, branches)
+    loss = truth * np.exp(run_noise * rng.standard_normal() + point_noise * rng.standard_normal(len(tokens)))
+    return Table({"run": [name or f"n{params:.3g}"] * len(tokens), "params": np.full(len(tokens), float(params)),
+                  "tokens": tokens, "flops": 6 * params * tokens, "loss": loss,
+                  "final": np.array([0] * len(main) + [1] * len(ends)), **columns})

@@ -35,15 +35,20 @@ def load_curve(fit_dir: str | Path, name: str | None = None) -> dict:
     """The forecast curve of target `name` (None: the first) in fit_dir/fit.json."""
     path = Path(fit_dir) / "fit.json" if Path(fit_dir).is_dir() else Path(fit_dir)
     require(path.exists(), f"watch.forecast={fit_dir}: no fit.json there; make one with ladder fit law=curve")
-    curves = read_json(path).get("curves") or []
-    require(curves, f"watch.forecast={fit_dir}: its fit.json has no forecast curve; fit with law=curve (it "
-                    f"forecasts the target's whole run)")
+    return pick_curve(read_json(path), name, f"watch.forecast={fit_dir}")
+
+
+def pick_curve(result: dict, name: str | None, where: str) -> dict:
+    """The forecast curve of target `name` (None: the first) in a fit's result (fit.json's content)."""
+    curves = result.get("curves") or []
+    require(curves, f"{where}: the fit has no forecast curve; fit with law=curve (it forecasts the target's whole "
+                    f"run)")
     if name is None:
         return curves[0]
     for curve in curves:
         if curve["name"] == str(name):
             return curve
-    raise LadderError(f"watch.curve={name}: not in {path}; it has {', '.join(c['name'] for c in curves)}")
+    raise LadderError(f"watch.curve={name}: not in {where}; it has {', '.join(c['name'] for c in curves)}")
 
 
 def observe(run: str) -> Observed:
@@ -74,12 +79,16 @@ def _from_run_dir(path: Path) -> Observed:
 def _from_csv(path: Path) -> Observed:
     from ladder.fit.table import Table
 
-    table = Table.read_csv(path)
+    return from_table(Table.read_csv(path), f"watch.run={path}")
+
+
+def from_table(table, source: str) -> Observed:
+    """A table (a CSV's, a DataFrame's) of tokens and loss, and optionally lr (any unit: scaled to its peak)."""
     for column in ("tokens", "loss"):
-        require(column in table, f"watch.run={path}: needs a {column!r} column (and optionally lr)")
+        require(column in table, f"{source}: needs a {column!r} column (and optionally lr)")
     lr = np.asarray(table["lr"], dtype=float) if "lr" in table else None
     notes = [] if lr is not None else [
-        f"{path.name} has no lr column: assumed to follow the forecast's schedule (its recipe), unchecked"]
+        f"{source.split('=')[-1]} has no lr column: assumed to follow the forecast's schedule (its recipe), unchecked"]
     return Observed(np.asarray(table["tokens"], dtype=float), np.asarray(table["loss"], dtype=float),
                     None if lr is None else lr / np.nanmax(lr), notes)
 
@@ -100,6 +109,7 @@ def checked(observed: Observed, curve: dict) -> Observed:
     """The run's points in token order, refused in one line where they cannot be compared with the forecast: a
     diverged run, a run longer than the forecast, a run whose LR schedule is not the forecast's."""
     order = np.argsort(observed.tokens)
+    order = order[observed.tokens[order] > 0]  # an evaluation before the first step is no point of the curve
     tokens, loss = observed.tokens[order], observed.loss[order]
     require(len(tokens) > 0, "watch.run: no evaluation logged yet")
     bad = np.flatnonzero(~np.isfinite(loss))

@@ -10,18 +10,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ladder.errors import LadderError
 from ladder.fit.collect import include_changed
 from ladder.fit.forecast import write_outputs
 from ladder.fit.ladder import LadderFit, fit_ladder, ladder_evaluations
 from ladder.rundir import RunDir, heldout_ladder, ladder_dir, report_dir
 from ladder.fit.plots import loss_curves, loss_vs_compute
+from ladder.io import read_json
 from ladder.plan import Plan, plan_table
 from ladder.report import human
 from ladder.report.history import forecast_history, history_plot, spent_flops
 from ladder.report.page import Figure, Headline, Section, write_markdown, write_page
 from ladder.report.tables import (TextTable, backtest_table, coefficients_table, compute_optimal_line,
-                                  fit_headline, predictions_table)
+                                  curve_table, fit_headline, predictions_table)
 
 CAPTIONS = {
     "loss_vs_compute": "Each fitted point against its compute; the law at each fitted size and at the target's, and "
@@ -35,9 +38,13 @@ CAPTIONS = {
     "backtest": "Rolling backtest: the law fitted to the smaller sizes forecasts the larger ones; the error against "
                 "how far each forecast extrapolates, with its interval.",
     "two_step": "Step 1: the task's loss (bits per byte) against compute; step 2: accuracy against that loss.",
+    "curves": "The curve law through every evaluation of every rung (main runs and cooldown ends), and each target's "
+              "whole run forecast under its recipe's schedule, with its band.",
+    "watched": "The held-out run's evaluations against the curve forecast before it trained (orange: outside the "
+               "band), and its final loss forecast from the run so far (dashed).",
 }
 SECTION_OF_PLOT = {"loss_vs_compute": "fit", "residuals": "fit", "bootstrap": "fit", "compute_optimal": "forecast",
-                   "frontier": "forecast", "backtest": "backtest", "two_step": "forecast"}
+                   "frontier": "forecast", "backtest": "backtest", "two_step": "forecast", "curves": "forecast"}
 
 
 def _about(warning: str) -> str:
@@ -70,6 +77,8 @@ def fit_sections(result: dict, actual: float | None = None, flags: bool = True) 
         forecast.tables.append(measured_table([(result["predictions"][0], actual)], result["ci_level"]))
     if compute_optimal_line(result):
         forecast.paragraphs.append(compute_optimal_line(result))
+    if result.get("curves"):
+        forecast.tables.append(curve_table(result))
     sections = [fit, forecast]
     if result.get("backtest"):
         bt = result["backtest"]
@@ -143,6 +152,29 @@ def task_section(task, measured: Measured | None) -> Section:
             section.tables.append(measured_table([(p, v) for p, v in pairs if v is not None], result["ci_level"]))
     section.figures = _figures(result.get("plots", []), "forecast") + _figures(result.get("plots", []), "fit")
     section.warnings = list(result.get("warnings", []))
+    return section
+
+
+def curve_section(result: dict, measured: Measured | None, directory: Path) -> Section:
+    """The target's whole run forecast by the curve law and, once it trained, its evaluations against the band."""
+    from ladder.fit.plots import forecast_curves, plot_watch
+    from ladder.fit.watch import observe, watch
+
+    section = Section("Whole-curve forecast", "curve", paragraphs=[
+        f"law {result['law']} on {result['n_points']} evaluations (every point of every rung's run and cooldowns): "
+        f"the target's loss along its run under its recipe's schedule, with a {result['ci_level']:.0%} band"],
+        tables=[curve_table(result)], warnings=list(result.get("warnings", [])))
+    curve = result["curves"][0]
+    if measured is None:
+        section.figures.append(Figure(forecast_curves(None, None, result, directory / "plots" / "curve_forecast.png"),
+                                      CAPTIONS["curves"]))
+        return section
+    report = watch(curve, observe(str(measured.run.path)))
+    errors = [abs(p["forecast"] / p["loss"] - 1) for p in report["points"]]
+    inside = sum(p["inside"] for p in report["points"])
+    section.paragraphs.append(f"the held-out run against it: median |error| {np.median(errors):.2%} over its "
+                              f"{len(errors)} evaluations, {inside} of them inside the band")
+    section.figures.append(Figure(plot_watch(curve, report, directory / "plots" / "watched.png"), CAPTIONS["watched"]))
     return section
 
 
@@ -222,6 +254,8 @@ def write_ladder_report(cfg, plan: Plan, fit: LadderFit | None = None, directory
                 *fit_sections(fit.result, measured.loss if measured else None, flags=False)]
     if fit.task is not None:
         sections.append(task_section(fit.task, measured))
+    if (directory / "curve_fit" / "fit.json").exists():  # the demo's curve forecast, written before the rung trained
+        sections.append(curve_section(read_json(directory / "curve_fit" / "fit.json"), measured, directory))
     if cfg.fit.get("history", True):
         try:
             history = forecast_history(cfg, plan, evaluations, summaries, root, directory / "history.json", target)

@@ -67,6 +67,26 @@ def predictions_table(result: dict) -> TextTable:
     return TextTable(header, body, title)
 
 
+def curve_table(result: dict, fractions=(0.1, 0.25, 0.5, 1.0)) -> TextTable:
+    """law=curve: each target's forecast run at a few fractions of its tokens (fit.json `curves` has the whole)."""
+    rows = []
+    for curve in result.get("curves") or []:
+        tokens = np.asarray(curve["tokens"])
+        for fraction in fractions:
+            i = int(np.argmin(np.abs(tokens - fraction * tokens[-1])))
+            value, lo, hi = (_four(curve[k][i]) for k in ("value", "lo", "hi"))  # fit.json: NaN as null
+            rows.append([curve["name"], f"{tokens[i] / tokens[-1]:.0%}", human(tokens[i]), f"{curve['lr_frac'][i]:.2f}",
+                         value, f"[{lo}, {hi}]"])
+    level = (result.get("curves") or [{}])[0].get("level", result["ci_level"])
+    return TextTable(["target", "of its run", "tokens", "LR / peak", "forecast loss", f"{level:.0%} band"], rows,
+                     "the forecast run, under the recipe's schedule (all points: fit.json curves; compare a run with "
+                     "it: ladder watch)")
+
+
+def _four(value) -> str:
+    return f"{value:.4f}" if _finite(value) else "-"
+
+
 def _finite(value) -> bool:
     return value is not None and bool(np.isfinite(value))
 
@@ -100,6 +120,8 @@ def format_fit(result: dict) -> str:
     lines = [*format_checks(result), *fit_headline(result), "", coefficients_table(result).text()]
     if result["predictions"]:
         lines += ["", predictions_table(result).text()]
+    if result.get("curves"):
+        lines += ["", curve_table(result).text()]
     if compute_optimal_line(result):
         lines.append("\n" + compute_optimal_line(result))
     if result.get("backtest"):
