@@ -103,6 +103,8 @@ class Fit:
         """law=curve: each target's forecast curve under the recipe's schedule, one row per point (target, tokens,
         lr_frac (the LR relative to its peak), value, lo, hi at the fit's ci_level), as fit.json `curves` has them."""
         import pandas as pd
+        require("curves" in self.summary, f"Fit.curves: law {self.summary.get('law')} forecasts no curve; fit with "
+                                          f"law=\"curve\"")
         return pd.DataFrame([{"target": c["name"], "tokens": t, "lr_frac": lr, "value": v, "lo": lo, "hi": hi}
                              for c in self.summary.get("curves") or []
                              for t, lr, v, lo, hi in zip(c["tokens"], c["lr_frac"], c["value"], c["lo"], c["hi"])])
@@ -132,12 +134,12 @@ def fit(data, law: str = "chinchilla", target: dict | None = None, *, columns: d
     law_options = plain(cfg.law)
     require(law_options.get("name") in LAWS, f"law={law}: use one of {', '.join(LAWS)}")
     names = input_columns({**plain(cfg.columns), **(columns or {})}, law_options)
-    laws = LAWS[law_options["name"]]
+    law_class = LAWS[law_options["name"]]
     if isinstance(data, pd.DataFrame):
         raw, source = Table.from_frame(data), "a DataFrame"
     elif Path(data).is_dir():
         from ladder.plan import make_plan
-        raw = collect_runs(data, bool(cfg.curves or laws.reads_curves), make_plan(cfg),
+        raw = collect_runs(data, bool(cfg.curves or law_class.reads_curves), make_plan(cfg),
                            include_changed(cfg.collect.include_changed))
         source = str(data)
     else:
@@ -145,13 +147,13 @@ def fit(data, law: str = "chinchilla", target: dict | None = None, *, columns: d
     explicit = "params" in (columns or {}) or any(o.lstrip("+").startswith("columns.params=") for o in overrides)
     names["params"], params_used = params_column(cfg.ladder.get("params_convention"), is_collected(raw.columns),
                                                  names["params"], explicit, source)
-    table, excluded = exclude_runs(standard_table(raw, names, source, laws.required_columns),
+    table, excluded = exclude_runs(standard_table(raw, names, source, law_class.required_columns),
                                    list(cfg.fit.exclude or []), source)
     given = {f"target.{key}" for key, value in (target or {}).items() if value is not None}
     targets = resolve_targets({"name": "target", "params": None, "tokens": None, "flops": None, **(target or {})},
                               given, None, flops_per_nd(table))
     curves = None
-    if laws.forecasts_curves:  # each target trained under the recipe group: its whole curve
+    if law_class.forecasts_curves:  # each target trained under the recipe group: its whole curve
         from ladder.fit.curves import target_paths
         targets, curves = target_paths(targets, plain(cfg.recipe), int(cfg.ladder.seq_len))
     fitted, summary = fit_and_forecast(
@@ -165,8 +167,9 @@ def fit(data, law: str = "chinchilla", target: dict | None = None, *, columns: d
 
 def watch(forecast: Fit | str | Path, run, target: str | None = None) -> dict:
     """`ladder watch` in a notebook: `run` (a run directory, a CSV of tokens,loss[,lr], a W&B entity/project/id, or
-    a DataFrame with those columns) placed in the band of `forecast`'s curve (a law=curve Fit, or its fit
-    directory); `target` picks the curve when there are several. The dict `ladder watch format=json` prints:
+    a DataFrame with those columns: a NaN loss reads as a diverged run, so leave out the rows of a W&B history that
+    hold no evaluation) placed in the band of `forecast`'s curve (a law=curve Fit, or its fit directory); `target`
+    picks the curve when there are several. The dict `ladder watch format=json` prints:
     each point inside or outside, since when outside, and the final loss forecast from the part seen."""
     import pandas as pd
 
@@ -177,5 +180,5 @@ def watch(forecast: Fit | str | Path, run, target: str | None = None) -> dict:
     else:
         curve = load_curve(forecast, target)
     if isinstance(run, pd.DataFrame):
-        return watch_run(curve, from_table(Table.from_frame(run), "run=a DataFrame"))
+        return watch_run(curve, from_table(Table.from_frame(run), "watch: run", "the DataFrame"))
     return watch_run(curve, observe(str(run)))

@@ -41,10 +41,12 @@ def init_distributed(device_type: str) -> Dist:
 
 
 def set_threads(configured, info: Dist) -> int:
-    """Two processes with 2 threads each on 2 cores run ~17x slower: share the owned CPUs among local ranks, and
-    take no more than OMP_NUM_THREADS where it is set (torch's own knob: whoever set it shares the cores too)."""
+    """Two processes with 2 threads each on 2 cores run ~17x slower: share the owned CPUs among local ranks, and a
+    lone process takes no more than OMP_NUM_THREADS where it is set (torch's own knob: whoever set it shares the
+    cores with others). Under torchrun it is torchrun's default of 1, not a choice: the ranks' share stands."""
     threads = int(configured) if str(configured) != "auto" else max(1, owned_cpus() // info.local_world_size)
-    if str(configured) == "auto" and os.environ.get("OMP_NUM_THREADS", "").isdigit():
+    if (str(configured) == "auto" and info.local_world_size == 1
+            and os.environ.get("OMP_NUM_THREADS", "").isdigit()):
         threads = max(1, min(threads, int(os.environ["OMP_NUM_THREADS"])))
     torch.set_num_threads(threads)
     return threads

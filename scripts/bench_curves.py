@@ -180,13 +180,14 @@ def cheaper(runs: list[dict], budget_of, subsets: dict[str, tuple], n_boot: int,
             for k in range(min_sizes, len(sizes)):
                 train = [r for r in runs if float(r["params"][0]) < sizes[k]]
                 used = [r for r in train if budget_of(r) in budgets]
-                spent, whole = spent + sum(flops[r["name"]] for r in used), whole + sum(flops[r["name"]] for r in train)
                 try:
                     law = (fit_curve(run_table(used), n_boot) if law_name == "curve" else
                            fit_final_points(final_points(used), n_boot))
                 except LadderError as error:  # too few points for the law's coefficients
                     print(f"  {label:>22} {law_name:>12}: fold {k - min_sizes + 1} not fitted: {error}")
+                    errors = []
                     break
+                spent, whole = spent + sum(flops[r["name"]] for r in used), whole + sum(flops[r["name"]] for r in train)
                 for r in (r for r in runs if float(r["params"][0]) >= sizes[k]):
                     if law_name == "curve":
                         path = {c: np.asarray(r[c], dtype=float) for c in ("tokens", "lr_area_tokens", "lr_frac")}
@@ -210,20 +211,13 @@ SIM_SIZES = tuple(np.geomspace(2e7, 3.2e8, 5))
 SIM_TARGET = 3.2e9  # 10x the largest size, 20 tokens per parameter
 
 
-def concat(tables: list[Table]) -> Table:
-    return Table({k: np.concatenate([np.asarray(t[k]) for t in tables]) for k in tables[0].columns})
-
-
 def run_tokens(recipe: dict, budgets: dict[str, float]) -> float:
-    """Tokens a run trains: a WSD-S run's main run to its last fork and every cooldown branch; else its length."""
-    from ladder.schedule import fork_step
-    if recipe["schedule"]["name"] != "wsds":
-        return max(budgets.values())
-    batch = recipe["batch_tokens"]
-    steps = {k: int(t) // batch for k, t in budgets.items()}
-    last = max(steps.values())
-    return batch * (fork_step(last, recipe["schedule"]) + sum(s - fork_step(s, recipe["schedule"])
-                                                               for s in steps.values()))
+    """Tokens a run trains, as the loop steps it: a WSD-S run's main run to its last fork and every cooldown
+    branch; a run that decays to its one budget, that budget."""
+    from ladder.schedule import run_steps
+    steps = run_steps({k: int(t) for k, t in budgets.items()}, int(recipe["batch_tokens"]), recipe["schedule"],
+                      recipe["schedule"]["name"] == "wsds")
+    return float(recipe["batch_tokens"]) * (steps.main_end + steps.branch_work)
 
 
 def simulated_ladder(schedule: dict, multiples, seed: int) -> tuple[Table, float]:
@@ -236,16 +230,18 @@ def simulated_ladder(schedule: dict, multiples, seed: int) -> tuple[Table, float
         budgets = {f"{m:g}x": m * 20 * n for m in multiples}
         runs.append(simulate_curve_run(n, recipe, budgets, rng))
         flops += 6 * n * run_tokens(recipe, budgets)
-    return concat(runs), flops
+    return Table.concat(runs), flops
 
 
 def simulated_target(schedule: dict, seed: int) -> dict:
     """The target's run under `schedule` at 48 points: its schedule columns and what one run measures there."""
     from ladder.fit.simulate import curve_recipe, curve_truth
+    from ladder.schedule import fork_step
     recipe = curve_recipe(SIM_TARGET, schedule)
     budgets = {"target": 20 * SIM_TARGET}
     path = run_path(recipe, budgets)
-    branches = ["target" if f < 1 and schedule["name"] == "wsds" else None for f in path["lr_frac"]]
+    fork_tokens = fork_step(int(budgets["target"]) // recipe["batch_tokens"], schedule) * recipe["batch_tokens"]
+    branches = ["target" if t > fork_tokens and schedule["name"] == "wsds" else None for t in path["tokens"]]
     rng = np.random.default_rng(10_000 + seed)
     truth = curve_truth(SIM_TARGET, recipe, budgets, path["tokens"], branches)
     return {**path, "loss": truth * np.exp(0.005 * rng.standard_normal() + 0.002 * rng.standard_normal(len(truth)))}
@@ -306,6 +302,7 @@ def ladder_table(root: Path, budgets=None) -> tuple[Table, float]:
     """(every evaluation of a trained ladder's rungs, the FLOPs they took); `budgets`: only the runs as far as those
     budgets (a WSD-S rung cut after them: its main run to their last fork and their cooldowns)."""
     from ladder.fit.curves import run_schedule
+    from ladder.schedule import run_steps
     table = collect_runs(root, curves=True)
     keep, flops = [], 0.0
     for rung in dict.fromkeys(table["rung"]):
@@ -314,8 +311,10 @@ def ladder_table(root: Path, budgets=None) -> tuple[Table, float]:
         used = {k: v for k, v in all_budgets.items() if budgets is None or k in budgets}
         if not used:
             continue
-        end = max(used.values())
-        keep += [i for i in rows if (table["final"][i] == 0 and table["tokens"][i] < end) or table["budget"][i] in used]
+        main_end = run_steps({k: int(t) for k, t in used.items()}, int(recipe["batch_tokens"]), recipe["schedule"],
+                             recipe["schedule"]["name"] == "wsds").main_end * int(recipe["batch_tokens"])
+        keep += [i for i in rows if (table["final"][i] == 0 and table["tokens"][i] <= main_end)
+                 or table["budget"][i] in used]
         flops += 6 * float(table["non_embedding_params"][rows[0]]) * run_tokens(recipe, used)
     rows = table.take(np.array(keep))
     return Table({"params": rows["non_embedding_params"], **{k: rows[k] for k in ("tokens", "loss", "flops", "final",
@@ -333,7 +332,8 @@ def tiny_transfer(wsds: Path, cosine: Path | None, n_boot: int) -> None:
         ladders["cosine, one run to 2xC"] = ladder_table(cosine / "tiny")
         held["cosine"] = tiny_runs(cosine / "tiny-heldout")[0]
     full = ladders["WSD-S 0.5-2xC (the demo)"][1]
-    print(f"\ntiny ladders forecasting the held-out {held['WSD-S']['name']} (3.3x the largest rung)")
+    scale = float(held["WSD-S"]["params"][0]) / float(np.max(ladders["WSD-S 0.5-2xC (the demo)"][0]["params"]))
+    print(f"\ntiny ladders forecasting the held-out {held['WSD-S']['name']} ({scale:.1f}x the largest rung's N)")
     print(f"  {'ladder':>26} {'law':>10} {'compute':>8} {'held out':>9} {'final error':>12} {'covered':>8}"
           f" {'whole curve: median |error|':>28} {'coverage':>9}")
     for name, (table, flops) in ladders.items():

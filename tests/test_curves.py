@@ -11,6 +11,7 @@ import pytest
 from ladder.fit.calibrate import IntervalOptions
 from ladder.fit.curves import curve_forecast, run_path, schedule_columns
 from ladder.fit.laws import make_law
+from ladder.fit.simulate import curve_recipe as recipe  # the batch grows with N, warmup N tokens
 from ladder.fit.table import Table
 from ladder.fit.watch import Observed, watch
 
@@ -24,9 +25,6 @@ def true_loss(params, columns):
             + t["C"] * params ** -t["gamma"] * columns["lr_frac"])
 
 
-def recipe(params: float, schedule: dict) -> dict:
-    batch = int(2 ** round(np.log2(max(1024, 0.05 * params))))  # the batch grows with N, as the recipes' does
-    return {"batch_tokens": batch, "warmup_steps": max(1, round(params / batch)), "schedule": schedule}
 
 
 WSDS = {"name": "wsds", "cooldown_frac": 0.2, "cooldown_shape": "linear", "final_lr_frac": 0.0}
@@ -267,9 +265,11 @@ def test_the_curve_law_refuses_what_it_cannot_identify(change, message):
 
 
 def test_the_fit_page_shows_the_forecast_run(forecast_dir):
+    from ladder.report.ladder_page import CAPTIONS
+
     page = (forecast_dir / "fit" / "report" / "index.html").read_text()
-    assert "the forecast run, under the recipe&#39;s schedule" in page or "the forecast run, under the recipe's" in page
-    assert page.count("data:image/png") >= 2  # the curves plot beside the fit's own
+    assert "the forecast run, under the recipe&#39;s schedule" in page  # the table of the target's run
+    assert CAPTIONS["curves"].split(",")[0] in page  # curves.png, with its caption
 
 
 def test_the_notebook_api_forecasts_a_curve_and_watches_a_run(forecast_dir, tmp_path):
@@ -308,7 +308,7 @@ def test_the_ladder_page_scores_the_held_out_run_against_its_curve(fitted, tmp_p
     assert any("over its 5 evaluations, 5 of them inside the band" in p for p in section.paragraphs)
     assert section.figures[0].path.exists() and section.tables[0].rows[-1][1] == "100%"
     before = curve_section(result, None, tmp_path / "report")  # before the run: the forecast alone
-    assert before.figures[0].path.exists() and not any("evaluations" in p for p in before.paragraphs[1:])
+    assert len(before.paragraphs) == 1 and len(before.figures) == 1 and before.figures[0].path.exists()
 
 
 def test_a_short_run_has_no_point_before_its_first_step():
@@ -318,18 +318,18 @@ def test_a_short_run_has_no_point_before_its_first_step():
 
 
 def test_the_simulated_truth_lags_the_lr_and_without_lag_is_the_curve_laws_form():
-    """bench_curves' simulated ladders: with no lag the annealing gain is C N^-gamma (1 - lr) on top of the forward
-    area's power law; with the default lag a cooldown's end has gained less than that, and a run's evaluations
-    carry its schedule columns."""
+    """bench_curves' simulated ladders: with no momentum the truth is the curve law's form exactly; with the default
+    momentum a cooldown's end has gained less than the drop in LR gives at once, and a run's evaluations carry their
+    schedule columns."""
     from ladder.fit.simulate import CURVE_TRUTH, curve_truth, simulate_curve_run
 
     n, r = 1e5, recipe(1e5, WSDS)
     budgets = {"1x": 20 * n, "2x": 40 * n}
     tokens, branches = [0.5 * 40 * n, 20 * n, 40 * n], [None, "1x", "2x"]
     columns = schedule_columns(r, budgets, tokens, branches)
-    t = {**CURVE_TRUTH, "lag": 0.0}
+    t = {**CURVE_TRUTH, "momentum": 0.0}
     immediate = (t["E"] + t["A"] / n ** t["alpha"] + t["B"] / columns["lr_area_tokens"] ** t["beta"]
-                 - t["C"] * n ** -t["gamma"] * (1 - columns["lr_frac"]))
+                 + t["C"] * n ** -t["gamma"] * columns["lr_frac"])
     assert curve_truth(n, r, budgets, tokens, branches, t) == pytest.approx(immediate, rel=1e-9)
     lagged = curve_truth(n, r, budgets, tokens, branches)
     assert lagged[0] == pytest.approx(immediate[0], rel=1e-9) and np.all(lagged[1:] > immediate[1:])

@@ -339,8 +339,9 @@ def test_schedule_columns_give_the_lr_the_loop_logged(reference):
 
 
 def test_auto_threads_share_the_owned_cpus_and_take_no_more_than_omp_num_threads(monkeypatch):
-    """train.threads=auto: the process's CPUs shared among its node's ranks, capped by OMP_NUM_THREADS where set
-    (pytest's workers set it to 1: an in-process rung with 2 threads beside two busy workers ran 10x slower)."""
+    """train.threads=auto: the process's CPUs shared among its node's ranks; a lone process capped by OMP_NUM_THREADS
+    where set (tests/conftest.py sets it to 1 in each xdist worker: an in-process rung with 2 threads beside two
+    busy workers ran 10x slower), but not torchrun's ranks, for which torchrun sets it to 1 by default."""
     import torch
 
     from ladder.distributed import Dist, set_threads
@@ -352,5 +353,7 @@ def test_auto_threads_share_the_owned_cpus_and_take_no_more_than_omp_num_threads
         monkeypatch.setenv("OMP_NUM_THREADS", "3")
         assert set_threads("auto", Dist()) == 3 and torch.get_num_threads() == 3
         assert set_threads(6, Dist()) == 6  # a number given is taken as it is
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        assert set_threads("auto", Dist(world_size=2, local_world_size=2)) == 4
     finally:
         torch.set_num_threads(before)

@@ -84,9 +84,9 @@ def simulate(scenario: str = "exact", seed: int = 0, sizes=tuple(np.geomspace(2e
 
 # -- whole loss curves, under a schedule -------------------------------------------------------------------------
 # The truth is not the curve law's form: the annealing gain builds up with a lag after the LR drops (Tissue et al.
-# 2024's momentum annealing area), where the curve law takes it as immediate. Each step's LR comes from the training
-# loop's schedule code (ladder.schedule.step_factors).
-CURVE_TRUTH = {**EPOCH_LAW, "C": 0.25, "gamma": 0.1, "lag": 0.99}  # gain C N^-gamma; lag: momentum per step
+# 2024's momentum annealing area), where the curve law takes it as immediate; with momentum 0 it is the law's form.
+# Each step's LR comes from the training loop's schedule code (ladder.schedule.step_factors).
+CURVE_TRUTH = {**EPOCH_LAW, "C": 0.25, "gamma": 0.1, "momentum": 0.99}  # the noise floor C N^-gamma at the peak LR
 
 
 def curve_recipe(params: float, schedule: dict) -> dict:
@@ -97,9 +97,9 @@ def curve_recipe(params: float, schedule: dict) -> dict:
 
 def curve_truth(params: float, recipe: dict, budget_tokens: dict[str, float], tokens, branches=None,
                 law=CURVE_TRUTH) -> np.ndarray:
-    """The true loss at `tokens` into a run (schedule_columns' arguments): E + A/N^alpha + B/S1^beta - C N^-gamma S2,
-    S1 the schedule's forward area in tokens, S2 the annealing area with momentum `lag`, normalised to 1 - lr once
-    the gain has caught up."""
+    """The true loss at `tokens` into a run (schedule_columns' arguments): E + A/N^alpha + B/S1^beta +
+    C N^-gamma (1 - S2), S1 the schedule's forward area in tokens, S2 the annealing area with `momentum` per step,
+    which reaches 1 - lr (the curve law's term) once the gain has caught up with the LR's drops."""
     from ladder.schedule import step_factors
 
     batch = int(recipe["batch_tokens"])
@@ -111,12 +111,11 @@ def curve_truth(params: float, recipe: dict, budget_tokens: dict[str, float], to
         factors = np.asarray(step_factors(budget_steps, int(recipe["warmup_steps"]), recipe["schedule"], int(step),
                                           branch))
         area = factors.sum() * batch
-        drops = np.maximum(-np.diff(factors, prepend=factors[:1]), 0.0)
-        drops[: int(recipe["warmup_steps"])] = 0.0  # warmup raises the LR: no annealing
-        caught_up = 1 - law["lag"] ** np.arange(len(drops), 0, -1)  # a drop's gain, grown since it happened
+        drops = np.maximum(-np.diff(factors, prepend=factors[:1]), 0.0)  # warmup raises the LR: no drop
+        caught_up = 1 - law["momentum"] ** np.arange(len(drops), 0, -1)  # each drop's gain, grown since it happened
         annealed = float(np.sum(drops * caught_up))
         loss[i] = (law["E"] + law["A"] / params ** law["alpha"] + law["B"] / max(area, 1.0) ** law["beta"]
-                   - law["C"] * params ** -law["gamma"] * annealed)
+                   + law["C"] * params ** -law["gamma"] * (1 - annealed))
     return loss
 
 
@@ -125,12 +124,12 @@ def simulate_curve_run(params: float, recipe: dict, budget_tokens: dict[str, flo
     """One run as collect(curves=true) gives it: `points` main-run evaluations and each budget's end (WSD-S:
     each cooldown branch's), with the run's own offset and each evaluation's scatter, and the schedule columns."""
     from ladder.fit.curves import schedule_columns
-    from ladder.schedule import fork_step
+    from ladder.schedule import run_steps
 
     batch = int(recipe["batch_tokens"])
-    last = max(budget_tokens.values())
     wsds = recipe["schedule"]["name"] == "wsds"
-    main_end = fork_step(int(last) // batch, recipe["schedule"]) * batch if wsds else last
+    require(wsds or len(budget_tokens) == 1, "a run that decays to its end has one budget (WSD-S: one per cooldown)")
+    main_end = run_steps({k: int(t) for k, t in budget_tokens.items()}, batch, recipe["schedule"], wsds).main_end * batch
     main = (np.linspace(0, main_end, points + 1)[1:] // batch * batch)[:-1 if not wsds else None]
     ends = [float(int(t) // batch * batch) for t in budget_tokens.values()]
     tokens = np.concatenate([main, ends])

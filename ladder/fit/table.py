@@ -34,6 +34,11 @@ class Table:
         return Table({name: values[index] for name, values in self.columns.items()})
 
     @classmethod
+    def concat(cls, tables: list["Table"]) -> "Table":
+        """The rows of `tables` (the same columns) one after another."""
+        return cls({k: np.concatenate([np.asarray(t[k]) for t in tables]) for k in tables[0].columns})
+
+    @classmethod
     def from_frame(cls, frame) -> "Table":
         """A pandas DataFrame's columns (integer columns become floats, as every law computes in them)."""
         return cls({str(name): frame[name].to_numpy() for name in frame.columns})

@@ -79,16 +79,17 @@ def _from_run_dir(path: Path) -> Observed:
 def _from_csv(path: Path) -> Observed:
     from ladder.fit.table import Table
 
-    return from_table(Table.read_csv(path), f"watch.run={path}")
+    return from_table(Table.read_csv(path), f"watch.run={path}", path.name)
 
 
-def from_table(table, source: str) -> Observed:
-    """A table (a CSV's, a DataFrame's) of tokens and loss, and optionally lr (any unit: scaled to its peak)."""
+def from_table(table, where: str, label: str) -> Observed:
+    """A table (a CSV's, a DataFrame's) of tokens and loss, and optionally lr (any unit: scaled to its peak);
+    `where` starts an error's line, `label` names the table in a note."""
     for column in ("tokens", "loss"):
-        require(column in table, f"{source}: needs a {column!r} column (and optionally lr)")
+        require(column in table, f"{where}: needs a {column!r} column (and optionally lr)")
     lr = np.asarray(table["lr"], dtype=float) if "lr" in table else None
     notes = [] if lr is not None else [
-        f"{source.split('=')[-1]} has no lr column: assumed to follow the forecast's schedule (its recipe), unchecked"]
+        f"{label} has no lr column: assumed to follow the forecast's schedule (its recipe), unchecked"]
     return Observed(np.asarray(table["tokens"], dtype=float), np.asarray(table["loss"], dtype=float),
                     None if lr is None else lr / np.nanmax(lr), notes)
 

@@ -40,6 +40,7 @@ CAPTIONS = {
     "two_step": "Step 1: the task's loss (bits per byte) against compute; step 2: accuracy against that loss.",
     "curves": "The curve law through every evaluation of every rung (main runs and cooldown ends), and each target's "
               "whole run forecast under its recipe's schedule, with its band.",
+    "curve_forecast": "The target's whole run forecast by the curve law under its recipe's schedule, with its band.",
     "watched": "The held-out run's evaluations against the curve forecast before it trained (orange: outside the "
                "band), and its final loss forecast from the run so far (dashed).",
 }
@@ -158,18 +159,22 @@ def task_section(task, measured: Measured | None) -> Section:
 def curve_section(result: dict, measured: Measured | None, directory: Path) -> Section:
     """The target's whole run forecast by the curve law and, once it trained, its evaluations against the band."""
     from ladder.fit.plots import forecast_curves, plot_watch
-    from ladder.fit.watch import observe, watch
+    from ladder.fit.watch import observe, pick_curve, watch
 
     section = Section("Whole-curve forecast", "curve", paragraphs=[
         f"law {result['law']} on {result['n_points']} evaluations (every point of every rung's run and cooldowns): "
         f"the target's loss along its run under its recipe's schedule, with a {result['ci_level']:.0%} band"],
         tables=[curve_table(result)], warnings=list(result.get("warnings", [])))
-    curve = result["curves"][0]
     if measured is None:
         section.figures.append(Figure(forecast_curves(None, None, result, directory / "plots" / "curve_forecast.png"),
-                                      CAPTIONS["curves"]))
+                                      CAPTIONS["curve_forecast"]))
         return section
-    report = watch(curve, observe(str(measured.run.path)))
+    try:
+        curve = pick_curve(result, measured.name, "report/curve_fit")
+        report = watch(curve, observe(str(measured.run.path)))
+    except LadderError as error:  # a curve forecast of another run: said, the page goes on
+        section.warnings.append(f"the held-out run against its curve: {error}")
+        return section
     errors = [abs(p["forecast"] / p["loss"] - 1) for p in report["points"]]
     inside = sum(p["inside"] for p in report["points"])
     section.paragraphs.append(f"the held-out run against it: median |error| {np.median(errors):.2%} over its "
