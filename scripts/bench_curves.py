@@ -240,8 +240,9 @@ def simulated_target(schedule: dict, seed: int) -> dict:
     recipe = curve_recipe(SIM_TARGET, schedule)
     budgets = {"target": 20 * SIM_TARGET}
     path = run_path(recipe, budgets)
-    fork_tokens = fork_step(int(budgets["target"]) // recipe["batch_tokens"], schedule) * recipe["batch_tokens"]
-    branches = ["target" if t > fork_tokens and schedule["name"] == "wsds" else None for t in path["tokens"]]
+    wsds = schedule["name"] == "wsds"
+    fork_tokens = fork_step(int(budgets["target"]) // recipe["batch_tokens"], schedule) * recipe["batch_tokens"] if wsds else 0
+    branches = ["target" if wsds and t > fork_tokens else None for t in path["tokens"]]
     rng = np.random.default_rng(10_000 + seed)
     truth = curve_truth(SIM_TARGET, recipe, budgets, path["tokens"], branches)
     return {**path, "loss": truth * np.exp(0.005 * rng.standard_normal() + 0.002 * rng.standard_normal(len(truth)))}
