@@ -233,8 +233,8 @@ def test_chinchilla_rolling_coverage_is_honest(chinchilla_csv):
     of the 251 held-out rows; the predictive interval covers >= 0.85 without being huge."""
     from ladder.fit.reproduce import load_chinchilla
     table = load_chinchilla(chinchilla_csv)
-    before = backtest(LAW, table, "rolling", 200, 0, 0.95, {"method": "bootstrap"})
-    after = backtest(LAW, table, "rolling", 200, 0, 0.95)
+    before = backtest(LAW, table, "rolling", 100, 0, 0.95, {"method": "bootstrap"})
+    after = backtest(LAW, table, "rolling", 100, 0, 0.95)
     assert before["n_test"] == after["n_test"] == 251
     assert before["coverage"] < 0.45
     assert after["coverage"] >= 0.85

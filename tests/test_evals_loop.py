@@ -45,7 +45,7 @@ def files(tmp_path_factory):
 
 def overrides(files, runs, *extra):
     return ["ladder=tiny", f"runs_dir={runs}", "ladder.seq_len=64", "ladder.budgets=[1e4,2e4,4e4]",
-            "train.eval_points=3", "train.eval_tokens=2048", "train.threads=2", "logger.wandb=disabled",
+            "train.eval_points=3", "train.eval_tokens=2048", "train.threads=1", "logger.wandb=disabled",
             "data=local", f"data.path={files / 'corpus'}", "data.tokenizer.kind=bytes", "data.val_fraction=0.1",
             "recipe.micro_batch_sequences=8", "recipe.batch.ref_seq_len=64",
             "eval=[hellaswag]", "eval.hellaswag.source=local", f"eval.hellaswag.path={files / 'task.jsonl'}",

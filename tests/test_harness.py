@@ -84,7 +84,7 @@ def setup(tmp_path_factory):
                                                          for _ in range(8)))
     runs = root / "runs"
     train = ["ladder=tiny", f"runs_dir={runs}", "ladder.seq_len=256", "ladder.vocab_size=512", "ladder.budgets=[3e4]",
-             "train.eval_points=1", "train.threads=2", "logger.wandb=disabled", "eval=[]", "data=local",
+             "train.eval_points=1", "train.threads=1", "logger.wandb=disabled", "eval=[]", "data=local",
              f"data.path={corpus}", "data.tokenizer.kind=bpe", "data.tokenizer.vocab_size=512",
              "data.val_fraction=0.1", "recipe.micro_batch_sequences=8", "recipe.batch.ref_seq_len=256"]
     assert main(["train", "rung=tiny-14k", *train]) == 0
