@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ladder.errors import LadderError
 from ladder.fit.table import Table
 
 
@@ -42,6 +43,8 @@ def test_fit_a_dataframe_as_ladder_fit_fits_its_csv(tmp_path, run_cli):
     plots = result.plots(tmp_path / "plots")
     assert {"loss_vs_compute.png", "residuals.png"} <= {p.name for p in plots}
     assert all(p.stat().st_size > 10_000 for p in plots)
+    with pytest.raises(LadderError, match='law chinchilla forecasts no curve; fit with law="curve"'):
+        result.curves
 
 
 def test_collect_and_plan_give_frames_and_the_resolved_ladder(tmp_path):
