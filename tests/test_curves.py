@@ -335,3 +335,35 @@ def test_the_simulated_truth_lags_the_lr_and_without_lag_is_the_curve_laws_form(
     assert lagged[0] == pytest.approx(immediate[0], rel=1e-9) and np.all(lagged[1:] > immediate[1:])
     run = simulate_curve_run(n, r, budgets, np.random.default_rng(0))
     assert list(run["final"]).count(1) == 2 and np.all(run["lr_frac"][run["final"] == 1] == 0)
+
+
+def test_a_curve_forecast_of_another_run_is_a_warning_on_the_ladder_page(fitted, tmp_path):
+    """The page goes on: a held-out run the saved curve forecast is not about is said in its section."""
+    from ladder.report.ladder_page import Measured, curve_section
+    from ladder.rundir import RunDir
+
+    law, table = fitted
+    fake_run_dir(tmp_path / "runs")
+    r = recipe(2e5, WSDS)
+    result = {"law": "curve", "n_points": len(table), "ci_level": 0.95,
+              "curves": [curve_forecast(law, 2e5, run_path(r, {"x": 40 * 2e5}), "another")]}
+    measured = Measured("rung", 8e6, 3.0, {}, RunDir.of(tmp_path / "runs", "tiny", "rung"))
+    section = curve_section(result, measured, tmp_path / "report")
+    assert section.figures == [] and "watch.curve=rung: not in report/curve_fit" in section.warnings[-1]
+
+
+def test_watch_leaves_out_an_evaluation_before_the_first_step(fitted):
+    law, _ = fitted
+    path = run_path(recipe(1.6e6, COSINE), {"run": 20 * 1.6e6})
+    curve = curve_forecast(law, 1.6e6, path, "big")
+    tokens = np.concatenate([[0.0], path["tokens"][:5]])
+    report = watch(curve, Observed(tokens, np.concatenate([[5.5], np.asarray(curve["value"])[:5]])))
+    assert [p["tokens"] for p in report["points"]] == path["tokens"][:5].tolist()
+
+
+def test_a_simulated_run_that_decays_has_one_budget():
+    from ladder.errors import LadderError
+    from ladder.fit.simulate import simulate_curve_run
+
+    with pytest.raises(LadderError, match="one budget"):
+        simulate_curve_run(1e5, recipe(1e5, COSINE), {"1x": 2e6, "2x": 4e6}, np.random.default_rng(0))
