@@ -89,6 +89,18 @@ def test_interval_options_are_validated_in_one_line():
         IntervalOptions.from_config({"folds": [1.5]})
 
 
+def test_the_configs_interval_group_is_the_librarys_defaults():
+    """`ladder fit` reads conf/config.yaml, the notebook API and the benches IntervalOptions(): one set of settings."""
+    from pathlib import Path
+
+    import yaml
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "conf" / "config.yaml").read_text())["interval"]
+    defaults = IntervalOptions()
+    assert set(config) == set(IntervalOptions.__dataclass_fields__)
+    for key, value in config.items():
+        assert getattr(defaults, key) == (tuple(value) if isinstance(value, list) else value), key
+
+
 # -- the interval -------------------------------------------------------------------------------------------------
 def test_predictive_interval_has_three_parts_and_widens_with_distance():
     table = chinchilla_table(noise=0.004, seed=3)

@@ -11,7 +11,8 @@ A forecast's log error has three parts, treated as independent:
   so a fold is one draw of the extrapolation error, not one per row: the folds are pooled by a median weighted by
   their number of sizes (robust to a fold that fell into a wild optimum; a fold of many sizes is more like the full
   fit) and shrunk towards a prior when they are few. Since the scale rests on a handful of folds, the extrapolation
-  error is drawn from a Student t with 2 + (number of folds) degrees of freedom: few folds, heavier tails.
+  error is drawn from a Student t with interval.prior_dof (2) + (number of folds) degrees of freedom: few folds,
+  heavier tails.
 
 The interval is the percentile interval of band draws plus noise and extrapolation draws, so chained forecasts
 (two_step's accuracy, the loss at the compute-optimal point) push the same draws through their own maps.
@@ -27,6 +28,12 @@ from ladder.errors import LadderError, require
 
 FOLD_FRACTIONS = (0.5, 0.6, 0.7, 0.8, 0.9)
 N_ERROR_DRAWS = 4000
+# An e-fold of tokens counts as an e-fold of model size: the distance is the larger of the two. Measured
+# (scripts/bench_calibration.py --token-weight; docs/fitting.md): N alone, or tokens at a quarter's weight, made
+# isoFLOP-designed ladders' intervals 5-10% sharper at the same coverage, but rolling folds cut by size cannot see an
+# error that grows with tokens, and a target trained far longer than any rung (an overtrained model) is the usual
+# case where only tokens extrapolate.
+LATER_AXES_WEIGHT = 1.0
 
 
 @dataclass
@@ -37,7 +44,8 @@ class IntervalOptions:
     min_fold_sizes: int = 3  # a fold fitted on fewer sizes says little about a fit on many
     fold_bootstrap: int = 100
     fold_starts: int = 64  # grid starts kept per fold: the best by the fold's own objective
-    prior_kappa: float = 0.012  # log error per e-fold of extrapolation; what the Chinchilla ladder teaches (docs/fitting.md)
+    # the prior's scale and weight and the t's degrees of freedom: docs/fitting.md, "Why these settings"
+    prior_kappa: float = 0.012  # log error per e-fold of extrapolation; the low end of what Chinchilla's ladder teaches
     prior_weight: float = 0.5  # in folds
     prior_dof: float = 2.0  # the t's degrees of freedom before any fold: 2 + folds in all
 
@@ -91,11 +99,12 @@ class ErrorModel:
 
 
 def distance(reach: dict[str, float], points) -> np.ndarray:
-    """Extrapolation distance in e-folds: how far the farthest variable lies beyond the largest fitted value.
-    `points` is a Table or a dict of columns."""
+    """Extrapolation distance in e-folds: how far the farthest variable lies beyond the largest fitted value (each
+    variable after the first, model size, weighted by LATER_AXES_WEIGHT). `points` is a Table or a dict of columns."""
     out = np.zeros(np.shape(np.asarray(points[next(iter(reach))], dtype=float)))
-    for column, largest in reach.items():
-        out = np.maximum(out, np.log(np.asarray(points[column], dtype=float) / largest))
+    for k, (column, largest) in enumerate(reach.items()):
+        out = np.maximum(out, (1.0 if k == 0 else LATER_AXES_WEIGHT) * np.log(np.asarray(points[column], dtype=float)
+                                                                               / largest))
     return np.maximum(out, 0.0)
 
 

@@ -182,7 +182,8 @@ def backtest(law_options: dict, table: Table, spec, n_boot: int, seed: int, ci_l
                    "hi": prediction.hi[i], "rel_error": (prediction.value[i] - actual[i]) / actual[i],
                    "covered": bool(prediction.lo[i] <= actual[i] <= prediction.hi[i]),
                    "interval_score": float(score[i]),
-                   "distance_efolds": float(prediction.distance[i]) if prediction.distance is not None else np.nan}
+                   "distance_efolds": float(prediction.distance[i]) if prediction.distance is not None else np.nan,
+                   "parts_sd": {part: float(sd[i]) for part, sd in prediction.parts.items()}}
             if "run" in test:
                 row[run_column] = test["run"][i]  # under the input's own name (columns.run: rung by default)
             fold_rows.append(row)

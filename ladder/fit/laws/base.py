@@ -44,7 +44,8 @@ class Prediction:
 
 def percentile_interval(samples: np.ndarray, level: float, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
     tail = 100 * (1 - level) / 2
-    lo, hi = np.nanpercentile(samples, [tail, 100 - tail], axis=axis)
+    with np.errstate(invalid="ignore"):  # resamples that ran a coefficient to infinity: inf - inf between neighbours
+        lo, hi = np.nanpercentile(samples, [tail, 100 - tail], axis=axis)
     return lo, hi
 
 
