@@ -72,16 +72,22 @@ def row(name, coverage, errors, widths, scores, n, seconds, covered=None):
 INTERVAL = {}  # --interval overrides of the interval config group
 
 
-def bench_backtest(name, table, n_boot, method, law=LAW):
+def bench_backtest(name, table, n_boot, law=LAW) -> list[list[str]]:
+    """The calibrated intervals' row, then the mean law's band alone (interval.method=bootstrap's interval, which each
+    backtest row carries: the same fits and resamples)."""
     t0 = time.perf_counter()
-    result = backtest(law, table, "rolling", n_boot, 0, 0.95, {**INTERVAL, "method": method})
+    result = backtest(law, table, "rolling", n_boot, 0, 0.95, {**INTERVAL, "method": "calibrated"})
     rows = result["rows"]
-    widths = [(r["hi"] - r["lo"]) / r["predicted"] for r in rows]
-    if method == "calibrated":
-        PARTS.append((name, [(r["distance_efolds"], np.log(r["actual"] / r["predicted"]), r["parts_sd"]) for r in rows]))
-    return row(name, result["coverage"], [r["rel_error"] for r in rows], widths,
-               [r["interval_score"] for r in rows], len(rows), time.perf_counter() - t0,
-               [r["covered"] for r in rows] if method == "calibrated" else None)
+    seconds = time.perf_counter() - t0
+    PARTS.append((name, [(r["distance_efolds"], np.log(r["actual"] / r["predicted"]), r["parts_sd"]) for r in rows]))
+    errors = [r["rel_error"] for r in rows]
+    actual, band_lo, band_hi = (np.array([r[k] for r in rows]) for k in ("actual", "band_lo", "band_hi"))
+    band_covered = (band_lo <= actual) & (actual <= band_hi)
+    return [row(name, result["coverage"], errors, [(r["hi"] - r["lo"]) / r["predicted"] for r in rows],
+                [r["interval_score"] for r in rows], len(rows), seconds, [r["covered"] for r in rows]),
+            row("  before (bootstrap band)", float(np.mean(band_covered)), errors,
+                (band_hi - band_lo) / np.array([r["predicted"] for r in rows]),
+                interval_score(band_lo, band_hi, actual, 0.95), len(rows), 0)]
 
 
 def bench_simulated(scenario, n_sims, n_boot, design="sizes", seed0=0):
@@ -129,7 +135,7 @@ def bench_runs(runs: Path, n_boot):
     out = []
     table = load_table(runs, {"params": "non_embedding_params", "tokens": "tokens", "loss": "loss", "flops": "flops",
                               "budget": "budget", "run": "rung"})
-    out.append(bench_backtest(f"{runs} (own rolling)", table, n_boot, "calibrated"))
+    out += bench_backtest(f"{runs} (own rolling)", table, n_boot)
     comparison = runs / "report" / "comparison.json"
     if comparison.exists():
         c = json.loads(comparison.read_text())
@@ -160,8 +166,7 @@ def main():
     if args.only in (None, "real") and REFDATA.exists():
         body = []
         for name, table in real_ladders().items():
-            body.append(bench_backtest(name, table, args.bootstrap, "calibrated"))
-            body.append(bench_backtest("  before (bootstrap band)", table, args.bootstrap, "bootstrap"))
+            body += bench_backtest(name, table, args.bootstrap)
             print(format_table(header, body[-2:]), flush=True)
         print("\npublished ladders, rolling folds at 50-90% of the log-size range, 95% intervals")
         print(format_table(header, body), flush=True)

@@ -245,10 +245,22 @@ def test_chinchilla_rolling_coverage_is_honest(chinchilla_csv):
     of the 251 held-out rows; the predictive interval covers >= 0.85 without being huge."""
     from ladder.fit.reproduce import load_chinchilla
     table = load_chinchilla(chinchilla_csv)
-    before = backtest(LAW, table, "rolling", 100, 0, 0.95, {"method": "bootstrap"})
     after = backtest(LAW, table, "rolling", 100, 0, 0.95)
-    assert before["n_test"] == after["n_test"] == 251
-    assert before["coverage"] < 0.45
+    # the band each row carries is interval.method=bootstrap's interval (the same fits and resamples; the test below
+    # checks that), so one backtest measures both
+    actual, band_lo, band_hi = (np.array([r[k] for r in after["rows"]]) for k in ("actual", "band_lo", "band_hi"))
+    assert after["n_test"] == 251
+    assert np.mean((band_lo <= actual) & (actual <= band_hi)) < 0.45
     assert after["coverage"] >= 0.85
     assert after["median_rel_width"] <= 8 * after["median_abs_rel_error"]
-    assert after["mean_interval_score"] < before["mean_interval_score"]
+    assert after["mean_interval_score"] < np.mean(interval_score(band_lo, band_hi, actual, 0.95))
+
+
+def test_a_backtest_rows_band_is_the_bootstrap_methods_interval():
+    table = chinchilla_table(seed=4)
+    calibrated_rows = backtest(LAW, table, "rolling", 30, 0, 0.95, {"folds": [0.6]})["rows"]
+    band_rows = backtest(LAW, table, "rolling", 30, 0, 0.95, {"folds": [0.6], "method": "bootstrap"})["rows"]
+    assert len(calibrated_rows) == len(band_rows) > 5
+    for with_error, band_alone in zip(calibrated_rows, band_rows):
+        assert (with_error["band_lo"], with_error["band_hi"]) == (band_alone["lo"], band_alone["hi"])
+        assert with_error["lo"] < band_alone["lo"] and band_alone["hi"] < with_error["hi"]

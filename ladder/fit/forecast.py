@@ -175,11 +175,15 @@ def backtest(law_options: dict, table: Table, spec, n_boot: int, seed: int, ci_l
         prediction = law.predict_all(test)[-1]
         actual = test[law.observed_column] if law.observed_column in test else test["loss"]
         score = interval_score(prediction.lo, prediction.hi, actual, ci_level)
+        # the mean law's band alone (interval.method=bootstrap's interval): what the calibration adds to it
+        band_lo, band_hi = (np.broadcast_to(np.nan if band is None else band, np.shape(prediction.value))
+                            for band in (prediction.band_lo, prediction.band_hi))
         fold_rows = []
         for i in range(len(test)):
             row = {"fold": k, "params": test["params"][i], "tokens": test["tokens"][i], "flops": test["flops"][i],
                    "actual": actual[i], "predicted": prediction.value[i], "lo": prediction.lo[i],
-                   "hi": prediction.hi[i], "rel_error": (prediction.value[i] - actual[i]) / actual[i],
+                   "hi": prediction.hi[i], "band_lo": float(band_lo[i]), "band_hi": float(band_hi[i]),
+                   "rel_error": (prediction.value[i] - actual[i]) / actual[i],
                    "covered": bool(prediction.lo[i] <= actual[i] <= prediction.hi[i]),
                    "interval_score": float(score[i]),
                    "distance_efolds": float(prediction.distance[i]) if prediction.distance is not None else np.nan,
