@@ -120,8 +120,9 @@ def error_model(case: dict, variant: dict) -> tuple[float, float]:
     n = len(excess)
     learned = max(0.0, weighted_median(excess, weights)) if n else 0.0
     weight = variant.get("prior_weight", OPTIONS.prior_weight)
-    # the prior is per e-fold at the full fit: on a relative distance, per span
-    prior = variant.get("prior_kappa", OPTIONS.prior_kappa) * (case["span"] if variant.get("relative") else 1.0)
+    # the prior is per e-fold at the full fit: on a relative distance, per span (to the power the distance is taken)
+    per_span = case["span"] ** variant.get("power", 1.0) if variant.get("relative") else 1.0
+    prior = variant.get("prior_kappa", OPTIONS.prior_kappa) * per_span
     kappa2 = (weight * prior ** 2 + n * learned) / (weight + n) if weight + n > 0 else 0.0
     return float(np.sqrt(kappa2)), variant.get("prior_dof", OPTIONS.prior_dof) + n
 
