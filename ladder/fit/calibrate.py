@@ -103,8 +103,8 @@ def distance(reach: dict[str, float], points) -> np.ndarray:
     variable after the first, model size, weighted by LATER_AXES_WEIGHT). `points` is a Table or a dict of columns."""
     out = np.zeros(np.shape(np.asarray(points[next(iter(reach))], dtype=float)))
     for k, (column, largest) in enumerate(reach.items()):
-        out = np.maximum(out, (1.0 if k == 0 else LATER_AXES_WEIGHT) * np.log(np.asarray(points[column], dtype=float)
-                                                                               / largest))
+        weight = 1.0 if k == 0 else LATER_AXES_WEIGHT
+        out = np.maximum(out, weight * np.log(np.asarray(points[column], dtype=float) / largest))
     return np.maximum(out, 0.0)
 
 
