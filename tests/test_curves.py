@@ -367,3 +367,26 @@ def test_a_simulated_run_that_decays_has_one_budget():
 
     with pytest.raises(LadderError, match="one budget"):
         simulate_curve_run(1e5, recipe(1e5, COSINE), {"1x": 2e6, "2x": 4e6}, np.random.default_rng(0))
+
+
+def test_a_noise_exponent_on_its_bound_widens_the_curves_band_to_where_the_resamples_go():
+    """A cut simulated ladder (5 sizes, budgets 0.5-2x, the truth's annealing gain lagging) where the fit sends gamma
+    to -2, the noise floor growing as N^2, and its forecast of a run 10x larger is twice the truth mid-run. The
+    resamples start gamma and C across their grid, so gamma's interval is not the bound's point, and the band about
+    the point reaches the truth."""
+    from ladder.fit.simulate import curve_truth, simulate_curve_run
+
+    rng = np.random.default_rng(2)
+    sizes, target = np.geomspace(2e7, 3.2e8, 5), 3.2e9
+    table = Table.concat([simulate_curve_run(n, recipe(n, WSDS), {f"{m:g}x": m * 20 * n for m in (0.5, 1, 2)}, rng)
+                          for n in sizes])
+    law = make_law({"name": "curve"}).fit(table).bootstrap(table, 100, 0).calibrate(table, IntervalOptions(), 0)
+    assert any("gamma sits on its lower bound" in w for w in law.warnings_), law.warnings_
+    assert np.percentile(law.samples_["gamma"], 97.5) > 0, "gamma's interval is the bound's point"
+    budgets = {"target": 20 * target}
+    path = run_path(recipe(target, WSDS), budgets)
+    middle = len(path["tokens"]) // 2
+    curve = curve_forecast(law, target, path)
+    truth = curve_truth(target, recipe(target, WSDS), budgets, path["tokens"][[middle]], [None])[0]
+    assert curve["value"][middle] > 1.5 * truth  # the point is far off: this is the case the band must cover
+    assert curve["lo"][middle] <= truth <= curve["hi"][middle]

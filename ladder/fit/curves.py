@@ -75,7 +75,7 @@ def curve_forecast(law, params: float, path: dict[str, np.ndarray], name: str = 
     points = Table({"params": np.full(len(path["tokens"]), float(params)), **path})
     point, draws, band, dist = law.log_draws(points)
     prediction = law.prediction(point, draws, band, dist)
-    shared, point_sd = log_covariance(law, band, dist)
+    shared, point_sd = log_covariance(law, point, band, dist)
     sd = np.sqrt(np.diag(shared) + point_sd ** 2)
     z = normal_quantile(law.ci_level)
     log_value = np.log(prediction.value)
@@ -87,13 +87,19 @@ def curve_forecast(law, params: float, path: dict[str, np.ndarray], name: str = 
             "point_sd": point_sd}
 
 
-def log_covariance(law, band: np.ndarray | None, dist: np.ndarray) -> tuple[np.ndarray, float]:
+def log_covariance(law, point: np.ndarray, band: np.ndarray | None, dist: np.ndarray) -> tuple[np.ndarray, float]:
     """(covariance of the log forecast between `points` of one run that they share, each point's own sd). Shared:
     the coefficients' bootstrap band, the extrapolation error (one draw for the whole run, scaled by each point's
     distance), and how far one run sits off the law as a whole (`law.run_effects_`). Its own: an evaluation's scatter
-    about its run's curve."""
+    about its run's curve. The band's part is its spread about the `point` forecast, not about its own mean: where
+    the resamples leave the fit's optimum (a coefficient on its bound, a flat valley), the band is centred elsewhere,
+    and the Gaussian band about the point must reach that far."""
     m = len(dist)
-    cov = np.atleast_2d(np.cov(band.T)) if band is not None and len(band) > 1 else np.zeros((m, m))
+    if band is not None and len(band) > 1:
+        deviation = band - point[None, :]
+        cov = np.atleast_2d(deviation.T @ deviation / (len(band) - 1))
+    else:
+        cov = np.zeros((m, m))
     if law.error_ is not None:
         error = law.error_
         t_var = error.dof / (error.dof - 2) if error.dof > 2 else 3.0

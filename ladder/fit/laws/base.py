@@ -179,7 +179,8 @@ class PowerLawLaw(Law):
             require(lo < hi, f"law.bounds.{name}=[{lo}, {hi}]: lower must be below upper")
             self.bounds[self.form.names.index(name)] = [lo, hi]
         self.theta_: np.ndarray | None = None
-        self.collapsed_: list[int] = []  # coefficients the fit sent where the data cannot pin them (E to 0)
+        # coefficients the fit sent where the data cannot pin them: E to 0, or onto a bound
+        self.collapsed_: list[int] = []
         self.theta_samples_: np.ndarray | None = None
         self.reach_: dict[str, float] = {}  # the largest fitted value of each variable: distances start there
         self.scales_: dict[str, bool] = {}  # whether the loss falls with each variable in the fitted data
@@ -232,7 +233,7 @@ class PowerLawLaw(Law):
                            "n_converged": int(batch.converged.sum())}
         self.warnings_ = self._flat_valley_warnings([(f, x) for x, f, _ in polished], value)
         collapsed = self._collapse_warnings(theta, table)
-        self.collapsed_ = list(collapsed)
+        self.collapsed_ = sorted({*collapsed, *self._with_coefficients(self._on_bound(theta))})
         # a term that does not scale usually also sits on a bound: the louder warning says it, the bound's would repeat
         self.warnings_ += self._scaling_warnings(theta, table) or [*collapsed.values(), *self._bound_warnings(theta)]
         return self
@@ -250,7 +251,9 @@ class PowerLawLaw(Law):
         groups = run_groups(table)
         starts = np.repeat(self.theta_[None, :], n, axis=0)
         rng = np.random.default_rng([seed, 1])  # a stream of its own: the resamples draw from default_rng(seed)
-        for i in self.collapsed_:  # resamples started where the gradient vanishes stay there: a point interval
+        # Resamples started where the gradient vanishes (E at 0) or on a bound stay there: a point interval. They
+        # start across the grid instead, and return to the bound only where the resample's data put them there.
+        for i in self.collapsed_:
             name = self.form.names[i]
             lo, hi = np.clip([min(self.grid[name]), max(self.grid[name])], *self.bounds[i])
             starts[:, i] = rng.uniform(lo, hi, n)
@@ -379,10 +382,26 @@ class PowerLawLaw(Law):
                          f"as well, and forecasts lean on the extrapolation error: add sizes or longer budgets, or "
                          f"give law.bounds.e"}
 
-    def _bound_warnings(self, theta) -> list[str]:
-        out = []
-        for i, name in enumerate(self.form.names):
+    def _on_bound(self, theta) -> dict[int, str]:
+        """{parameter index: 'lower' or 'upper'} for the coefficients the fit left on a bound."""
+        out = {}
+        for i in range(self.form.n_params):
             for side, bound in (("lower", self.bounds[i, 0]), ("upper", self.bounds[i, 1])):
                 if np.isfinite(bound) and abs(theta[i] - bound) <= 1e-6 * (1 + abs(bound)):
-                    out.append(f"{name} sits on its {side} bound ({bound:g}); widen law.bounds.{name} or distrust it")
+                    out[i] = side
         return out
+
+    def _with_coefficients(self, indices) -> set[int]:
+        """`indices` and, for each exponent among them, the coefficients of its terms: an exponent moved alone off its
+        bound would meet a term its coefficient has shrunk to nothing (the curve law's C at 1e-19 with gamma at -2),
+        with no gradient to bring either back."""
+        n_coefs = len(self.form.coef_names)
+        out = set(indices)
+        for i in indices:
+            if n_coefs <= i < n_coefs + len(self.form.exponent_names):
+                out |= {k for k, j in enumerate(self.form.exponent_of_term) if j == i - n_coefs}
+        return out
+
+    def _bound_warnings(self, theta) -> list[str]:
+        return [f"{self.form.names[i]} sits on its {side} bound ({self.bounds[i, 0 if side == 'lower' else 1]:g}); "
+                f"widen law.bounds.{self.form.names[i]} or distrust it" for i, side in self._on_bound(theta).items()]
