@@ -196,3 +196,89 @@ def test_a_ladder_file_that_cannot_load_as_itself_is_refused(run_cli, tmp_path, 
     (tmp_path / "ladder" / name).write_text("# @package _global_\nladder: {name: other}\n")
     code, _, err = run_cli("plan", f"ladder={tmp_path / 'ladder' / name}")
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+# -- the curve law: a prior from a fit.json of law=curve prices ladders by every evaluation of their runs ---------
+CURVE_SMALL = ["ladder=tiny", "target.params=1.6e6", "target.tokens=3.2e7", "design.largest=[0.1,0.3]",
+               "design.n_sizes=[3,4]", "design.budgets=[[1xC],[0.5xC,1xC,2xC]]", "design.seeds=[1]",
+               "design.presets=false", "design.sims=60", "design.check_sims=200"]
+
+
+@pytest.fixture(scope="module")
+def curve_prior_path(tmp_path_factory):
+    """`ladder fit law=curve` (bootstrap, calibrated) on test_curves' WSD-S ladder of known law."""
+    from ladder.cli import main
+    from test_curves import wsds_ladder
+
+    out = tmp_path_factory.mktemp("curve-prior")
+    wsds_ladder().write_csv(out / "curves.csv")
+    assert main(["fit", f"runs={out / 'curves.csv'}", "law=curve", f"out={out / 'fit'}", "bootstrap.n=100",
+                 "plots=false", "target.params=1.6e6", "target.tokens=3.2e7"]) == 0
+    return out / "fit" / "fit.json"
+
+
+def test_a_curve_fit_is_a_prior_with_its_runs_shared_noise(curve_prior_path, tmp_path):
+    fit = json.loads(curve_prior_path.read_text())
+    prior = prior_from_fit(curve_prior_path)
+    assert prior.law == "curve" and prior.theta.shape == (7,) and prior.cov.shape == (7, 7)
+    level, point = fit["run_effects"]["level_sd"], fit["run_effects"]["point_sd"]
+    assert prior.noise_sd == pytest.approx(np.hypot(level, point))
+    assert prior.run_share == pytest.approx(level ** 2 / (level ** 2 + point ** 2))
+    assert prior.readable()["gamma"] == pytest.approx(fit["coefficients"]["gamma"])
+    broken = {**fit, "run_effects": {"level_sd": -1, "point_sd": 0.01}}
+    (tmp_path / "fit.json").write_text(json.dumps(broken))
+    with pytest.raises(Exception, match="run_effects.level_sd"):
+        prior_from_fit(tmp_path / "fit.json")
+
+
+def test_a_planned_runs_curve_rows_are_the_evaluations_it_logs():
+    """rows_of(curves=True): each rung's main-run evaluations (train.eval_points, where `ladder plan` puts them)
+    and each budget's end on its cooldown, placed by the recipe's schedule."""
+    cfg = compose_config(["ladder=tiny", "ladder.budgets=[0.5xC,1xC,2xC]", "train.eval_points=5"])
+    plan = make_plan(cfg)
+    rows = rows_of(plan, ParamCount.total, curves=True)
+    assert len(rows) == sum(rung.eval_points + len(rung.budgets) for rung in plan.rungs)
+    rung = plan.rungs[0]
+    own = rows.run == rung.name
+    ends = np.isin(rows.tokens[own], list(rung.budgets.values())) & (rows.schedule["lr_frac"][own] < 0.5)
+    assert ends.sum() == len(rung.budgets)  # each budget's cooldown end, at the schedule's final LR
+    assert np.allclose(rows.schedule["lr_frac"][own][ends], rung.recipe.schedule.get("final_lr_frac", 0.0))
+    main_run = rows.schedule["lr_frac"][own][~ends]
+    assert len(main_run) == rung.eval_points and np.all(main_run > 0.5)
+    assert np.all(np.diff(rows.schedule["lr_area_tokens"][own][~ends]) > 0)
+
+
+def test_batched_curve_simulation_fit_is_the_fit_users_get(curve_prior_path):
+    """As for chinchilla: the batched L-BFGS from the prior's mean lands where `ladder fit law=curve`'s grid and
+    polish land, or both optima fit the data as well (a flat valley the user's fit warns of)."""
+    prior = prior_from_fit(curve_prior_path)
+    law = prior.make_law()
+    cfg = compose_config(["ladder=tiny", "ladder.budgets=[0.5xC,1xC,2xC]"])
+    rows = rows_of(make_plan(cfg), ParamCount.total, curves=True)
+    truths = prior.draw(6, seed=5)
+    losses = rung_losses(rows, truths, prior.noise_sd, 5, prior.run_share, law)
+    table = rows.table()
+    data = np.concatenate([law._log_x(table)[None].repeat(6, 0), losses[:, :, None], np.ones((6, len(rows), 1))], 2)
+    target = Table({"params": [1.6e6], "tokens": [3.2e7], "lr_area_tokens": [2.6e7], "lr_frac": [0.0]})
+    batched = fit_forecast(data, prior.theta, law._log_x(target), "huber_log", 1e-3, law)[:, 0]
+    agree = 0
+    for i in range(6):
+        own = make_law({"name": "curve"}).fit(Table({**table.columns, "loss": losses[i], "run": rows.run}))
+        if abs(batched[i] - np.log(own.predict(target).value[0])) < 1e-3:
+            agree += 1
+            continue
+        assert any("flat valley" in w for w in own.warnings_), own.warnings_
+    assert agree >= 5
+
+
+def test_design_prices_curve_law_ladders(run_cli, curve_prior_path, tmp_path):
+    """With a curve-law prior, one run per size is a candidate (its evaluations span the tokens), the choice meets
+    the goal in fresh simulations, and the report says which law it priced."""
+    code, text, err = run_cli("design", *CURVE_SMALL, f"design.prior={curve_prior_path}", "design.error=0.2",
+                              f"out={tmp_path}")
+    assert code == 0, err
+    result = json.loads((tmp_path / "design.json").read_text())
+    assert result["law"] == "curve" and "law: curve" in text and "run_share" in result["prior"]
+    assert any(c["budgets"] == ["1xC"] and np.isfinite(c["error"]) for c in result["candidates"])
+    assert result["chosen"]["error_upper"] <= 0.2 and result["check"]["error"] <= 0.2
+    assert "each evaluation of each run" in (tmp_path / "report.md").read_text()

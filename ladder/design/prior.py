@@ -1,9 +1,11 @@
-"""What `ladder design` believes before any rung runs: a Chinchilla law with its uncertainty, and the error model.
+"""What `ladder design` believes before any rung runs: a law with its uncertainty, and the error model.
 
-A prior is the law's parameter vector in the fitter's log-sum-exp form, theta = [log A, log B, alpha, beta, log E],
-with a covariance; the "true" law of each simulation is a draw from it. Besides the law it carries the two parts of
-the error model the forecast-interval machinery learns from a ladder (ladder/fit/calibrate.py): one run's noise and
-the extrapolation error per e-fold of distance beyond the ladder's largest rung.
+A prior is the law's parameter vector in the fitter's log-sum-exp form, theta = [log A, log B, alpha, beta, log E]
+for chinchilla, with a covariance; the "true" law of each simulation is a draw from it. Besides the law it carries
+the two parts of the error model the forecast-interval machinery learns from a ladder (ladder/fit/calibrate.py): one
+run's noise and the extrapolation error per e-fold of distance beyond the ladder's largest rung. A fit.json of the
+curve law (law=curve) is a prior too: theta = [log A, log B, log C, alpha, beta, gamma, log E], and how much of a
+curve point's noise its whole run shares (`run_share`), since a run's evaluations move together.
 
 The default is Epoch AI's refit of Chinchilla (Besiroglu et al. 2024): their published point estimate, and the
 covariance, noise and extrapolation scale that `ladder fit` measures on their data (4000 pairs-bootstrap resamples,
@@ -37,10 +39,17 @@ EPOCH_KAPPA = 0.0146
 @dataclass
 class LawPrior:
     source: str
-    theta: np.ndarray  # (5,) [log A, log B, alpha, beta, log E]
+    theta: np.ndarray  # (5,) [log A, log B, alpha, beta, log E]; the law's form's names for another law
     cov: np.ndarray  # (5, 5)
-    noise_sd: float  # one run's log-loss scatter around the law
+    noise_sd: float  # one run's log-loss scatter around the law (for the curve law: one evaluation's, in all)
     kappa: float  # extrapolation error (log units) per e-fold beyond the ladder's largest rung
+    law: str = "chinchilla"  # the law whose form theta is in: chinchilla or curve
+    run_share: float | None = None  # the curve law: the part of an evaluation's noise variance its run shares
+
+    def make_law(self):
+        """An unfitted law of the prior's kind: its form, variables and bounds are the simulation's."""
+        from ladder.fit.laws import make_law
+        return make_law({"name": self.law})
 
     def draw(self, n: int, seed: int) -> np.ndarray:
         """(n, 5) true laws. The covariance is nearly singular (A and alpha move together), so it is drawn through
@@ -50,9 +59,7 @@ class LawPrior:
         return self.theta[None, :] + np.random.default_rng(seed).standard_normal((n, len(self.theta))) @ scale.T
 
     def readable(self) -> dict[str, float]:
-        a, b, alpha, beta, e = self.theta
-        return {"E": float(np.exp(e)), "A": float(np.exp(a)), "B": float(np.exp(b)), "alpha": float(alpha),
-                "beta": float(beta)}
+        return self.make_law().readable(self.theta)
 
     def with_errors(self, noise_sd: float | None, kappa: float | None) -> "LawPrior":
         """The same law with the user's noise or extrapolation scale (design.noise, design.kappa) where given."""
@@ -61,7 +68,7 @@ class LawPrior:
         require(kappa is None or (is_number(kappa) and 0 <= kappa < 1),
                 f"design.kappa={kappa}: a number in [0, 1) (log units per e-fold)")
         return LawPrior(self.source, self.theta, self.cov, self.noise_sd if noise_sd is None else float(noise_sd),
-                        self.kappa if kappa is None else float(kappa))
+                        self.kappa if kappa is None else float(kappa), self.law, self.run_share)
 
 
 def epoch_prior() -> LawPrior:
@@ -79,45 +86,65 @@ def _finite_list(length: int, lo: float, hi: float):
 
 
 REFIT = "refit it with ladder fit, or restore the file"
-# What design reads of a fit.json: theta's five values (log A and log B within e^+-200, exponents within (0, 5], log E
-# within e^+-20: exp of each stays a float), a 5x5 covariance of plausible size, a non-negative error model.
-FIT_PRIOR = {"law": TEXT, "theta": {"names": (lambda v: v == list(THETA_NAMES), "[a, b, alpha, beta, e]"),
-                                    "value": _finite_list(5, -200, 200),
-                                    "cov": (lambda v: isinstance(v, list) and len(v) == 5 and all(
-                                        _finite_list(5, -1e4, 1e4)[0](row) for row in v),
-                                            "5 lists of 5 numbers within [-1e4, 1e4]")},
-             "interval": {"error_model": {"noise_sd": (lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
-                                          "kappa_per_efold": (lambda v: is_number(v) and 0 <= v < 1,
-                                                              "a number in [0, 1)")}}}
+PRIOR_LAWS = {"chinchilla": THETA_NAMES, "curve": ("a", "b", "c", "alpha", "beta", "gamma", "e")}
+# exponents a law of each kind may have: alpha and beta lower the loss; gamma within the curve law's bounds
+EXPONENT_RANGE = {"alpha": (0, 5), "beta": (0, 5), "gamma": (-2, 2)}
+
+
+def fit_prior_shape(names) -> dict:
+    """What design reads of a fit.json: theta's values (log coefficients within e^+-200: exp of each stays a
+    float), a square covariance of plausible size, a non-negative error model."""
+    k = len(names)
+    return {"law": TEXT, "theta": {"names": (lambda v: v == list(names), f"[{', '.join(names)}]"),
+                                   "value": _finite_list(k, -200, 200),
+                                   "cov": (lambda v: isinstance(v, list) and len(v) == k and all(
+                                       _finite_list(k, -1e4, 1e4)[0](row) for row in v),
+                                           f"{k} lists of {k} numbers within [-1e4, 1e4]")},
+            "interval": {"error_model": {"noise_sd": (lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
+                                         "kappa_per_efold": (lambda v: is_number(v) and 0 <= v < 1,
+                                                             "a number in [0, 1)")}}}
 
 
 def prior_from_fit(path: str | Path) -> LawPrior:
-    """A prior from `ladder fit`'s fit.json of a chinchilla law (with a bootstrap and calibrated intervals)."""
+    """A prior from `ladder fit`'s fit.json of a chinchilla or curve law (with a bootstrap and calibrated
+    intervals)."""
     path = Path(path)
     require(path.is_file(), f"design.prior={path}: no such file; use epoch or a fit.json written by ladder fit")
     fit = read_json(path)
     require(isinstance(fit, dict), f"design.prior={path}: a JSON {type(fit).__name__}, not a fit.json of ladder fit")
-    require(fit.get("law") == "chinchilla", f"design.prior={path}: needs a fit of law=chinchilla; this is "
-                                            f"law={fit.get('law')}")
+    law = fit.get("law")
+    require(law in PRIOR_LAWS, f"design.prior={path}: needs a fit of law=chinchilla or law=curve; this is law={law}")
+    names = PRIOR_LAWS[law]
     theta = fit.get("theta") or {}
     require(bool(theta), f"design.prior={path}: has no theta (written by an older ladder fit); fit it again")
     check_shape(f"design.prior={path}", fit, {"theta": {}, "interval?": {}}, REFIT)
-    require(tuple(theta.get("names", ())) == THETA_NAMES,
+    require(law != "chinchilla" or tuple(theta.get("names", ())) == names,
             f"design.prior={path}: a fit with law.tie_exponents=true; a prior needs alpha and beta apart")
     require(theta.get("cov") is not None, f"design.prior={path}: the fit has no bootstrap; refit with bootstrap.n=1000")
     require(isinstance(fit.get("interval"), dict) and fit["interval"].get("error_model") is not None,
             f"design.prior={path}: the fit has no error model; refit it with interval.method=calibrated")
-    check_shape(f"design.prior={path}", fit, FIT_PRIOR, REFIT)
+    check_shape(f"design.prior={path}", fit, fit_prior_shape(names), REFIT)
     value, cov = np.array(theta["value"], dtype=float), np.array(theta["cov"], dtype=float)
-    require(0 < value[2] <= 5 and 0 < value[3] <= 5 and abs(value[4]) <= 20,
-            f"design.prior={path}: theta's exponents {value[2]:g}, {value[3]:g} (each in (0, 5]) or log E {value[4]:g} "
-            f"(within [-20, 20]) are no law's; refit it with ladder fit")
+    for name, (lo, hi) in EXPONENT_RANGE.items():
+        if name in names:
+            x = value[names.index(name)]
+            require(lo < x <= hi or (name == "gamma" and x == lo),
+                    f"design.prior={path}: theta's {name} {x:g} (in ({lo}, {hi}]) is no law's; {REFIT}")
+    require(abs(value[-1]) <= 20, f"design.prior={path}: theta's log E {value[-1]:g} (within [-20, 20]) is no law's; "
+                                  f"refit it with ladder fit")
     require(np.allclose(cov, cov.T, rtol=1e-6, atol=1e-12) and np.linalg.eigvalsh(cov).min() > -1e-6 * max(
         1.0, np.abs(cov).max()), f"design.prior={path}: theta's covariance is not symmetric positive semi-definite; "
                                   f"refit it with ladder fit")
     model = fit["interval"]["error_model"]
-    return LawPrior(f"{path} ({fit.get('source') or 'ladder fit'})", value, cov, float(model["noise_sd"]),
-                    float(model["kappa_per_efold"]))
+    noise, run_share = float(model["noise_sd"]), None
+    if law == "curve":  # an evaluation's noise: its run's level and its own scatter about the run's curve
+        effects = fit.get("run_effects") or {}
+        level, point = effects.get("level_sd"), effects.get("point_sd")
+        require(is_number(level) and is_number(point) and 0 <= level < 1 and 0 <= point < 1 and level + point > 0,
+                f"design.prior={path}: run_effects.level_sd and point_sd, numbers in [0, 1); {REFIT}")
+        noise, run_share = float(np.hypot(level, point)), float(level ** 2 / (level ** 2 + point ** 2))
+    return LawPrior(f"{path} ({fit.get('source') or 'ladder fit'})", value, cov, noise,
+                    float(model["kappa_per_efold"]), law, run_share)
 
 
 def load_prior(spec: str) -> LawPrior:

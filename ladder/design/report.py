@@ -15,6 +15,19 @@ from ladder.report import format_table
 HEADER = ["ladder", "rungs", "GPU-h", "% target FLOPs", "error (q)", "median |err|", "interval width", "e-folds out"]
 
 
+LAW_WORDS = {"chinchilla": "law: chinchilla, fitted to each run's final losses",
+             "curve": "law: curve, fitted to every evaluation of every run (law=curve)"}
+
+
+def noise_words(result: dict) -> str:
+    noise = f"{result['prior']['noise_sd']:.2%}"
+    if result.get("law") == "curve":
+        return (f"each evaluation of each run with noise ({noise}, of which a run's evaluations share "
+                f"{result['prior']['run_share']:.0%} of the variance)")
+    return (f"each rung's loss with run-to-run noise ({noise}; budgets of one WSD-S run correlated "
+            f"{result['branch_correlation']:.2f})")
+
+
 def candidate_row(c: Candidate) -> list[str]:
     s = c.score
     return [c.name, str(len(c.plan.rungs)), f"{c.gpu_hours:.3g}", f"{100 * c.cost_fraction:.3g}%",
@@ -58,6 +71,7 @@ def format_design(result: dict) -> str:
     lines = [f"design for {result['target']}: goal |error| <= {result['goal']:.2%} at {result['level']:.0%} "
              f"(loss forecast vs one run at the target); {result['n_candidates']} candidate ladders x "
              f"{result['sims']} simulations in {result['seconds']:.1f} s",
+             f"{LAW_WORDS[result.get('law', 'chinchilla')]}; "
              f"prior: {result['prior']['source']}; noise {result['prior']['noise_sd']:.2%}, extrapolation "
              f"{result['prior']['kappa']:.2%} per e-fold; GPU-hours on {result['hardware']}", "",
              "frontier (no cheaper ladder has a smaller expected error):",
@@ -82,9 +96,8 @@ def write_report(out: Path, result: dict, candidates: list[Candidate], frontier:
     plot = plot_frontier(out / "frontier.png", candidates, frontier, chosen, goal, result["level"])
     lines = ["# Ladder design", "", "```", format_design(result), "```", "", "![cost against expected error](frontier.png)",
              "", "## How the error is expected",
-             f"Each candidate is simulated {result['sims']} times: a true law drawn from the prior, each rung's loss "
-             f"with run-to-run noise ({result['prior']['noise_sd']:.2%}; budgets of one WSD-S run correlated "
-             f"{result['branch_correlation']:.2f}), fitted as `ladder fit` fits it, and the forecast scored against "
+             f"Each candidate is simulated {result['sims']} times: a true law drawn from the prior, "
+             f"{noise_words(result)}, fitted as `ladder fit` fits it, and the forecast scored against "
              f"one run at the target, whose loss departs from the law by {result['prior']['kappa']:.2%} per e-fold "
              f"beyond the candidate's largest N and D. `error (q)` is the {result['level']:.0%} quantile of |error|; "
              f"the interval width is that of the predictive interval `ladder fit` would report.", "",

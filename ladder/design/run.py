@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ladder.design.prior import load_prior
 from ladder.design.report import candidate_dict, candidate_row, format_design, ladder_yaml, write_report
-from ladder.design.search import DesignOptions, candidate_ladders, choose, frontier, score_candidates
+from ladder.design.search import DesignOptions, candidate_ladders, choose, frontier, score_candidates, target_schedule
 from ladder.fit.calibrate import IntervalOptions
 from ladder.io import atomic_write_json, atomic_write_text
 from ladder.report import human
@@ -21,8 +21,10 @@ def run_design(cfgs: dict, options: DesignOptions, level: float, out: Path | Non
     `ladder fit` would use; `command` is recorded in the YAML."""
     started = time.time()
     prior = load_prior(options.prior).with_errors(options.noise, options.kappa)
-    candidates = candidate_ladders(cfgs, options)
-    score_candidates(candidates, prior, options, level, interval)
+    curves = prior.law == "curve"  # every evaluation of every run, fitted by the curve law
+    candidates = candidate_ladders(cfgs, options, curves)
+    target_columns = target_schedule(next(iter(cfgs.values())), candidates[0].plan) if curves else None
+    score_candidates(candidates, prior, options, level, interval, target_columns=target_columns)
     front = frontier(candidates)
     chosen, affordable = choose(candidates, options)
     target = candidates[0].plan.target
@@ -33,7 +35,9 @@ def run_design(cfgs: dict, options: DesignOptions, level: float, out: Path | Non
         "target": f"{target.name} ({human(target.counts.by_convention(options.params))} {options.params.name} params, "
                   f"{human(target.tokens)} tokens, {target.flops:.3g} FLOPs)",
         "goal": options.error, "level": level, "n_candidates": len(candidates), "sims": options.sims,
-        "prior": {"source": prior.source, **prior.readable(), "noise_sd": prior.noise_sd, "kappa": prior.kappa},
+        "law": prior.law,
+        "prior": {"source": prior.source, **prior.readable(), "noise_sd": prior.noise_sd, "kappa": prior.kappa,
+                  **({"run_share": prior.run_share} if prior.run_share is not None else {})},
         "branch_correlation": options.branch_correlation, "params_convention": options.params.name,
         "hardware": f"{first.hardware.gpu} at {float(first.hardware.mfu):.0%} MFU",
         "max_gpu_hours": options.max_gpu_hours, "max_params": options.max_params,
@@ -43,7 +47,7 @@ def run_design(cfgs: dict, options: DesignOptions, level: float, out: Path | Non
         # A fresh set of simulations, apart from the ones the choice was made on: does it still meet the goal?
         result["chosen"] = candidate_dict(chosen)
         result["check"] = score_candidates([chosen], prior, options, level, interval, seed=options.seed + 1,
-                                           sims=options.check_sims)[0]
+                                           sims=options.check_sims, target_columns=target_columns)[0]
         result["ladder_yaml"] = str(out / "ladder" / f"{name}.yaml")
         atomic_write_text(out / "ladder" / f"{name}.yaml",
                           ladder_yaml(chosen, name, cfgs[chosen.recipe], options, prior, level, command))

@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 from ladder.design.prior import LawPrior
 from ladder.design.simulate import LadderRows, simulate
 from ladder.fit.calibrate import IntervalOptions
+from ladder.fit.curves import SCHEDULE_COLUMNS, schedule_columns
 from ladder.errors import require
 from ladder.model import ParamCount, count_params
 from ladder.plan import Plan, make_plan, plan_to_dict, resolve_spec
@@ -113,8 +114,9 @@ class Candidate:
     score: dict = field(default_factory=dict)
 
 
-def candidate_ladders(cfgs: dict, options: DesignOptions) -> list[Candidate]:
-    """Every candidate within design.max_params; `cfgs` maps a recipe name to the config composed with it."""
+def candidate_ladders(cfgs: dict, options: DesignOptions, curves: bool = False) -> list[Candidate]:
+    """Every candidate within design.max_params; `cfgs` maps a recipe name to the config composed with it. With
+    `curves`, each candidate's rows are its runs' every evaluation (a prior of the curve law)."""
     first = next(iter(cfgs.values()))
     # sizes for the shape rule are total parameters; design.max_params bounds the law's N (design.params)
     target_params = make_plan(first).target.counts.total
@@ -130,7 +132,7 @@ def candidate_ladders(cfgs: dict, options: DesignOptions) -> list[Candidate]:
                 continue
             for budgets in options.budgets:
                 for n_seeds in options.seeds:
-                    candidate = _resolve(cfg, recipe, sizes, list(budgets), list(range(n_seeds)), options)
+                    candidate = _resolve(cfg, recipe, sizes, list(budgets), list(range(n_seeds)), options, curves)
                     key = (recipe, tuple(sorted(candidate.rows.params.round())), tuple(budgets), n_seeds)
                     if key in seen or _too_big(candidate, options):
                         continue
@@ -146,7 +148,8 @@ def _too_big(candidate: Candidate, options: DesignOptions) -> bool:
     return options.max_params is not None and candidate.largest_params > options.max_params * 1.02
 
 
-def _resolve(cfg, recipe: str, sizes: dict, budgets: list[str], seeds: list[int], options: DesignOptions) -> Candidate:
+def _resolve(cfg, recipe: str, sizes: dict, budgets: list[str], seeds: list[int], options: DesignOptions,
+             curves: bool) -> Candidate:
     cfg = OmegaConf.merge(cfg, {"ladder": {"sizes": None}})
     cfg = OmegaConf.merge(cfg, {"ladder": {"sizes": sizes, "budgets": budgets, "seeds": seeds}})
     plan = make_plan(cfg)
@@ -154,15 +157,42 @@ def _resolve(cfg, recipe: str, sizes: dict, budgets: list[str], seeds: list[int]
     n = sorted({r.counts.by_convention(options.params) for r in plan.rungs})
     name = (f"{len(n)} sizes {human(n[0])}-{human(n[-1])} x [{', '.join(budgets)}] x {len(seeds)} seed"
             f"{'s' if len(seeds) > 1 else ''} ({recipe})")
-    return Candidate(name, recipe, sizes, budgets, seeds, plan, rows_of(plan, options.params),
+    return Candidate(name, recipe, sizes, budgets, seeds, plan, rows_of(plan, options.params, curves),
                      cost["ladder_gpu_hours"], cost["cost_fraction"], float(n[-1]))
 
 
-def rows_of(plan: Plan, params_convention: ParamCount) -> LadderRows:
-    """The results a planned ladder gives: one row per (rung, budget), N in `params_convention`."""
-    rows = [(rung.counts.by_convention(params_convention), tokens, rung.name, rung.seed)
-            for rung in plan.rungs for tokens in rung.budgets.values()]
-    return LadderRows.of(*map(list, zip(*rows)))
+def rows_of(plan: Plan, params_convention: ParamCount, curves: bool = False) -> LadderRows:
+    """The results a planned ladder gives, N in `params_convention`: one row per (rung, budget), or with `curves`
+    every evaluation the rung's run logs (the main run's, then each budget's end: `collect curves=true`'s rows),
+    placed in its schedule."""
+    if not curves:
+        rows = [(rung.counts.by_convention(params_convention), tokens, rung.name, rung.seed)
+                for rung in plan.rungs for tokens in rung.budgets.values()]
+        return LadderRows.of(*map(list, zip(*rows)))
+    rows, columns = [], {k: [] for k in SCHEDULE_COLUMNS}
+    for rung in plan.rungs:
+        steps, batch = rung.run_steps, rung.recipe.batch_tokens
+        branching = bool(steps.forks)
+        points = [(s * batch, None) for s in steps.eval_steps(rung.eval_points)]
+        points += [(tokens, label if branching else None) for label, tokens in rung.budgets.items()]
+        tokens, branches = zip(*points)
+        for column, values in schedule_columns(rung.recipe.to_dict(), rung.budgets, tokens, branches).items():
+            columns[column] += list(values)
+        rows += [(rung.counts.by_convention(params_convention), t, rung.name, rung.seed) for t in tokens]
+    return LadderRows.of(*map(list, zip(*rows)), schedule=columns)
+
+
+def target_schedule(cfg, plan: Plan) -> dict[str, list[float]]:
+    """The schedule columns where the target's run ends, trained under the `recipe` group for its tokens as one
+    budget (as `ladder fit law=curve` forecasts it)."""
+    from ladder.fit.curves import run_path
+    from ladder.recipe import resolve_recipe
+
+    target = plan.target
+    recipe = resolve_recipe(OmegaConf.to_container(cfg.recipe, resolve=True), target.counts.by_convention(
+        plan.params_for), target.spec.seq_len, "recipe").to_dict()
+    path = run_path(recipe, {"target": float(target.tokens)})
+    return {column: [float(path[column][-1])] for column in SCHEDULE_COLUMNS}
 
 
 def _ruled_sizes(lad, params: np.ndarray) -> dict[str, dict]:
@@ -182,14 +212,16 @@ def _size_name(params: float) -> str:
 
 def score_candidates(candidates: list[Candidate], prior: LawPrior, options: DesignOptions, level: float,
                      interval: IntervalOptions | None = None, seed: int | None = None,
-                     sims: int | None = None) -> list[dict]:
+                     sims: int | None = None, target_columns: dict | None = None) -> list[dict]:
     """Simulate every candidate at the target (`sims` and `seed` default to design's); attach and return the
-    scores. `interval` is what `ladder fit` would calibrate with: its folds and the t's degrees of freedom."""
+    scores. `interval` is what `ladder fit` would calibrate with: its folds and the t's degrees of freedom;
+    `target_columns`, the target run's schedule columns at its end (a curve-law prior)."""
     interval = interval or IntervalOptions()
     target = candidates[0].plan.target
     outcomes = simulate([c.rows for c in candidates], target.counts.by_convention(options.params), target.tokens,
                         prior, sims or options.sims, options.seed if seed is None else seed,
-                        options.branch_correlation, folds=interval.folds, min_fold_sizes=interval.min_fold_sizes)
+                        options.branch_correlation, folds=interval.folds, min_fold_sizes=interval.min_fold_sizes,
+                        target_schedule=target_columns)
     scores = [outcome.score(prior, level, prior_dof=interval.prior_dof) for outcome in outcomes]
     if seed is None and sims is None:
         for candidate, score in zip(candidates, scores):

@@ -10,6 +10,10 @@ says it grows, `kappa` per e-fold of distance past the ladder's largest N and D 
 simulation cannot teach more about that misfit than the backtests did; it says how it trades against noise and the
 fit's own error for each candidate.
 
+With a prior of the curve law (law=curve), a candidate's rows are every evaluation its runs will log (the main run's
+and each cooldown's end, placed by the recipe's schedule as `collect curves=true` places them), and a run's
+evaluations share part of their noise (the prior's `run_share`); the forecast scored is the target run's end.
+
 Simulations share their random numbers across candidates (one truth, one target run, one misfit per simulation; one
 noise draw per (size, tokens, seed) row and per run, keyed by what the row is), so candidates are compared on the
 same draws: a candidate with an extra rung sees the same noise on the rows it shares with one without.
@@ -25,27 +29,33 @@ from scipy.stats import binom
 
 from ladder.design.prior import LawPrior
 from ladder.fit.calibrate import FOLD_FRACTIONS, distance, noise_sd, reach_of, rolling_folds
+from ladder.fit.curves import SCHEDULE_COLUMNS
 from ladder.fit.optimize import lbfgs_batch
-from ladder.fit.powerlaw import PowerLawForm
+from ladder.fit.table import Table
 
-FORM = PowerLawForm(("a", "b"), ("alpha", "beta"), (0, 1))  # the chinchilla law's form
 MAX_PROBLEMS = 8192  # problems fitted at once: memory stays flat for any number of candidates
 
 
 @dataclass
 class LadderRows:
-    """A ladder as the results its runs give: the law's N and D of each row and the run it comes from."""
+    """A ladder as the results its runs give: the law's N and D of each row and the run it comes from; for the curve
+    law, every evaluation with its place in the schedule."""
     params: np.ndarray
     tokens: np.ndarray
     run: np.ndarray  # labels: the budgets of one WSD-S run share one; seeds are runs of their own
     seed: np.ndarray  # the row's seed, which tells replicate rows apart
+    schedule: dict[str, np.ndarray] | None = None  # lr_area_tokens and lr_frac of each row (ladder.fit.curves)
 
     @classmethod
-    def of(cls, params, tokens, run=None, seed=None) -> "LadderRows":
+    def of(cls, params, tokens, run=None, seed=None, schedule=None) -> "LadderRows":
         params, tokens = np.asarray(params, dtype=float), np.asarray(tokens, dtype=float)
         run = np.arange(len(params)).astype(str) if run is None else np.asarray(run).astype(str)
         seed = np.zeros(len(params), dtype=int) if seed is None else np.asarray(seed, dtype=int)
-        return cls(params, tokens, run, seed)
+        schedule = None if schedule is None else {k: np.asarray(schedule[k], dtype=float) for k in SCHEDULE_COLUMNS}
+        return cls(params, tokens, run, seed, schedule)
+
+    def table(self) -> Table:
+        return Table({"params": self.params, "tokens": self.tokens, **(self.schedule or {})})
 
     def __len__(self) -> int:
         return len(self.params)
@@ -97,36 +107,42 @@ def predictive_half_width(band_sd: float, prior: LawPrior, dist: float, dof: flo
 
 def simulate(ladders: list[LadderRows], target_params, target_tokens, prior: LawPrior, n_sims: int = 200,
              seed: int = 0, branch_correlation: float = 0.5, objective: str = "huber_log",
-             delta: float = 1e-3, folds=FOLD_FRACTIONS, min_fold_sizes: int = 3) -> list[Outcome]:
-    """Each ladder's Outcome at the targets, from `n_sims` simulations shared by all ladders."""
+             delta: float = 1e-3, folds=FOLD_FRACTIONS, min_fold_sizes: int = 3,
+             target_schedule: dict | None = None) -> list[Outcome]:
+    """Each ladder's Outcome at the targets, from `n_sims` simulations shared by all ladders. A curve-law prior
+    needs each target's `target_schedule` columns where its run ends, and ladders with their schedule columns; its
+    runs' evaluations share `prior.run_share` of their noise in place of `branch_correlation`."""
+    law = prior.make_law()
     target_params = np.atleast_1d(np.asarray(target_params, dtype=float))
     target_tokens = np.atleast_1d(np.asarray(target_tokens, dtype=float))
-    target_log_x = np.log(np.stack([target_params, target_tokens], axis=1))
+    target = LadderRows.of(target_params, target_tokens, schedule=target_schedule).table()
+    target_log_x = law._log_x(target)
+    if prior.run_share is not None:
+        branch_correlation = prior.run_share
     truths = prior.draw(n_sims, seed)
     rng = np.random.default_rng([seed, 1])
     target_noise = rng.standard_normal((n_sims, len(target_params)))
     misfit = rng.standard_normal(n_sims)
-    true_at_target = FORM.log_predict(truths, target_log_x)
+    true_at_target = law.form.log_predict(truths, target_log_x)
 
-    problems = []  # (log N, log D, L, weight) per row of every (ladder, simulation)
+    problems = []  # (log X columns..., L, weight) per row of every (ladder, simulation)
     width = max(len(rows) for rows in ladders)
     for rows in ladders:
-        data = np.zeros((n_sims, width, 4))
-        data[:, :, 2] = 1.0  # padding: L = 1 at log X = 0 with weight 0
-        data[:, :len(rows), 0] = np.log(rows.params)[None]
-        data[:, :len(rows), 1] = np.log(rows.tokens)[None]
-        data[:, :len(rows), 2] = rung_losses(rows, truths, prior.noise_sd, seed, branch_correlation)
-        data[:, :len(rows), 3] = 1.0
+        log_x = law._log_x(rows.table())
+        data = np.zeros((n_sims, width, log_x.shape[1] + 2))
+        data[:, :, -2] = 1.0  # padding: L = 1 at log X = 0 with weight 0
+        data[:, :len(rows), :-2] = log_x[None]
+        data[:, :len(rows), -2] = rung_losses(rows, truths, prior.noise_sd, seed, branch_correlation, law)
+        data[:, :len(rows), -1] = 1.0
         problems.append(data)
     data = np.concatenate(problems)
-    forecasts = np.concatenate([fit_forecast(data[i:i + MAX_PROBLEMS], prior.theta, target_log_x, objective, delta)
-                                for i in range(0, len(data), MAX_PROBLEMS)])
+    forecasts = np.concatenate([fit_forecast(data[i:i + MAX_PROBLEMS], prior.theta, target_log_x, objective, delta,
+                                             law) for i in range(0, len(data), MAX_PROBLEMS)])
 
     outcomes = []
     for c, rows in enumerate(ladders):
         forecast = forecasts[c * n_sims:(c + 1) * n_sims]
-        dist = distance(reach_of({"params": rows.params, "tokens": rows.tokens}, ("params", "tokens")),
-                        {"params": target_params, "tokens": target_tokens})
+        dist = distance(reach_of(rows.table(), dict.fromkeys(law.variables)), target)
         actual = true_at_target + prior.noise_sd * target_noise + prior.kappa * dist[None, :] * misfit[:, None]
         off = forecast - true_at_target
         band_sd = np.array([_robust_sd(off[:, j]) for j in range(off.shape[1])])
@@ -136,24 +152,31 @@ def simulate(ladders: list[LadderRows], target_params, target_tokens, prior: Law
 
 
 def rung_losses(rows: LadderRows, truths: np.ndarray, noise: float, seed: int,
-                branch_correlation: float) -> np.ndarray:
-    """(sims, rows) losses each simulated ladder measures: its true law times one run's noise."""
+                branch_correlation: float, law=None) -> np.ndarray:
+    """(sims, rows) losses each simulated ladder measures: its true law (chinchilla unless `law`) times one run's
+    noise."""
+    law = law or _chinchilla()
     shared = np.array([list(rows.run).count(r) > 1 for r in rows.run])
     rho = np.where(shared, branch_correlation, 0.0)
     n_sims = len(truths)
     log_noise = noise * (np.sqrt(1 - rho) * _draws(_row_keys(rows), n_sims, seed)
                          + np.sqrt(rho) * _draws(_run_keys(rows), n_sims, seed))
-    return np.exp(FORM.log_predict(truths, np.log(np.stack([rows.params, rows.tokens], axis=1))) + log_noise)
+    return np.exp(law.form.log_predict(truths, law._log_x(rows.table())) + log_noise)
 
 
-def fit_forecast(data, start, target_log_x, objective, delta) -> np.ndarray:
-    """(problems, m) log forecasts at the targets of each problem's fit; NaN where it failed."""
-    fun = FORM.objective(None, None, objective, delta, per_problem="points")
+def fit_forecast(data, start, target_log_x, objective, delta, law=None) -> np.ndarray:
+    """(problems, m) log forecasts at the targets of each problem's fit (of `law`'s form within its bounds;
+    chinchilla's unless given); NaN where it failed."""
+    law = law or _chinchilla()
+    fun = law.form.objective(None, None, objective, delta, per_problem="points")
     starts = np.repeat(start[None, :], len(data), axis=0)
-    # The bootstrap's relative stopping rule: scipy's absolute one would stop a ~1e-3 Huber objective at once.
-    batch = lbfgs_batch(fun, starts, data=data, max_iter=1000, ftol=1e-10, gtol=1e-9, f_floor=0.0)
+    # The bootstrap's relative stopping rule: scipy's absolute one would stop a ~1e-3 Huber objective at once. The
+    # curve law's C and gamma share a long flat valley where steps gain under 1e-10 of the objective and still move
+    # the forecast ~1% (tests/test_design.py): it runs until the gradient itself vanishes (4x the time).
+    ftol, gtol = (1e-10, 1e-9) if law.name == "chinchilla" else (0.0, 1e-14)
+    batch = lbfgs_batch(fun, starts, data=data, bounds=law.bounds, max_iter=1000, ftol=ftol, gtol=gtol, f_floor=0.0)
     with np.errstate(over="ignore", invalid="ignore"):
-        forecast = FORM.log_predict(batch.x, target_log_x)
+        forecast = law.form.log_predict(batch.x, target_log_x)
     # An unconverged fit still gives the user a forecast (the iteration cap is generous); only a non-finite one fails.
     forecast[~np.isfinite(batch.f)] = np.nan
     return forecast
@@ -165,9 +188,18 @@ def _robust_sd(values: np.ndarray) -> float:
     return noise_sd(values, 0) if values.size else float("inf")
 
 
+def _chinchilla():
+    from ladder.fit.laws import make_law
+    return make_law({"name": "chinchilla"})
+
+
 def _row_keys(rows: LadderRows) -> list[tuple]:
-    return [(round(float(np.log(n)), 6), round(float(np.log(d)), 6), int(s))
-            for n, d, s in zip(rows.params, rows.tokens, rows.seed)]
+    """What a row is: its size, tokens and seed, and for an evaluation its LR (a cooldown's end and the main run
+    at the same tokens are two measurements)."""
+    lr = rows.schedule["lr_frac"] if rows.schedule else np.ones(len(rows))
+    return [(round(float(np.log(n)), 6), round(float(np.log(d)), 6), int(s)) + ((round(float(f), 6),)
+                                                                              if rows.schedule else ())
+            for n, d, s, f in zip(rows.params, rows.tokens, rows.seed, lr)]
 
 
 def _run_keys(rows: LadderRows) -> list[tuple]:
