@@ -464,13 +464,16 @@ def design(cfg, overrides) -> int:
                                                     f"prior's N; with design.params={options.params.name} give "
                                                     f"target.params too")
         flops = float(cfg.target.flops)
-        n_opt = _compute_optimal_params(load_prior(options.prior).readable(), flops)
+        prior = load_prior(options.prior)
+        require(prior.law == "chinchilla", f"target.flops alone: the compute-optimal size needs a prior of "
+                                           f"law=chinchilla, not law={prior.law}; give target.params and target.tokens")
+        n_opt = _compute_optimal_params(prior.readable(), flops)
         for c in cfgs.values():
             c.target.params, c.target.preset, c.target.tokens = float(f"{n_opt:.3g}"), None, None
             c.target.name = f"optimal-{flops:.3g}F".replace("+", "")
     out = Path(cfg.out) if cfg.out else None
     result = run_design(cfgs, options, float(cfg.ci_level), out, IntervalOptions.from_config(_plain(cfg.interval)),
-                        " ".join(overrides))
+                        " ".join(overrides), target_cfg=cfg)
     if fmt == "json":
         print_json({k: v for k, v in result.items() if k != "frontier_rows"})
     else:

@@ -285,14 +285,16 @@ def simulations(n_seeds: int, n_boot: int) -> None:
                 rows[(ladder, law_name, target_name)].append(
                     {"final_error": value[-1] / actual[-1] - 1, "final_covered": lo[-1] <= actual[-1] <= hi[-1],
                      "curve_errors": np.abs(value[late] / actual[late] - 1),
-                     "curve_covered": (lo[late] <= actual[late]) & (actual[late] <= hi[late])})
+                     "curve_covered": (lo[late] <= actual[late]) & (actual[late] <= hi[late]),
+                     "curve_widths": (hi[late] - lo[late]) / value[late]})
     print(f"\nsimulated ladders ({n_seeds} seeds; 5 sizes 2e7-3.2e8, one run per size; the target 3.2e9 at 20 "
           f"tokens per parameter; the truth's annealing gain lags the LR drop)")
     print(f"  {'ladder':>22} {'law':>10} {'compute':>8} {'target':>7} {'final: median |error|':>22} {'coverage':>9}"
-          f" {'whole curve: median |error|':>28} {'coverage':>9}")
+          f" {'whole curve: median |error|':>28} {'coverage':>9} {'median width':>13}")
     for (ladder, law_name, target_name), scores in rows.items():
         curve = (f"{np.median(np.concatenate([s['curve_errors'] for s in scores])):>27.2%} "
-                 f"{np.mean(np.concatenate([s['curve_covered'] for s in scores])):>9.2f}" if law_name == "curve"
+                 f"{np.mean(np.concatenate([s['curve_covered'] for s in scores])):>9.2f} "
+                 f"{np.median(np.concatenate([s['curve_widths'] for s in scores])):>13.1%}" if law_name == "curve"
                  else f"{'(final points only)':>27} {'':>9}")
         print(f"  {ladder:>22} {law_name:>10} {flops_of[ladder] / full_flops:>7.2f}x {target_name:>7} "
               f"{np.median([abs(s['final_error']) for s in scores]):>22.2%} "
@@ -336,7 +338,7 @@ def tiny_transfer(wsds: Path, cosine: Path | None, n_boot: int) -> None:
     scale = float(held["WSD-S"]["params"][0]) / float(np.max(ladders["WSD-S 0.5-2xC (the demo)"][0]["params"]))
     print(f"\ntiny ladders forecasting the held-out {held['WSD-S']['name']} ({scale:.1f}x the largest rung's N)")
     print(f"  {'ladder':>26} {'law':>10} {'compute':>8} {'held out':>9} {'final error':>12} {'covered':>8}"
-          f" {'whole curve: median |error|':>28} {'coverage':>9}")
+          f" {'whole curve: median |error|':>28} {'coverage':>9} {'median width':>13}")
     for name, (table, flops) in ladders.items():
         for law_name in ("chinchilla", "curve"):
             try:

@@ -390,3 +390,21 @@ def test_a_noise_exponent_on_its_bound_widens_the_curves_band_to_where_the_resam
     truth = curve_truth(target, recipe(target, WSDS), budgets, path["tokens"][[middle]], [None])[0]
     assert curve["value"][middle] > 1.5 * truth  # the point is far off: this is the case the band must cover
     assert curve["lo"][middle] <= truth <= curve["hi"][middle]
+
+
+def test_the_curves_covariance_is_the_bands_spread_about_the_point():
+    """log_covariance: resamples centred off the point forecast widen the band by their offset; a walk anchored at
+    the run's end adds nothing at the end and the most at the first point."""
+    from types import SimpleNamespace
+
+    from ladder.fit.curves import log_covariance
+
+    law = SimpleNamespace(error_=None, run_effects_={"level_sd": 0.0, "point_sd": 0.01, "walk_sd": 0.0})
+    point = np.zeros(3)
+    band = np.array([[0.1, 0.2, 0.3], [0.1, 0.2, 0.3]])  # both resamples agree, away from the point
+    cov, point_sd = log_covariance(law, point, band, np.zeros(3), np.log([1.0, 2.0, 4.0]))
+    assert np.diag(cov) == pytest.approx(2 * np.array([0.01, 0.04, 0.09])) and point_sd == 0.01
+    law.run_effects_["walk_sd"] = 0.1
+    walked, _ = log_covariance(law, point, None, np.zeros(3), np.log([1.0, 2.0, 4.0]))
+    assert walked[2, 2] == 0 and walked[0, 0] == pytest.approx(0.01 * np.log(4))
+    assert walked[0, 1] == pytest.approx(0.01 * np.log(2))

@@ -1,11 +1,13 @@
 """`ladder design`: simulated forecast errors with a known answer, the search, its files and its errors."""
 
 import json
+import re
 
 import numpy as np
 import pytest
 
 from ladder.config import compose_config
+from ladder.errors import LadderError
 from ladder.design.prior import EPOCH_KAPPA, EPOCH_NOISE_SD, EPOCH_THETA_SD, epoch_prior, prior_from_fit
 from ladder.design.search import rows_of
 from ladder.design.simulate import LadderRows, fit_forecast, rung_losses, simulate
@@ -221,14 +223,39 @@ def test_a_curve_fit_is_a_prior_with_its_runs_shared_noise(curve_prior_path, tmp
     fit = json.loads(curve_prior_path.read_text())
     prior = prior_from_fit(curve_prior_path)
     assert prior.law == "curve" and prior.theta.shape == (7,) and prior.cov.shape == (7, 7)
-    level, point = fit["run_effects"]["level_sd"], fit["run_effects"]["point_sd"]
+    level, point = fit["run_effects"]["level_sd"], fit["run_effects"]["within_sd"]
     assert prior.noise_sd == pytest.approx(np.hypot(level, point))
     assert prior.run_share == pytest.approx(level ** 2 / (level ** 2 + point ** 2))
     assert prior.readable()["gamma"] == pytest.approx(fit["coefficients"]["gamma"])
-    broken = {**fit, "run_effects": {"level_sd": -1, "point_sd": 0.01}}
-    (tmp_path / "fit.json").write_text(json.dumps(broken))
-    with pytest.raises(Exception, match="run_effects.level_sd"):
-        prior_from_fit(tmp_path / "fit.json")
+    bound = {**fit, "theta": {**fit["theta"], "value": [*fit["theta"]["value"][:5], -2.0, fit["theta"]["value"][6]]}}
+    for changed, message in (({"run_effects": {"level_sd": -1, "within_sd": 0.01}}, "run_effects.level_sd"),
+                             ({"run_effects": [0.1]}, "has no run_effects"),
+                             ({"law": ["curve"]}, "needs a fit of law=chinchilla or law=curve"),
+                             (bound, "theta's gamma sits on its lower bound (-2)")):
+        (tmp_path / "fit.json").write_text(json.dumps({**fit, **changed}))
+        with pytest.raises(LadderError, match=re.escape(message)) as refused:
+            prior_from_fit(tmp_path / "fit.json")
+        assert len(str(refused.value).splitlines()) == 1
+
+
+@pytest.mark.parametrize("recipe, final_lr", [("wsds", 0.0), ("porian", 0.1)])
+def test_the_targets_end_is_where_ladder_fit_places_it(recipe, final_lr):
+    """target_end_schedule: the target's run under the recipe group, as `ladder fit law=curve` forecasts it
+    (ladder.fit.curves.target_paths), N in the recipe's convention."""
+    from omegaconf import OmegaConf
+
+    from ladder.design.search import target_end_schedule
+    from ladder.fit.curves import target_paths
+
+    cfg = compose_config(["ladder=tiny", f"recipe={recipe}", "target.params=1.6e6", "target.tokens=3.2e7"])
+    plan = make_plan(cfg)
+    ours = target_end_schedule(cfg, plan)
+    targets = Table({"name": ["t"], "params": [float(plan.target.counts.by_convention(plan.params_for))],
+                     "tokens": [float(plan.target.tokens)]})
+    theirs, _ = target_paths(targets, OmegaConf.to_container(cfg.recipe, resolve=True), plan.target.spec.seq_len)
+    assert ours["lr_area_tokens"][0] == pytest.approx(theirs["lr_area_tokens"][0], rel=1e-12)
+    assert ours["lr_frac"][0] == pytest.approx(final_lr, abs=1e-9) == theirs["lr_frac"][0]
+    assert 0.4 * plan.target.tokens < ours["lr_area_tokens"][0] < plan.target.tokens
 
 
 def test_a_planned_runs_curve_rows_are_the_evaluations_it_logs():
@@ -236,7 +263,7 @@ def test_a_planned_runs_curve_rows_are_the_evaluations_it_logs():
     and each budget's end on its cooldown, placed by the recipe's schedule."""
     cfg = compose_config(["ladder=tiny", "ladder.budgets=[0.5xC,1xC,2xC]", "train.eval_points=5"])
     plan = make_plan(cfg)
-    rows = rows_of(plan, ParamCount.total, curves=True)
+    rows = rows_of(plan, ParamCount.total, every_evaluation=True)
     assert len(rows) == sum(rung.eval_points + len(rung.budgets) for rung in plan.rungs)
     rung = plan.rungs[0]
     own = rows.run == rung.name
@@ -254,7 +281,7 @@ def test_batched_curve_simulation_fit_is_the_fit_users_get(curve_prior_path):
     prior = prior_from_fit(curve_prior_path)
     law = prior.make_law()
     cfg = compose_config(["ladder=tiny", "ladder.budgets=[0.5xC,1xC,2xC]"])
-    rows = rows_of(make_plan(cfg), ParamCount.total, curves=True)
+    rows = rows_of(make_plan(cfg), ParamCount.total, every_evaluation=True)
     truths = prior.draw(6, seed=5)
     losses = rung_losses(rows, truths, prior.noise_sd, 5, prior.run_share, law)
     table = rows.table()

@@ -324,3 +324,17 @@ def test_one_param_count_type_names_the_columns():
         assert counts[member] == rung.counts.by_convention(member) == rung.counts.by_convention(member.name)
     data = plan_to_dict(plan)
     assert data["params_convention"] == "olmo" and data["params_column"] == "olmo_params"
+
+
+def test_an_exponent_on_its_bound_is_warned_and_its_interval_is_not_a_point():
+    """Epoch's alpha is 0.35; bounded to [0.5, 1] the fit leaves it on 0.5. Its resamples start alpha (and A, its
+    term's coefficient) across the grid instead of on the bound, so alpha's interval is not the bound's point."""
+    from ladder.fit.simulate import simulate
+
+    ladder, _ = simulate("exact", 0)
+    law = make_law({"name": "chinchilla", "bounds": {"alpha": [0.5, 1]}}).fit(ladder)
+    assert law.coefficients_["alpha"] == pytest.approx(0.5)
+    assert any(w.startswith("alpha sits on its lower bound") for w in law.warnings_)
+    law.bootstrap(ladder, 100, seed=0)
+    lo, hi = law.ci()["alpha"]
+    assert hi - lo > 0.05, (lo, hi)

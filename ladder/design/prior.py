@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ladder.errors import require
+from ladder.errors import LadderError, require
 from ladder.fit.reproduce import PUBLISHED
 from ladder.io import TEXT, check_shape, is_number, read_json
 
@@ -39,8 +39,8 @@ EPOCH_KAPPA = 0.0146
 @dataclass
 class LawPrior:
     source: str
-    theta: np.ndarray  # (5,) [log A, log B, alpha, beta, log E]; the law's form's names for another law
-    cov: np.ndarray  # (5, 5)
+    theta: np.ndarray  # (5,) [log A, log B, alpha, beta, log E]; (k,) in the law's form's names for another law
+    cov: np.ndarray  # (k, k)
     noise_sd: float  # one run's log-loss scatter around the law (for the curve law: one evaluation's, in all)
     kappa: float  # extrapolation error (log units) per e-fold beyond the ladder's largest rung
     law: str = "chinchilla"  # the law whose form theta is in: chinchilla or curve
@@ -48,11 +48,10 @@ class LawPrior:
 
     def make_law(self):
         """An unfitted law of the prior's kind: its form, variables and bounds are the simulation's."""
-        from ladder.fit.laws import make_law
-        return make_law({"name": self.law})
+        return unfitted_law(self.law)
 
     def draw(self, n: int, seed: int) -> np.ndarray:
-        """(n, 5) true laws. The covariance is nearly singular (A and alpha move together), so it is drawn through
+        """(n, k) true laws. The covariance is nearly singular (A and alpha move together), so it is drawn through
         its eigenvectors with negative round-off eigenvalues set to zero."""
         values, vectors = np.linalg.eigh((self.cov + self.cov.T) / 2)
         scale = vectors * np.sqrt(np.clip(values, 0, None))
@@ -71,6 +70,11 @@ class LawPrior:
                         self.kappa if kappa is None else float(kappa), self.law, self.run_share)
 
 
+def unfitted_law(name: str):
+    from ladder.fit.laws import make_law
+    return make_law({"name": name})
+
+
 def epoch_prior() -> LawPrior:
     law = PUBLISHED["Epoch 2024"]
     theta = np.array([np.log(law["A"]), np.log(law["B"]), law["alpha"], law["beta"], np.log(law["E"])])
@@ -86,9 +90,7 @@ def _finite_list(length: int, lo: float, hi: float):
 
 
 REFIT = "refit it with ladder fit, or restore the file"
-PRIOR_LAWS = {"chinchilla": THETA_NAMES, "curve": ("a", "b", "c", "alpha", "beta", "gamma", "e")}
-# exponents a law of each kind may have: alpha and beta lower the loss; gamma within the curve law's bounds
-EXPONENT_RANGE = {"alpha": (0, 5), "beta": (0, 5), "gamma": (-2, 2)}
+PRIOR_LAWS = ("chinchilla", "curve")
 
 
 def fit_prior_shape(names) -> dict:
@@ -113,8 +115,10 @@ def prior_from_fit(path: str | Path) -> LawPrior:
     fit = read_json(path)
     require(isinstance(fit, dict), f"design.prior={path}: a JSON {type(fit).__name__}, not a fit.json of ladder fit")
     law = fit.get("law")
-    require(law in PRIOR_LAWS, f"design.prior={path}: needs a fit of law=chinchilla or law=curve; this is law={law}")
-    names = PRIOR_LAWS[law]
+    require(isinstance(law, str) and law in PRIOR_LAWS,
+            f"design.prior={path}: needs a fit of law=chinchilla or law=curve; this is law={law}")
+    model_law = unfitted_law(law)
+    names = tuple(model_law.form.names)
     theta = fit.get("theta") or {}
     require(bool(theta), f"design.prior={path}: has no theta (written by an older ladder fit); fit it again")
     check_shape(f"design.prior={path}", fit, {"theta": {}, "interval?": {}}, REFIT)
@@ -125,23 +129,32 @@ def prior_from_fit(path: str | Path) -> LawPrior:
             f"design.prior={path}: the fit has no error model; refit it with interval.method=calibrated")
     check_shape(f"design.prior={path}", fit, fit_prior_shape(names), REFIT)
     value, cov = np.array(theta["value"], dtype=float), np.array(theta["cov"], dtype=float)
-    for name, (lo, hi) in EXPONENT_RANGE.items():
-        if name in names:
-            x = value[names.index(name)]
-            require(lo < x <= hi or (name == "gamma" and x == lo),
-                    f"design.prior={path}: theta's {name} {x:g} (in ({lo}, {hi}]) is no law's; {REFIT}")
+    for name in ("alpha", "beta"):  # they lower the loss
+        x = value[names.index(name)]
+        require(0 < x <= 5, f"design.prior={path}: theta's {name} {x:g} (in (0, 5]) is no law's; {REFIT}")
     require(abs(value[-1]) <= 20, f"design.prior={path}: theta's log E {value[-1]:g} (within [-20, 20]) is no law's; "
                                   f"refit it with ladder fit")
+    on_bound = model_law._on_bound(value)  # laws drawn around it would leave the bounds the fits keep
+    if on_bound:
+        i, side = next(iter(on_bound.items()))
+        raise LadderError(f"design.prior={path}: theta's {names[i]} sits on its {side} bound "
+                          f"({model_law.bounds[i, 0 if side == 'lower' else 1]:g}), so the fit did not pin it down "
+                          f"(it warned); refit on more sizes or longer runs before designing from it")
     require(np.allclose(cov, cov.T, rtol=1e-6, atol=1e-12) and np.linalg.eigvalsh(cov).min() > -1e-6 * max(
         1.0, np.abs(cov).max()), f"design.prior={path}: theta's covariance is not symmetric positive semi-definite; "
                                   f"refit it with ladder fit")
     model = fit["interval"]["error_model"]
     noise, run_share = float(model["noise_sd"]), None
-    if law == "curve":  # an evaluation's noise: its run's level and its own scatter about the run's curve
-        effects = fit.get("run_effects") or {}
-        level, point = effects.get("level_sd"), effects.get("point_sd")
-        require(is_number(level) and is_number(point) and 0 <= level < 1 and 0 <= point < 1 and level + point > 0,
-                f"design.prior={path}: run_effects.level_sd and point_sd, numbers in [0, 1); {REFIT}")
+    if law == "curve":  # an evaluation's noise: its run's level and its scatter about the run's mean
+        effects = fit.get("run_effects")
+        require(isinstance(effects, dict) and "level_sd" in effects and "within_sd" in effects,
+                f"design.prior={path}: has no run_effects with level_sd and within_sd (written by an older ladder "
+                f"fit); fit it again")
+        level, point = effects["level_sd"], effects["within_sd"]
+        require(is_number(level) and is_number(point) and 0 <= level < 1 and 0 <= point < 1,
+                f"design.prior={path}: run_effects.level_sd and within_sd must be numbers in [0, 1); {REFIT}")
+        require(level + point > 0, f"design.prior={path}: run_effects says the runs have no noise at all "
+                                   f"(level_sd and within_sd 0); {REFIT}")
         noise, run_share = float(np.hypot(level, point)), float(level ** 2 / (level ** 2 + point ** 2))
     return LawPrior(f"{path} ({fit.get('source') or 'ladder fit'})", value, cov, noise,
                     float(model["kappa_per_efold"]), law, run_share)

@@ -19,6 +19,9 @@ LAW_WORDS = {"chinchilla": "law: chinchilla, fitted to each run's final losses",
              "curve": "law: curve, fitted to every evaluation of every run (law=curve)"}
 
 
+REACH_WORDS = {"chinchilla": "N and D", "curve": "N and schedule area (lr_area_tokens)"}
+
+
 def noise_words(result: dict) -> str:
     noise = f"{result['prior']['noise_sd']:.2%}"
     if result.get("law") == "curve":
@@ -99,7 +102,8 @@ def write_report(out: Path, result: dict, candidates: list[Candidate], frontier:
              f"Each candidate is simulated {result['sims']} times: a true law drawn from the prior, "
              f"{noise_words(result)}, fitted as `ladder fit` fits it, and the forecast scored against "
              f"one run at the target, whose loss departs from the law by {result['prior']['kappa']:.2%} per e-fold "
-             f"beyond the candidate's largest N and D. `error (q)` is the {result['level']:.0%} quantile of |error|; "
+             f"beyond the candidate's largest {REACH_WORDS[result.get('law', 'chinchilla')]}. `error (q)` is the "
+             f"{result['level']:.0%} quantile of |error|; "
              f"the interval width is that of the predictive interval `ladder fit` would report.", "",
              "## Every candidate", "", "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(candidate_row_cells) + " |"

@@ -8,23 +8,27 @@ from pathlib import Path
 
 from ladder.design.prior import load_prior
 from ladder.design.report import candidate_dict, candidate_row, format_design, ladder_yaml, write_report
-from ladder.design.search import DesignOptions, candidate_ladders, choose, frontier, score_candidates, target_schedule
+from ladder.design.search import (DesignOptions, candidate_ladders, choose, frontier, score_candidates,
+                                  target_end_schedule)
 from ladder.fit.calibrate import IntervalOptions
 from ladder.io import atomic_write_json, atomic_write_text
 from ladder.report import human
 
 
 def run_design(cfgs: dict, options: DesignOptions, level: float, out: Path | None = None,
-               interval: IntervalOptions | None = None, command: str = "") -> dict:
+               interval: IntervalOptions | None = None, command: str = "", target_cfg=None) -> dict:
     """design.json's content; writes it, report.md, frontier.png and (when the goal is met) ladder/NAME.yaml under
     `out`. `cfgs` maps each recipe to compare to the config composed with it; `interval` is the interval group
-    `ladder fit` would use; `command` is recorded in the YAML."""
+    `ladder fit` would use; `command` is recorded in the YAML; `target_cfg` is the config whose `recipe` group the
+    target run trains under, whichever recipe the ladder's rungs use (a curve-law prior forecasts the target's end
+    under it; default: the first of `cfgs`)."""
     started = time.time()
     prior = load_prior(options.prior).with_errors(options.noise, options.kappa)
     curves = prior.law == "curve"  # every evaluation of every run, fitted by the curve law
-    candidates = candidate_ladders(cfgs, options, curves)
-    target_columns = target_schedule(next(iter(cfgs.values())), candidates[0].plan) if curves else None
-    score_candidates(candidates, prior, options, level, interval, target_columns=target_columns)
+    candidates = candidate_ladders(cfgs, options, every_evaluation=curves)
+    target_cfg = target_cfg if target_cfg is not None else next(iter(cfgs.values()))
+    target_end = target_end_schedule(target_cfg, candidates[0].plan) if curves else None
+    score_candidates(candidates, prior, options, level, interval, target_end=target_end)
     front = frontier(candidates)
     chosen, affordable = choose(candidates, options)
     target = candidates[0].plan.target
@@ -38,7 +42,9 @@ def run_design(cfgs: dict, options: DesignOptions, level: float, out: Path | Non
         "law": prior.law,
         "prior": {"source": prior.source, **prior.readable(), "noise_sd": prior.noise_sd, "kappa": prior.kappa,
                   **({"run_share": prior.run_share} if prior.run_share is not None else {})},
-        "branch_correlation": options.branch_correlation, "params_convention": options.params.name,
+        # a curve-law prior's evaluations share the noise its fit measured (run_share), not design.branch_correlation
+        "branch_correlation": None if curves else options.branch_correlation,
+        "params_convention": options.params.name,
         "hardware": f"{first.hardware.gpu} at {float(first.hardware.mfu):.0%} MFU",
         "max_gpu_hours": options.max_gpu_hours, "max_params": options.max_params,
         "candidates": [candidate_dict(c) for c in sorted(candidates, key=lambda c: c.gpu_hours)],
@@ -47,7 +53,7 @@ def run_design(cfgs: dict, options: DesignOptions, level: float, out: Path | Non
         # A fresh set of simulations, apart from the ones the choice was made on: does it still meet the goal?
         result["chosen"] = candidate_dict(chosen)
         result["check"] = score_candidates([chosen], prior, options, level, interval, seed=options.seed + 1,
-                                           sims=options.check_sims, target_columns=target_columns)[0]
+                                           sims=options.check_sims, target_end=target_end)[0]
         result["ladder_yaml"] = str(out / "ladder" / f"{name}.yaml")
         atomic_write_text(out / "ladder" / f"{name}.yaml",
                           ladder_yaml(chosen, name, cfgs[chosen.recipe], options, prior, level, command))

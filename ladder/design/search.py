@@ -114,9 +114,9 @@ class Candidate:
     score: dict = field(default_factory=dict)
 
 
-def candidate_ladders(cfgs: dict, options: DesignOptions, curves: bool = False) -> list[Candidate]:
+def candidate_ladders(cfgs: dict, options: DesignOptions, every_evaluation: bool = False) -> list[Candidate]:
     """Every candidate within design.max_params; `cfgs` maps a recipe name to the config composed with it. With
-    `curves`, each candidate's rows are its runs' every evaluation (a prior of the curve law)."""
+    `every_evaluation`, each candidate's rows are its runs' every evaluation (a prior of the curve law)."""
     first = next(iter(cfgs.values()))
     # sizes for the shape rule are total parameters; design.max_params bounds the law's N (design.params)
     target_params = make_plan(first).target.counts.total
@@ -132,7 +132,8 @@ def candidate_ladders(cfgs: dict, options: DesignOptions, curves: bool = False) 
                 continue
             for budgets in options.budgets:
                 for n_seeds in options.seeds:
-                    candidate = _resolve(cfg, recipe, sizes, list(budgets), list(range(n_seeds)), options, curves)
+                    candidate = _resolve(cfg, recipe, sizes, list(budgets), list(range(n_seeds)), options,
+                                         every_evaluation)
                     key = (recipe, tuple(sorted(candidate.rows.params.round())), tuple(budgets), n_seeds)
                     if key in seen or _too_big(candidate, options):
                         continue
@@ -149,7 +150,7 @@ def _too_big(candidate: Candidate, options: DesignOptions) -> bool:
 
 
 def _resolve(cfg, recipe: str, sizes: dict, budgets: list[str], seeds: list[int], options: DesignOptions,
-             curves: bool) -> Candidate:
+             every_evaluation: bool) -> Candidate:
     cfg = OmegaConf.merge(cfg, {"ladder": {"sizes": None}})
     cfg = OmegaConf.merge(cfg, {"ladder": {"sizes": sizes, "budgets": budgets, "seeds": seeds}})
     plan = make_plan(cfg)
@@ -157,15 +158,15 @@ def _resolve(cfg, recipe: str, sizes: dict, budgets: list[str], seeds: list[int]
     n = sorted({r.counts.by_convention(options.params) for r in plan.rungs})
     name = (f"{len(n)} sizes {human(n[0])}-{human(n[-1])} x [{', '.join(budgets)}] x {len(seeds)} seed"
             f"{'s' if len(seeds) > 1 else ''} ({recipe})")
-    return Candidate(name, recipe, sizes, budgets, seeds, plan, rows_of(plan, options.params, curves),
+    return Candidate(name, recipe, sizes, budgets, seeds, plan, rows_of(plan, options.params, every_evaluation),
                      cost["ladder_gpu_hours"], cost["cost_fraction"], float(n[-1]))
 
 
-def rows_of(plan: Plan, params_convention: ParamCount, curves: bool = False) -> LadderRows:
-    """The results a planned ladder gives, N in `params_convention`: one row per (rung, budget), or with `curves`
-    every evaluation the rung's run logs (the main run's, then each budget's end: `collect curves=true`'s rows),
-    placed in its schedule."""
-    if not curves:
+def rows_of(plan: Plan, params_convention: ParamCount, every_evaluation: bool = False) -> LadderRows:
+    """The results a planned ladder gives, N in `params_convention`: one row per (rung, budget), or with
+    `every_evaluation` every evaluation the rung's run logs (the main run's, then each budget's end: `collect
+    curves=true`'s rows), placed in its schedule."""
+    if not every_evaluation:
         rows = [(rung.counts.by_convention(params_convention), tokens, rung.name, rung.seed)
                 for rung in plan.rungs for tokens in rung.budgets.values()]
         return LadderRows.of(*map(list, zip(*rows)))
@@ -182,9 +183,9 @@ def rows_of(plan: Plan, params_convention: ParamCount, curves: bool = False) -> 
     return LadderRows.of(*map(list, zip(*rows)), schedule=columns)
 
 
-def target_schedule(cfg, plan: Plan) -> dict[str, list[float]]:
-    """The schedule columns where the target's run ends, trained under the `recipe` group for its tokens as one
-    budget (as `ladder fit law=curve` forecasts it)."""
+def target_end_schedule(cfg, plan: Plan) -> dict[str, list[float]]:
+    """The schedule columns where the target's run ends: trained under `cfg`'s `recipe` group for its tokens as one
+    budget, the recipe resolved at the target's size in the recipe's own convention (recipe.params_for)."""
     from ladder.fit.curves import run_path
     from ladder.recipe import resolve_recipe
 
@@ -212,16 +213,16 @@ def _size_name(params: float) -> str:
 
 def score_candidates(candidates: list[Candidate], prior: LawPrior, options: DesignOptions, level: float,
                      interval: IntervalOptions | None = None, seed: int | None = None,
-                     sims: int | None = None, target_columns: dict | None = None) -> list[dict]:
+                     sims: int | None = None, target_end: dict | None = None) -> list[dict]:
     """Simulate every candidate at the target (`sims` and `seed` default to design's); attach and return the
     scores. `interval` is what `ladder fit` would calibrate with: its folds and the t's degrees of freedom;
-    `target_columns`, the target run's schedule columns at its end (a curve-law prior)."""
+    `target_end`, the target run's schedule columns at its end (a curve-law prior)."""
     interval = interval or IntervalOptions()
     target = candidates[0].plan.target
     outcomes = simulate([c.rows for c in candidates], target.counts.by_convention(options.params), target.tokens,
                         prior, sims or options.sims, options.seed if seed is None else seed,
                         options.branch_correlation, folds=interval.folds, min_fold_sizes=interval.min_fold_sizes,
-                        target_schedule=target_columns)
+                        target_end=target_end)
     scores = [outcome.score(prior, level, prior_dof=interval.prior_dof) for outcome in outcomes]
     if seed is None and sims is None:
         for candidate, score in zip(candidates, scores):

@@ -28,6 +28,7 @@ import numpy as np
 from scipy.stats import binom
 
 from ladder.design.prior import LawPrior
+from ladder.errors import require
 from ladder.fit.calibrate import FOLD_FRACTIONS, distance, noise_sd, reach_of, rolling_folds
 from ladder.fit.curves import SCHEDULE_COLUMNS
 from ladder.fit.optimize import lbfgs_batch
@@ -108,14 +109,18 @@ def predictive_half_width(band_sd: float, prior: LawPrior, dist: float, dof: flo
 def simulate(ladders: list[LadderRows], target_params, target_tokens, prior: LawPrior, n_sims: int = 200,
              seed: int = 0, branch_correlation: float = 0.5, objective: str = "huber_log",
              delta: float = 1e-3, folds=FOLD_FRACTIONS, min_fold_sizes: int = 3,
-             target_schedule: dict | None = None) -> list[Outcome]:
+             target_end: dict | None = None) -> list[Outcome]:
     """Each ladder's Outcome at the targets, from `n_sims` simulations shared by all ladders. A curve-law prior
-    needs each target's `target_schedule` columns where its run ends, and ladders with their schedule columns; its
-    runs' evaluations share `prior.run_share` of their noise in place of `branch_correlation`."""
+    needs each target's schedule columns where its run ends (`target_end`), and ladders with their schedule
+    columns; its runs' evaluations share `prior.run_share` of their noise in place of `branch_correlation`."""
     law = prior.make_law()
+    if prior.law == "curve":
+        require(target_end is not None and all(rows.schedule is not None for rows in ladders),
+                "design: a curve-law prior needs every evaluation of each ladder's runs and the target run's "
+                "schedule (ladder.design.search.rows_of(every_evaluation=True), target_end_schedule)")
     target_params = np.atleast_1d(np.asarray(target_params, dtype=float))
     target_tokens = np.atleast_1d(np.asarray(target_tokens, dtype=float))
-    target = LadderRows.of(target_params, target_tokens, schedule=target_schedule).table()
+    target = LadderRows.of(target_params, target_tokens, schedule=target_end).table()
     target_log_x = law._log_x(target)
     if prior.run_share is not None:
         branch_correlation = prior.run_share

@@ -75,7 +75,7 @@ def curve_forecast(law, params: float, path: dict[str, np.ndarray], name: str = 
     points = Table({"params": np.full(len(path["tokens"]), float(params)), **path})
     point, draws, band, dist = law.log_draws(points)
     prediction = law.prediction(point, draws, band, dist)
-    shared, point_sd = log_covariance(law, point, band, dist)
+    shared, point_sd = log_covariance(law, point, band, dist, np.log(points["lr_area_tokens"]))
     sd = np.sqrt(np.diag(shared) + point_sd ** 2)
     z = normal_quantile(law.ci_level)
     log_value = np.log(prediction.value)
@@ -87,11 +87,13 @@ def curve_forecast(law, params: float, path: dict[str, np.ndarray], name: str = 
             "point_sd": point_sd}
 
 
-def log_covariance(law, point: np.ndarray, band: np.ndarray | None, dist: np.ndarray) -> tuple[np.ndarray, float]:
+def log_covariance(law, point: np.ndarray, band: np.ndarray | None, dist: np.ndarray,
+                   log_area: np.ndarray) -> tuple[np.ndarray, float]:
     """(covariance of the log forecast between `points` of one run that they share, each point's own sd). Shared:
     the coefficients' bootstrap band, the extrapolation error (one draw for the whole run, scaled by each point's
-    distance), and how far one run sits off the law as a whole (`law.run_effects_`). Its own: an evaluation's scatter
-    about its run's curve. The band's part is its spread about the `point` forecast, not about its own mean: where
+    distance), how far one run sits off the law at its end and how far it wanders from there back along the run
+    (`law.run_effects_`, at each point's log schedule area `log_area`). Its own: an evaluation's scatter about its
+    run's curve. The band's part is its spread about the `point` forecast, not about its own mean: where
     the resamples leave the fit's optimum (a coefficient on its bound, a flat valley), the band is centred elsewhere,
     and the Gaussian band about the point must reach that far."""
     m = len(dist)
@@ -105,7 +107,9 @@ def log_covariance(law, point: np.ndarray, band: np.ndarray | None, dist: np.nda
         t_var = error.dof / (error.dof - 2) if error.dof > 2 else 3.0
         cov = cov + t_var * error.kappa ** 2 * np.outer(dist, dist)
     effects = law.run_effects_
-    return cov + effects["level_sd"] ** 2, effects["point_sd"]
+    to_end = log_area.max() - log_area  # the walk is anchored at the run's end (`run_effects`)
+    return cov + effects["level_sd"] ** 2 + effects["walk_sd"] ** 2 * np.minimum.outer(to_end, to_end), \
+        effects["point_sd"]
 
 
 def normal_quantile(level: float) -> float:

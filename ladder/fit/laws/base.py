@@ -179,8 +179,8 @@ class PowerLawLaw(Law):
             require(lo < hi, f"law.bounds.{name}=[{lo}, {hi}]: lower must be below upper")
             self.bounds[self.form.names.index(name)] = [lo, hi]
         self.theta_: np.ndarray | None = None
-        # coefficients the fit sent where the data cannot pin them: E to 0, or onto a bound
-        self.collapsed_: list[int] = []
+        self.restart_across_grid_: list[int] = []  # E collapsed to 0: its gradient vanishes there (bootstrap)
+        self.on_bound_: list[int] = []  # coefficients the fit left on a bound, and their terms' (bootstrap)
         self.theta_samples_: np.ndarray | None = None
         self.reach_: dict[str, float] = {}  # the largest fitted value of each variable: distances start there
         self.scales_: dict[str, bool] = {}  # whether the loss falls with each variable in the fitted data
@@ -233,7 +233,8 @@ class PowerLawLaw(Law):
                            "n_converged": int(batch.converged.sum())}
         self.warnings_ = self._flat_valley_warnings([(f, x) for x, f, _ in polished], value)
         collapsed = self._collapse_warnings(theta, table)
-        self.collapsed_ = sorted({*collapsed, *self._with_coefficients(self._on_bound(theta))})
+        self.restart_across_grid_ = list(collapsed)
+        self.on_bound_ = sorted(self._with_coefficients(self._on_bound(theta)))
         # a term that does not scale usually also sits on a bound: the louder warning says it, the bound's would repeat
         self.warnings_ += self._scaling_warnings(theta, table) or [*collapsed.values(), *self._bound_warnings(theta)]
         return self
@@ -251,12 +252,9 @@ class PowerLawLaw(Law):
         groups = run_groups(table)
         starts = np.repeat(self.theta_[None, :], n, axis=0)
         rng = np.random.default_rng([seed, 1])  # a stream of its own: the resamples draw from default_rng(seed)
-        # Resamples started where the gradient vanishes (E at 0) or on a bound stay there: a point interval. They
-        # start across the grid instead, and return to the bound only where the resample's data put them there.
-        for i in self.collapsed_:
-            name = self.form.names[i]
-            lo, hi = np.clip([min(self.grid[name]), max(self.grid[name])], *self.bounds[i])
-            starts[:, i] = rng.uniform(lo, hi, n)
+        # Resamples started where the gradient vanishes (E at 0) stay there: a point interval. They start across
+        # the grid instead, so E's interval spans the values the resamples fit about as well from there.
+        self._start_across_grid(starts, self.restart_across_grid_, rng)
         if len(np.unique(groups)) == len(table):
             log_x = self._log_x(table)
 
@@ -271,12 +269,27 @@ class PowerLawLaw(Law):
         # Relative stopping rule: scipy's absolute one would stop a ~1e-3 Huber objective at its first step.
         batch = lbfgs_batch(fun, starts, data=data, bounds=self.bounds, max_iter=self.max_iter, ftol=1e-10,
                             gtol=1e-9, f_floor=0.0, progress=f"bootstrap {self.name}")
+        if self.on_bound_:
+            # A coefficient on a bound often has its term shrunk to nothing there (the curve law's C at 1e-19 with
+            # gamma at -2): no gradient leads a resample off the bound even where its data would. Each resample is
+            # also fitted from starts across the grid for those coefficients, and keeps the better of the two fits.
+            self._start_across_grid(starts, self.on_bound_, rng)
+            other = lbfgs_batch(fun, starts, data=data, bounds=self.bounds, max_iter=self.max_iter, ftol=1e-10,
+                                gtol=1e-9, f_floor=0.0, progress=f"bootstrap {self.name} (off its bounds)")
+            better = other.f < batch.f
+            batch.x[better], batch.converged[better] = other.x[better], other.converged[better]
         self.theta_samples_ = batch.x
         draws = [self.readable(x) for x in batch.x]
         self.samples_ = {name: np.array([d[name] for d in draws]) for name in self.coefficients_}
         if not batch.converged.all():
             self.warnings_.append(f"bootstrap: {int((~batch.converged).sum())} of {n} resamples did not converge")
         return self
+
+    def _start_across_grid(self, starts: np.ndarray, indices, rng) -> None:
+        for i in indices:
+            name = self.form.names[i]
+            lo, hi = np.clip([min(self.grid[name]), max(self.grid[name])], *self.bounds[i])
+            starts[:, i] = rng.uniform(lo, hi, len(starts))
 
     def _wild_targets(self, table: Table, groups: np.ndarray, n: int, seed: int) -> np.ndarray:
         """(n, rows) resampled observations: the fit times exp(run weight x residual), residuals inflated for the
@@ -292,7 +305,7 @@ class PowerLawLaw(Law):
         """An unfitted copy with the same options (and `attributes` changed): the rolling folds' law."""
         clone = copy.copy(self)
         clone.__dict__.update(theta_=None, theta_samples_=None, samples_=None, coefficients_={}, warnings_=[],
-                              objective_={}, error_=None, collapsed_=[], **attributes)
+                              objective_={}, error_=None, restart_across_grid_=[], on_bound_=[], **attributes)
         return clone
 
     def calibrate(self, table: Table, options: IntervalOptions, seed: int = 0) -> "PowerLawLaw":
