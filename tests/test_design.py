@@ -231,6 +231,7 @@ def test_a_curve_fit_is_a_prior_with_its_runs_shared_noise(curve_prior_path, tmp
     for changed, message in (({"run_effects": {"level_sd": -1, "within_sd": 0.01}}, "run_effects.level_sd"),
                              ({"run_effects": [0.1]}, "has no run_effects"),
                              ({"law": ["curve"]}, "needs a fit of law=chinchilla or law=curve"),
+                             ({"warnings": ["E collapsed to 0 (1e-08, ...)"]}, "the fit's E collapsed to 0"),
                              (bound, "theta's gamma sits on its lower bound (-2)")):
         (tmp_path / "fit.json").write_text(json.dumps({**fit, **changed}))
         with pytest.raises(LadderError, match=re.escape(message)) as refused:

@@ -134,6 +134,9 @@ def prior_from_fit(path: str | Path) -> LawPrior:
         require(0 < x <= 5, f"design.prior={path}: theta's {name} {x:g} (in (0, 5]) is no law's; {REFIT}")
     require(abs(value[-1]) <= 20, f"design.prior={path}: theta's log E {value[-1]:g} (within [-20, 20]) is no law's; "
                                   f"refit it with ladder fit")
+    collapsed = [w for w in fit.get("warnings") or [] if isinstance(w, str) and w.startswith("E collapsed")]
+    require(not collapsed, f"design.prior={path}: the fit's E collapsed to 0, so laws drawn around it are not the "
+                           f"ladder's; refit on more sizes or longer runs, or with law.bounds.e, before designing")
     on_bound = model_law._on_bound(value)  # laws drawn around it would leave the bounds the fits keep
     if on_bound:
         i, side = next(iter(on_bound.items()))
