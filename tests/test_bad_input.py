@@ -63,7 +63,7 @@ PRIOR_FAULTS = [
     ("cov not PSD", lambda f: f["theta"].update(cov=(-np.eye(5)).tolist()), "not symmetric positive semi-definite"),
     ("theta a list", lambda f: f.update(theta=[1, 2, 3]), "theta is [1, 2, 3], not a mapping"),
     ("no law", lambda f: f.pop("law"), "needs a fit of law=chinchilla"),
-    ("negative exponent", lambda f: f["theta"]["value"].__setitem__(2, -0.3), "exponents -0.3"),
+    ("negative exponent", lambda f: f["theta"]["value"].__setitem__(2, -0.3), "theta's alpha -0.3 (in (0, 5])"),
 ]
 
 
