@@ -408,3 +408,22 @@ def test_the_curves_covariance_is_the_bands_spread_about_the_point():
     walked, _ = log_covariance(law, point, None, np.zeros(3), np.log([1.0, 2.0, 4.0]))
     assert walked[2, 2] == 0 and walked[0, 0] == pytest.approx(0.01 * np.log(4))
     assert walked[0, 1] == pytest.approx(0.01 * np.log(2))
+
+
+def test_run_effects_measure_a_runs_walk_and_its_own_scatter():
+    """Runs whose residuals are a level, a random walk in log schedule area and each point's own noise: run_effects
+    recovers the walk's and the points' scales; runs without a walk give a walk of ~0."""
+    from ladder.fit.laws.curve import run_effects
+
+    rng = np.random.default_rng(0)
+    u = np.log(np.linspace(0.05, 1, 40))  # evaluations evenly spaced in steps: shorter steps in log area late on
+    for walk in (0.01, 0.0):
+        residuals, groups, areas = [], [], []
+        for run in range(60):
+            steps = rng.normal(0, walk * np.sqrt(np.diff(u, prepend=u[0])))
+            residuals.append(rng.normal(0, 0.005) + np.cumsum(steps) + rng.normal(0, 0.002, len(u)))
+            groups += [run] * len(u)
+            areas.append(u)
+        effects = run_effects(np.concatenate(residuals), np.array(groups), np.concatenate(areas))
+        assert effects["point_sd"] == pytest.approx(0.002, rel=0.15)
+        assert effects["walk_sd"] == pytest.approx(walk, abs=0.0015)

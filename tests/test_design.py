@@ -310,3 +310,14 @@ def test_design_prices_curve_law_ladders(run_cli, curve_prior_path, tmp_path):
     assert any(c["budgets"] == ["1xC"] and np.isfinite(c["error"]) for c in result["candidates"])
     assert result["chosen"]["error_upper"] <= 0.2 and result["check"]["error"] <= 0.2
     assert "each evaluation of each run" in (tmp_path / "report.md").read_text()
+
+
+def test_a_curve_prior_needs_params_and_tokens_and_the_simulation_its_schedule(run_cli, curve_prior_path, tmp_path):
+    """The compute-optimal size is Chinchilla's formula: a curve prior with target.flops alone is refused in one
+    line; simulating a curve prior without the rows' or the target's schedule is refused too."""
+    code, _, err = run_cli("design", *CURVE_SMALL[:1], "target.flops=1e15", f"design.prior={curve_prior_path}",
+                           f"out={tmp_path}")
+    assert code == 2 and "needs a prior of law=chinchilla, not law=curve" in err and len(err.strip().splitlines()) == 1
+    rows = rows_of(make_plan(compose_config(["ladder=tiny"])), ParamCount.total)  # final points, no schedule
+    with pytest.raises(LadderError, match="a curve-law prior needs every evaluation"):
+        simulate([rows], 1.6e6, 3.2e7, prior_from_fit(curve_prior_path), n_sims=20)
