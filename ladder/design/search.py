@@ -186,14 +186,14 @@ def rows_of(plan: Plan, params_convention: ParamCount, every_evaluation: bool = 
 def target_end_schedule(cfg, plan: Plan) -> dict[str, list[float]]:
     """The schedule columns where the target's run ends: trained under `cfg`'s `recipe` group for its tokens as one
     budget, the recipe resolved at the target's size in the recipe's own convention (recipe.params_for)."""
-    from ladder.fit.curves import run_path
-    from ladder.recipe import resolve_recipe
+    from ladder.fit.curves import target_paths
+    from ladder.fit.table import Table
 
     target = plan.target
-    recipe = resolve_recipe(OmegaConf.to_container(cfg.recipe, resolve=True), target.counts.by_convention(
-        plan.params_for), target.spec.seq_len, "recipe").to_dict()
-    path = run_path(recipe, {"target": float(target.tokens)})
-    return {column: [float(path[column][-1])] for column in SCHEDULE_COLUMNS}
+    ends, _ = target_paths(Table({"name": [target.name], "params": [float(target.counts.by_convention(
+        plan.params_for))], "tokens": [float(target.tokens)]}), OmegaConf.to_container(cfg.recipe, resolve=True),
+                           target.spec.seq_len)
+    return {column: [float(ends[column][0])] for column in SCHEDULE_COLUMNS}
 
 
 def _ruled_sizes(lad, params: np.ndarray) -> dict[str, dict]:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import binom
 
-from ladder.design.prior import LawPrior
+from ladder.design.prior import LawPrior, unfitted_law
 from ladder.errors import require
 from ladder.fit.calibrate import FOLD_FRACTIONS, distance, noise_sd, reach_of, rolling_folds
 from ladder.fit.curves import SCHEDULE_COLUMNS
@@ -132,8 +132,9 @@ def simulate(ladders: list[LadderRows], target_params, target_tokens, prior: Law
 
     problems = []  # (log X columns..., L, weight) per row of every (ladder, simulation)
     width = max(len(rows) for rows in ladders)
-    for rows in ladders:
-        log_x = law._log_x(rows.table())
+    tables = [rows.table() for rows in ladders]
+    for rows, table in zip(ladders, tables):
+        log_x = law._log_x(table)
         data = np.zeros((n_sims, width, log_x.shape[1] + 2))
         data[:, :, -2] = 1.0  # padding: L = 1 at log X = 0 with weight 0
         data[:, :len(rows), :-2] = log_x[None]
@@ -147,7 +148,7 @@ def simulate(ladders: list[LadderRows], target_params, target_tokens, prior: Law
     outcomes = []
     for c, rows in enumerate(ladders):
         forecast = forecasts[c * n_sims:(c + 1) * n_sims]
-        dist = distance(reach_of(rows.table(), dict.fromkeys(law.variables)), target)
+        dist = distance(reach_of(tables[c], dict.fromkeys(law.variables)), target)
         actual = true_at_target + prior.noise_sd * target_noise + prior.kappa * dist[None, :] * misfit[:, None]
         off = forecast - true_at_target
         band_sd = np.array([_robust_sd(off[:, j]) for j in range(off.shape[1])])
@@ -160,7 +161,7 @@ def rung_losses(rows: LadderRows, truths: np.ndarray, noise: float, seed: int,
                 branch_correlation: float, law=None) -> np.ndarray:
     """(sims, rows) losses each simulated ladder measures: its true law (chinchilla unless `law`) times one run's
     noise."""
-    law = law or _chinchilla()
+    law = law or unfitted_law("chinchilla")
     shared = np.array([list(rows.run).count(r) > 1 for r in rows.run])
     rho = np.where(shared, branch_correlation, 0.0)
     n_sims = len(truths)
@@ -172,7 +173,7 @@ def rung_losses(rows: LadderRows, truths: np.ndarray, noise: float, seed: int,
 def fit_forecast(data, start, target_log_x, objective, delta, law=None) -> np.ndarray:
     """(problems, m) log forecasts at the targets of each problem's fit (of `law`'s form within its bounds;
     chinchilla's unless given); NaN where it failed."""
-    law = law or _chinchilla()
+    law = law or unfitted_law("chinchilla")
     fun = law.form.objective(None, None, objective, delta, per_problem="points")
     starts = np.repeat(start[None, :], len(data), axis=0)
     # The bootstrap's relative stopping rule: scipy's absolute one would stop a ~1e-3 Huber objective at once. The
@@ -193,18 +194,14 @@ def _robust_sd(values: np.ndarray) -> float:
     return noise_sd(values, 0) if values.size else float("inf")
 
 
-def _chinchilla():
-    from ladder.fit.laws import make_law
-    return make_law({"name": "chinchilla"})
-
-
 def _row_keys(rows: LadderRows) -> list[tuple]:
     """What a row is: its size, tokens and seed, and for an evaluation its LR (a cooldown's end and the main run
     at the same tokens are two measurements)."""
-    lr = rows.schedule["lr_frac"] if rows.schedule else np.ones(len(rows))
-    return [(round(float(np.log(n)), 6), round(float(np.log(d)), 6), int(s)) + ((round(float(f), 6),)
-                                                                              if rows.schedule else ())
-            for n, d, s, f in zip(rows.params, rows.tokens, rows.seed, lr)]
+    keys = [(round(float(np.log(n)), 6), round(float(np.log(d)), 6), int(s))
+            for n, d, s in zip(rows.params, rows.tokens, rows.seed)]
+    if rows.schedule:
+        keys = [key + (round(float(lr), 6),) for key, lr in zip(keys, rows.schedule["lr_frac"])]
+    return keys
 
 
 def _run_keys(rows: LadderRows) -> list[tuple]:

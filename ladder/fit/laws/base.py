@@ -266,16 +266,18 @@ class PowerLawLaw(Law):
         else:
             fun, data = self._objective(table, per_problem="targets"), self._wild_targets(table, groups, n, seed)
             self.resampling_ = f"wild cluster bootstrap over {len(np.unique(groups))} runs (Webb weights)"
-        # Relative stopping rule: scipy's absolute one would stop a ~1e-3 Huber objective at its first step.
-        batch = lbfgs_batch(fun, starts, data=data, bounds=self.bounds, max_iter=self.max_iter, ftol=1e-10,
-                            gtol=1e-9, f_floor=0.0, progress=f"bootstrap {self.name}")
+        def fit_resamples(starts, label):
+            # Relative stopping rule: scipy's absolute one would stop a ~1e-3 Huber objective at its first step.
+            return lbfgs_batch(fun, starts, data=data, bounds=self.bounds, max_iter=self.max_iter, ftol=1e-10,
+                               gtol=1e-9, f_floor=0.0, progress=f"bootstrap {self.name}{label}")
+
+        batch = fit_resamples(starts, "")
         if self.on_bound_:
             # A coefficient on a bound often has its term shrunk to nothing there (the curve law's C at 1e-19 with
             # gamma at -2): no gradient leads a resample off the bound even where its data would. Each resample is
             # also fitted from starts across the grid for those coefficients, and keeps the better of the two fits.
             self._start_across_grid(starts, self.on_bound_, rng)
-            other = lbfgs_batch(fun, starts, data=data, bounds=self.bounds, max_iter=self.max_iter, ftol=1e-10,
-                                gtol=1e-9, f_floor=0.0, progress=f"bootstrap {self.name} (off its bounds)")
+            other = fit_resamples(starts, " (off its bounds)")
             better = other.f < batch.f
             batch.x[better], batch.converged[better] = other.x[better], other.converged[better]
         self.theta_samples_ = batch.x
