@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_bench_gpu_runs_on_the_cpu(tmp_path):
     out = tmp_path / "rows.json"
-    result = subprocess.run([sys.executable, "scripts/bench_gpu.py", "--cpu", "--json", str(out)], cwd=ROOT,
+    result = subprocess.run([sys.executable, "scripts/bench_gpu.py", "--cpu", "--steps", "6", "--json", str(out)], cwd=ROOT,
                             capture_output=True, text=True, timeout=600,
                             env={**os.environ, "LADDER_CACHE": str(tmp_path / "cache")})
     assert result.returncode == 0, result.stderr[-3000:]

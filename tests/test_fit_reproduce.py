@@ -163,7 +163,7 @@ def test_gadre_over_training_and_error_laws_from_the_cli(run_cli, gadre_csv, tmp
     assert [r["actual"] for r in held] == pytest.approx(list(raw["err_avg17"][rows([("open_lm_1b", 20)])]))
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def olmo_dir():
     from conftest import SHARED
 
@@ -173,22 +173,33 @@ def olmo_dir():
     return path
 
 
-def test_olmo_ladder_two_step_predictions(olmo_dir):
+@pytest.fixture(scope="module")
+def olmo_reproduced(olmo_dir) -> dict[str, dict]:
+    """`ladder reproduce olmo format=json`'s rows by task, run once for the module (eight two-step fits)."""
+    import contextlib
+    import io
+    import json
+
+    from ladder.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["reproduce", "olmo", f"path={olmo_dir}", "format=json"]) == 0
+    return {row["task"]: row for row in json.loads(out.getvalue())["rows"]}
+
+
+def test_olmo_ladder_two_step_predictions(olmo_dir, olmo_reproduced):
     """The OLMo ladder's published two-step forecasts of its 13B-5T run (chained_main.csv, 8 tasks) and of 7B-4T
-    (MMLU 0.4838, HellaSwag 0.8252), from its 16 runs, with two_step's default rules and each task's chance."""
-    from ladder.fit.reproduce import OLMO_TARGETS, OLMO_TASKS, load_olmo_task
+    (MMLU 0.4838, HellaSwag 0.8252), from its 16 runs, with two_step's default rules and each task's chance (the
+    13B-5T ones as `ladder reproduce olmo` fits them)."""
+    from ladder.fit.reproduce import OLMO_TARGETS, load_olmo_task
     from ladder.fit.table import Table
 
     published = Table.read_csv(olmo_dir / "chained_main.csv")
-    assert len(published) == 8
+    assert len(published) == 8 and len(olmo_reproduced) == 8
     for task, expected in zip(published["Task"], published["Pred"]):
-        law = make_law({"name": "two_step", "step2": {"minimum": OLMO_TASKS[str(task)][1]}})
-        law.fit(load_olmo_task(olmo_dir / "ladder-runs", str(task)))
-        params, tokens = OLMO_TARGETS["13B-5T"]
-        task_loss, accuracy = law.predict_all(Table({"params": [params], "tokens": [tokens]}))
-        assert accuracy.value[0] == pytest.approx(expected, abs=1e-6), task
-        if task == "mmlu_avg_test_5shot":
-            assert task_loss.value[0] == pytest.approx(0.75016, abs=1e-4)
+        assert olmo_reproduced[str(task)]["accuracy"] == pytest.approx(expected, abs=1e-6), task
+    assert olmo_reproduced["mmlu_avg_test_5shot"]["task_loss"] == pytest.approx(0.75016, abs=1e-4)
     for task, expected in (("mmlu_avg_test_5shot", 0.4838), ("hellaswag_val_5shot", 0.8252)):
         law = make_law({"name": "two_step"}).fit(load_olmo_task(olmo_dir / "ladder-runs", task))
         params, tokens = OLMO_TARGETS["7B-4T"]
@@ -196,7 +207,7 @@ def test_olmo_ladder_two_step_predictions(olmo_dir):
             expected, abs=1e-4)
 
 
-def test_two_step_on_a_checkpoint_table_matches_reproduce_olmo(run_cli, olmo_dir, tmp_path):
+def test_two_step_on_a_checkpoint_table_matches_reproduce_olmo(run_cli, olmo_dir, olmo_reproduced, tmp_path):
     """A user who collects the OLMo ladder's checkpoints as a table (final=1 on each run's last row) and fits
     law=two_step gets what `ladder reproduce olmo` gives: step 1 averages each run's last step1.window evaluations,
     whatever the final column says."""
@@ -220,22 +231,17 @@ def test_two_step_on_a_checkpoint_table_matches_reproduce_olmo(run_cli, olmo_dir
                              "interval.method=bootstrap", "plots=false", f"out={tmp_path / 'fit'}", "format=json")
     assert code == 0, err
     fitted = {p["metric"]: p["value"] for p in json.loads(out)["predictions"]}
-    code, out, err = run_cli("reproduce", "olmo", f"path={olmo_dir}", "format=json")
-    assert code == 0, err
-    reproduced = next(r for r in json.loads(out)["rows"] if r["task"] == "mmlu_avg_test_5shot")
+    reproduced = olmo_reproduced["mmlu_avg_test_5shot"]
     assert fitted["accuracy"] == pytest.approx(reproduced["accuracy"], abs=1e-6)
     assert fitted["task_loss"] == pytest.approx(reproduced["task_loss"], abs=1e-6)
 
 
-def test_reproduce_olmo_and_gadre_commands(run_cli, olmo_dir, gadre_csv):
+def test_reproduce_olmo_and_gadre_commands(run_cli, olmo_reproduced, gadre_csv):
     import json
 
     from ladder.fit.reproduce import GADRE_PUBLISHED
 
-    code, out, err = run_cli("reproduce", "olmo", f"path={olmo_dir}", "format=json")
-    assert code == 0, err
-    rows = json.loads(out)["rows"]
-    assert len(rows) == 8 and all(abs(r["accuracy"] - r["published"]) < 1e-5 for r in rows)
+    assert all(abs(r["accuracy"] - r["published"]) < 1e-5 for r in olmo_reproduced.values())
     code, out, err = run_cli("reproduce", "gadre", f"path={gadre_csv.parent}", "format=json")
     assert code == 0, err
     ours = json.loads(out)["ours"]
