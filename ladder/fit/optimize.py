@@ -56,14 +56,15 @@ def lbfgs_batch(fun: BatchObjective, x0: np.ndarray, data: np.ndarray | None = N
 
 def _lbfgs_loop(fun, x, f, g, data, lower, upper, memory, max_iter, ftol, gtol, f_floor, shown) -> BatchResult:
     S, P = x.shape
+    # The histories hold the active rows only (`idx`), and every active row has taken as many steps as the others,
+    # so one slot order serves them all: no per-row gathers in the two-loop recursion.
+    idx = np.arange(S)
     s_hist, y_hist = np.zeros((S, memory, P)), np.zeros((S, memory, P))
     rho = np.zeros((S, memory))  # 0 marks an empty or skipped slot: it then drops out of the recursion
-    newest = np.full(S, -1)
-    active = np.ones(S, dtype=bool)
+    newest = -1
     converged = np.zeros(S, dtype=bool)
     iterations = np.zeros(S, dtype=int)
     for it in range(max_iter):
-        idx = np.flatnonzero(active)
         if idx.size == 0:
             break
         xa, fa, ga = x[idx], f[idx], g[idx]
@@ -71,13 +72,13 @@ def _lbfgs_loop(fun, x, f, g, data, lower, upper, memory, max_iter, ftol, gtol, 
         free = ~(((xa <= lower) & (ga > 0)) | ((xa >= upper) & (ga < 0)))  # bound-clamped coordinates stay put
         pg = np.where(free, ga, 0.0)
         done = np.abs(pg).max(axis=1) <= gtol
-        direction = -_two_loop(pg, s_hist[idx], y_hist[idx], rho[idx], newest[idx], memory, free)
+        direction = -_two_loop(pg, s_hist, y_hist, rho, newest, memory, free)
         slope = np.einsum("sp,sp->s", direction, ga)
         bad = slope >= 0  # not a descent direction: fall back to steepest descent and forget the history
         direction[bad], slope[bad] = -pg[bad], -np.einsum("sp,sp->s", pg[bad], pg[bad])
-        rho[idx[bad]] = 0.0
-        first = newest[idx] < 0
-        step = np.where(first, np.minimum(1.0, 1.0 / np.maximum(np.linalg.norm(pg, axis=1), 1e-300)), 1.0)
+        rho[bad] = 0.0
+        step = np.minimum(1.0, 1.0 / np.maximum(np.linalg.norm(pg, axis=1), 1e-300)) if newest < 0 \
+            else np.ones(len(idx))
 
         x_new, f_new, g_new = xa.copy(), fa.copy(), ga.copy()
         pending = ~done & (slope < 0)
@@ -95,40 +96,41 @@ def _lbfgs_loop(fun, x, f, g, data, lower, upper, memory, max_iter, ftol, gtol, 
 
         s, y = x_new - xa, g_new - ga
         sy = np.einsum("sp,sp->s", s, y)
-        slot = (newest[idx] + 1) % memory
-        newest[idx] = slot
+        newest = (newest + 1) % memory
         keep = sy > 1e-10 * np.maximum(np.einsum("sp,sp->s", y, y), 1e-300)
-        s_hist[idx, slot], y_hist[idx, slot] = s, y
-        rho[idx, slot] = np.where(keep, 1.0 / np.where(keep, sy, 1.0), 0.0)
+        s_hist[:, newest], y_hist[:, newest] = s, y
+        rho[:, newest] = np.where(keep, 1.0 / np.where(keep, sy, 1.0), 0.0)
         small_change = (fa - f_new) <= ftol * np.maximum(np.maximum(np.abs(fa), np.abs(f_new)), f_floor)
         x[idx], f[idx], g[idx] = x_new, f_new, g_new
         iterations[idx] += ~done
         finished = done | stuck | (small_change & ~stuck)
         converged[idx] = done | (small_change & ~stuck)
-        active[idx[finished]] = False
+        if finished.any():
+            going = ~finished
+            idx, s_hist, y_hist, rho = idx[going], s_hist[going], y_hist[going], rho[going]
         shown.advance(int(finished.sum()))
     return BatchResult(x=x, f=f, converged=converged, iterations=iterations)
 
 
 def _two_loop(g, s_hist, y_hist, rho, newest, memory, free):
-    """H_k @ g for each problem, from its last `memory` (s, y) pairs (Nocedal & Wright, Alg. 7.4)."""
+    """H_k @ g for each problem, from its last `memory` (s, y) pairs (Nocedal & Wright, Alg. 7.4); slot `newest`
+    holds every problem's latest pair (-1: none yet)."""
     q = g.copy()
     alphas = np.zeros(rho.shape)
-    rows = np.arange(len(g))
     order = [(newest - k) % memory for k in range(memory)]  # newest first
     for slot in order:
-        s, y, r = s_hist[rows, slot], y_hist[rows, slot], rho[rows, slot]
+        s, y, r = s_hist[:, slot], y_hist[:, slot], rho[:, slot]
         a = r * np.einsum("sp,sp->s", s, q)
-        alphas[rows, slot] = a
+        alphas[:, slot] = a
         q -= a[:, None] * y
-    s, y, r = s_hist[rows, newest], y_hist[rows, newest], rho[rows, newest]
+    y, r = y_hist[:, newest], rho[:, newest]
     yy = np.einsum("sp,sp->s", y, y)
     gamma = np.where((r > 0) & (yy > 0), 1.0 / np.where(r > 0, r, 1.0) / np.where(yy > 0, yy, 1.0), 1.0)
     z = gamma[:, None] * q
     for slot in reversed(order):
-        s, y, r = s_hist[rows, slot], y_hist[rows, slot], rho[rows, slot]
+        s, y, r = s_hist[:, slot], y_hist[:, slot], rho[:, slot]
         b = r * np.einsum("sp,sp->s", y, z)
-        z += s * (alphas[rows, slot] - b)[:, None]
+        z += s * (alphas[:, slot] - b)[:, None]
     return np.where(free, z, 0.0)
 
 
