@@ -3,10 +3,12 @@
 Fitting is what costs (a backtest refits every fold, and each fit's calibration refits its own folds), and every
 variant of the error model only recombines what the fits measured. So `capture` fits once and keeps, per forecast:
 the point forecast and bootstrap band at each held-out row, the noise, each inner rolling fold's residuals, band
-variances and noise, and the log ratios (N, D, compute) of every row beyond its fit's largest values. `compare` then
-scores variants of the error model on the cache in seconds: the prior (`prior_kappa`, `prior_weight`, `prior_dof`),
-the distance (`distance`: max, n, compute, or n_dX for the larger of N and X times D), the distance relative to each
-fit's log-size span (`relative`), and the error's growth with distance (`power`, 1 linear). The library's settings are
+variances, parametric nulls and noise, and the log ratios (N, D, compute) of every row beyond its fit's largest
+values. `compare` then scores variants of the error model on the cache in seconds: the prior (`prior_kappa`,
+`prior_weight`, `prior_dof`), the distance (`distance`: max, n, compute, or n_dX for the larger of N and X times D),
+the distance relative to each fit's log-size span (`relative`), the error's growth with distance (`power`, 1 linear),
+and what a fold's error is measured against (`null`: bootstrap, the fold's own band; iid, run or split, refits of
+data drawn from the fold's law; `noise_scale` reads the noise that much larger). The library's settings are
 `{"distance": "max"}` with the defaults below. docs/fitting.md ("Why these settings") reports what this found;
 scripts/bench_calibration.py measures a setting the library can run end to end.
 
@@ -28,6 +30,8 @@ from ladder.errors import LadderError
 from ladder.fit.calibrate import IntervalOptions, noise_sd, rolling_folds, weighted_median
 from ladder.fit.forecast import backtest_folds, load_table
 from ladder.fit.laws import make_law
+from ladder.fit.laws.base import run_groups
+from ladder.fit.optimize import lbfgs_batch
 from ladder.fit.simulate import DESIGNS, SCENARIOS, simulate
 
 OPTIONS = IntervalOptions()
@@ -48,6 +52,33 @@ def span(table) -> float:
     return float(np.log(np.max(table["params"]) / np.min(table["params"])))
 
 
+def shared_fraction(log_residuals: np.ndarray, groups: np.ndarray) -> float:
+    """The share of the residuals' variance that a run's rows have in common (one-way ANOVA moments)."""
+    names, index, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    if len(names) == len(groups):
+        return 0.0
+    means = np.bincount(index, log_residuals) / counts
+    within = np.sum((log_residuals - means[index]) ** 2) / max(len(groups) - len(names), 1)
+    between = max(np.var(means, ddof=1) - within / np.mean(counts), 0.0)
+    return float(between / (between + within)) if between + within > 0 else 0.0
+
+
+def null_forecast_mse(law, train, test, noise: float, n: int, seed: int, shared: float) -> np.ndarray:
+    """What a fold's forecast would err by at `test` if its law were exact: refit n data sets drawn from the fitted
+    law times exp(noise), `shared` of the variance common to a run's rows (a parametric bootstrap), and return each
+    test row's mean squared log deviation of the refits' forecasts from the fold's own."""
+    log_fit = law.form.log_predict(law.theta_, law._log_x(train))[0]
+    groups = run_groups(train)
+    rng = np.random.default_rng([seed, 2])
+    shifts = noise * (np.sqrt(shared) * rng.standard_normal((n, int(groups.max()) + 1))[:, groups]
+                      + np.sqrt(1 - shared) * rng.standard_normal((n, len(train))))
+    batch = lbfgs_batch(law._objective(train, per_problem="targets"), np.repeat(law.theta_[None, :], n, axis=0),
+                        data=np.exp(log_fit[None, :] + shifts), bounds=law.bounds, max_iter=law.max_iter,
+                        ftol=1e-10, gtol=1e-9, f_floor=0.0)
+    log_x = law._log_x(test)
+    return np.mean((law.form.log_predict(batch.x, log_x) - law.form.log_predict(law.theta_, log_x)[0]) ** 2, axis=0)
+
+
 def capture_case(name: str, train, test, n_boot: int, seed: int) -> dict:
     """What every error-model variant needs for one forecast: `train` fitted, `test` forecast."""
     law = make_law(LAW).fit(train).bootstrap(train, n_boot, seed)
@@ -61,10 +92,14 @@ def capture_case(name: str, train, test, n_boot: int, seed: int) -> dict:
         except LadderError:
             continue
         point, _, band, _ = fold.log_draws(fold_test)
+        fit_residual = np.log(fold_train["loss"]) - fold.log_draws(fold_train)[0]
+        noise = noise_sd(fit_residual, n_params)
+        nulls = {name: null_forecast_mse(fold, fold_train, fold_test, noise, OPTIONS.fold_bootstrap, seed, shared)
+                 for name, shared in (("iid", 0.0), ("run", 1.0),
+                                      ("split", shared_fraction(fit_residual, run_groups(fold_train))))}
         folds.append({"sizes": len(np.unique(fold_train["params"])), "span": span(fold_train),
                       "residual": np.log(fold_test["loss"]) - point, "band_var": np.nanvar(band, axis=0),
-                      "noise": noise_sd(np.log(fold_train["loss"]) - fold.log_draws(fold_train)[0], n_params),
-                      "ratios": log_ratios(fold_train, fold_test)})
+                      "null_mse": nulls, "noise": noise, "ratios": log_ratios(fold_train, fold_test)})
     point, _, band, _ = law.log_draws(test)
     return {"name": name, "span": span(train), "folds": folds, "point": point, "band": band,
             "noise": noise_sd(np.log(train["loss"]) - law.log_draws(train)[0], n_params),
@@ -115,7 +150,11 @@ def error_model(case: dict, variant: dict) -> tuple[float, float]:
     for fold in case["folds"]:
         d = distance(fold["ratios"], variant, fold["span"])
         if np.any(d > 0):
-            excess.append(np.sum(fold["residual"] ** 2 - fold["band_var"] - fold["noise"] ** 2) / np.sum(d * d))
+            # the parametric null scales with the noise squared: `noise_scale` reads the noise that much larger
+            scale2 = variant.get("noise_scale", 1.0) ** 2
+            null = variant.get("null", "bootstrap")  # bootstrap: the fold's own band; else a parametric null
+            expected = fold["band_var"] if null == "bootstrap" else fold["null_mse"][null] * scale2
+            excess.append(np.sum(fold["residual"] ** 2 - expected - scale2 * fold["noise"] ** 2) / np.sum(d * d))
             weights.append(fold["sizes"])
     n = len(excess)
     learned = max(0.0, weighted_median(excess, weights)) if n else 0.0

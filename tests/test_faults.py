@@ -52,17 +52,21 @@ def test_kills_inside_writes_at_random_points_resume_bitwise(reference, tmp_path
     assert counted.returncode == 0, counted.stderr[-2000:]
     writes = int(counted.stdout.split("writes")[-1])
     assert writes > 20  # config, identity, version, summaries, checkpoints and their sidecars, budget models
-    for n in sorted(random.Random(0).sample(range(1, writes + 1), 3)):
-        runs = tmp_path / f"die{n}"
-        died = train_with(DIE_AT_WRITE, runs, n)
+    # One chain: killed at write n1, its resumption killed at its (n2 - n1)th write, that one's at its (n3 - n2)th,
+    # then resumed to the end (five trainers where three separate kills started seven). A resumption redoes the
+    # writes since its checkpoint, so each still has the writes left to die at.
+    points = sorted(random.Random(0).sample(range(1, writes + 1), 3))
+    runs = tmp_path / "killed"
+    for n, previous in zip(points, [0, *points]):
+        died = train_with(DIE_AT_WRITE, runs, n - previous)
         assert died.returncode == -signal.SIGKILL, (n, died.stderr[-2000:])
-        resumed = run_train(runs)
-        assert resumed.returncode == 0, (n, resumed.stderr[-2000:])
-        assert curve(runs) == curve(reference), n
-        rung = runs / "tiny" / RUNG
-        assert not list(rung.rglob(".*.tmp")), n  # the half-written file is gone, never read
-        elapsed = [r["elapsed_s"] for r in read_metrics(rung / "metrics.jsonl") if "elapsed_s" in r]
-        assert elapsed == sorted(elapsed), n  # wall time carries across the kill
+    resumed = run_train(runs)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert curve(runs) == curve(reference)
+    rung = runs / "tiny" / RUNG
+    assert not list(rung.rglob(".*.tmp"))  # the half-written files are gone, never read
+    elapsed = [r["elapsed_s"] for r in read_metrics(rung / "metrics.jsonl") if "elapsed_s" in r]
+    assert elapsed == sorted(elapsed)  # wall time carries across the kills
 
 
 def test_a_killed_rung_shows_interrupted_and_resumes(reference, tmp_path, run_cli):
@@ -242,6 +246,8 @@ def bad_conf(tmp_path, monkeypatch):
     (["train", "rung=tiny-14k", "train.checkpoint_every=0"], "train.checkpoint_every=0"),
     (["train", "rung=tiny-14k", "train.threads=abc"], "train.threads='abc': auto, or a whole number"),
     (["train", "rung=tiny-14k", "train.dtype=fp8"], "train.dtype='fp8': use one of auto, bf16, fp32"),
+    (["train", "rung=tiny-14k", "train.compile_backend=tvm"],
+     "train.compile_backend='tvm': use one of inductor, aot_eager, eager, cudagraphs"),
     (["sweep", "train.log_every=0"], "train.log_every=0"),
 ])
 def test_bad_config_is_one_line_and_writes_nothing(bad_conf, tmp_path, run_cli, args, message):

@@ -156,8 +156,11 @@ def harness_samples(setup, tasks: list[str], num_fewshot: int | None = None) -> 
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
+    # Our task files `include:` the harness's own by path, so its index of every task it ships (~14k YAML files, 25 s
+    # per TaskManager) is not needed to find them
+    manager = TaskManager(include_path=str(setup["include"]), include_defaults=False)
     out = simple_evaluate(model="hf", model_args=f"pretrained={setup['exported']},add_bos_token=True,dtype=float32",
-                          tasks=tasks, task_manager=TaskManager(include_path=str(setup["include"])),
+                          tasks=tasks, task_manager=manager,
                           num_fewshot=num_fewshot, batch_size=4, device="cpu", log_samples=True)
     return {name: sorted(samples, key=lambda s: s["doc_id"]) for name, samples in out["samples"].items()}
 

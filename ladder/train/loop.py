@@ -250,10 +250,11 @@ class Trainer:
         recipe = self.rung.recipe
         torch.manual_seed(self.rung.seed)
         self.model = build_model(self.rung.spec, seed=self.rung.seed).to(self.device)
-        self.parallel = Parallel(self.model, self.dist, self.device, bool(self.tcfg.fsdp),
-                                 compile_wanted(self.tcfg.compile, self.device))
+        backend = self.tcfg.get("compile_backend", "inductor") if compile_wanted(self.tcfg.compile, self.device) \
+            else None
+        self.parallel = Parallel(self.model, self.dist, self.device, bool(self.tcfg.fsdp), backend)
         self.optimizer = make_optimizer(self.model, recipe, fused=self.device.type == "cuda")
-        self.loss, self.finite = loss_function(self.parallel.compiled), FiniteWatch(self.device)
+        self.loss, self.finite = loss_function(self.parallel.compile_backend), FiniteWatch(self.device)
         progress = fresh_progress()
         state = Checkpoints(self.run.checkpoints).load_latest()
         if state is not None:
@@ -279,9 +280,10 @@ class Trainer:
                         self.repeat_factor, self.repeat_factor)
         if self.dist.is_main:
             self.run.write_summary(self.summary("running", progress))
+        backend = self.parallel.compile_backend
         self.reporter.log_line(f"{'resumed at' if state else 'starting at'} step {progress['step']} of {steps.main_end} "
                           f"(+{steps.branch_work} cooldown steps), {self.rung.eval_points} evaluations between "
-                          f"budgets, on {self.device}" + (" (compiled)" if self.parallel.compiled else ""))
+                          f"budgets, on {self.device}" + (f" (compiled, {backend})" if backend else ""))
         signals = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
         previous = {sig: signal.signal(sig, self._on_signal) for sig in signals}
         self.started = time.time()

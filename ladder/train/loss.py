@@ -54,10 +54,10 @@ def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, chunk_elements: i
     return _ChunkedCrossEntropy.apply(logits, targets, chunk_tokens)
 
 
-def loss_function(compiled: bool):
+def loss_function(compile_backend: str | None):
     """The training loss: compiled beside a compiled model (Inductor fuses the upcast into the softmax and its
     gradient, so fp32 logits never exist, as OLMo-core's compiled loss does), else the chunked one."""
-    return torch.compile(upcast_cross_entropy) if compiled else cross_entropy
+    return torch.compile(upcast_cross_entropy, backend=compile_backend) if compile_backend else cross_entropy
 
 
 class FiniteWatch:

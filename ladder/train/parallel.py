@@ -13,7 +13,8 @@ from ladder.distributed import Dist
 
 
 class Parallel:
-    def __init__(self, model: torch.nn.Module, info: Dist, device: torch.device, fsdp: bool, compile_model: bool):
+    def __init__(self, model: torch.nn.Module, info: Dist, device: torch.device, fsdp: bool,
+                 compile_backend: str | None):
         self.model, self.info, self.fsdp = model, info, fsdp and info.enabled
         require(not fsdp or info.enabled, "train.fsdp=true: FSDP needs several processes; launch with torchrun")
         if self.fsdp:
@@ -21,7 +22,7 @@ class Parallel:
             for layer in model.model.layers:
                 fully_shard(layer)
             fully_shard(model)
-        self.compiled = compile_model
+        self.compile_backend = compile_backend  # None: eager
         self.ddp = None
         module = model
         if info.enabled and not self.fsdp:
@@ -30,7 +31,7 @@ class Parallel:
                                                         else None)
         # DDP inside the compiled graph, as PyTorch documents it: the graph is split at DDP's gradient buckets, so
         # their all-reduce overlaps the rest of backward
-        self.module = torch.compile(module) if compile_model else module
+        self.module = torch.compile(module, backend=compile_backend) if compile_backend else module
 
     def sync_context(self, last_micro_batch: bool):
         """Gradient accumulation: reduce across ranks on the last micro-batch only."""
