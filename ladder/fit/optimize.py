@@ -64,7 +64,7 @@ def _lbfgs_loop(fun, x, f, g, data, lower, upper, memory, max_iter, ftol, gtol, 
     newest = -1
     converged = np.zeros(S, dtype=bool)
     iterations = np.zeros(S, dtype=int)
-    for it in range(max_iter):
+    for _ in range(max_iter):
         if idx.size == 0:
             break
         xa, fa, ga = x[idx], f[idx], g[idx]

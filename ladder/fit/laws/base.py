@@ -266,6 +266,7 @@ class PowerLawLaw(Law):
         else:
             fun, data = self._objective(table, per_problem="targets"), self._wild_targets(table, groups, n, seed)
             self.resampling_ = f"wild cluster bootstrap over {len(np.unique(groups))} runs (Webb weights)"
+
         def fit_resamples(starts, label):
             # Relative stopping rule: scipy's absolute one would stop a ~1e-3 Huber objective at its first step.
             return lbfgs_batch(fun, starts, data=data, bounds=self.bounds, max_iter=self.max_iter, ftol=1e-10,
