@@ -250,8 +250,7 @@ class Trainer:
         recipe = self.rung.recipe
         torch.manual_seed(self.rung.seed)
         self.model = build_model(self.rung.spec, seed=self.rung.seed).to(self.device)
-        backend = self.tcfg.get("compile_backend", "inductor") if compile_wanted(self.tcfg.compile, self.device) \
-            else None
+        backend = self.tcfg.compile_backend if compile_wanted(self.tcfg.compile, self.device) else None
         self.parallel = Parallel(self.model, self.dist, self.device, bool(self.tcfg.fsdp), backend)
         self.optimizer = make_optimizer(self.model, recipe, fused=self.device.type == "cuda")
         self.loss, self.finite = loss_function(self.parallel.compile_backend), FiniteWatch(self.device)

@@ -17,7 +17,7 @@ def check_train_options(tcfg) -> None:
     check_eval_points(tcfg.get("eval_points"))
     require(str(tcfg.get("compile")) == "auto" or isinstance(tcfg.get("compile"), bool),
             f"train.compile={tcfg.get('compile')!r}: use auto (on CUDA), true or false")
-    require(str(tcfg.get("compile_backend", "inductor")) in COMPILE_BACKENDS,
+    require(str(tcfg.get("compile_backend")) in COMPILE_BACKENDS,
             f"train.compile_backend={tcfg.get('compile_backend')!r}: use one of {', '.join(COMPILE_BACKENDS)}")
     threads = tcfg.get("threads")
     require(str(threads) == "auto" or (isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1),
