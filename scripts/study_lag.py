@@ -7,18 +7,24 @@ half-life profiled (the lowest total squared error, or the lowest within runs, w
 no lag explains, drop out), on bench_curves' simulated ladders (5 sizes 2e7-3.2e8: WSD-S 0.5-4x, or one cosine run to
 2x), each forecasting a 10x larger run under WSD-S and under cosine. Printed: the final loss's and the whole curve's
 median |error| over the seeds, and the half-lives the profiles chose.
+With --runs and --cosine-runs (bench_curves' tiny ladders: the demo's WSD-S one and a cosine one), the same fits on
+the trained ladders, each forecasting the held-out rung trained under either schedule.
 
     python scripts/study_lag.py --seeds 10
+    python scripts/study_lag.py --seeds 0 --runs runs --cosine-runs runs-cosine
 """
 
 from __future__ import annotations
 
 import argparse
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 from bench_curves import COSINE, SIM_SIZES, SIM_TARGET, WSDS, simulated_target
 
+from ladder.fit.collect import collect_runs
+from ladder.fit.curves import SCHEDULE_COLUMNS, on_path, run_schedule
 from ladder.fit.laws.base import run_groups
 from ladder.fit.laws.curve import LR_FLOOR, Curve
 from ladder.fit.simulate import curve_recipe, simulate_curve_run
@@ -89,10 +95,62 @@ def squared_errors(law: Curve, table: Table) -> tuple[float, float]:
     return float(np.sum(residuals ** 2)), within
 
 
+def profiled_laws(table: Table) -> dict[str, Curve]:
+    """{half-life: the law fitted with it} and the two profiles' choices."""
+    laws = {f"{h:g}": LaggedCurve(h).fit(table) for h in HALF_LIVES_STEPS}
+    sse = {h: squared_errors(law, table) for h, law in laws.items()}
+    laws["profiled"] = laws[min(sse, key=lambda h: sse[h][0])]
+    laws["profiled within runs"] = laws[min(sse, key=lambda h: sse[h][1])]
+    return laws
+
+
+def trained(root: Path) -> Table:
+    """Every evaluation of a trained ladder's rungs (collect curves=true), N as the fits take it, the lagged LRs."""
+    table = collect_runs(root, curves=True)
+    parts = []
+    for rung in dict.fromkeys(table["rung"]):
+        rows = table.take(np.flatnonzero(table["rung"] == rung))
+        recipe, budgets = run_schedule(root / str(rung))
+        parts.append(with_lags(Table({"params": rows["non_embedding_params"], "run": rows["rung"],
+                                      **{k: rows[k] for k in ("tokens", "loss", "final", "budget", *SCHEDULE_COLUMNS)}}),
+                               recipe, budgets, [b if f == 1 else None for b, f in zip(rows["budget"], rows["final"])]))
+    return Table.concat(parts)
+
+
+def held_out_path(root: Path) -> Table:
+    """The held-out rung's evaluations on its path to its last budget, in order."""
+    table = trained(root)
+    keep = on_path(table)
+    return table.take(keep[np.argsort(table["tokens"][keep])])
+
+
+def tiny(wsds: Path, cosine: Path) -> None:
+    held = {"WSD-S": held_out_path(wsds / "tiny-heldout"), "cosine": held_out_path(cosine / "tiny-heldout")}
+    print(f"\ntiny ladders forecasting the held-out rung ({held['WSD-S']['params'][0]:.3g} non-embedding params), "
+          f"trained under either schedule")
+    print(f"  {'ladder':>14} {'lag half-life (steps)':>28} {'held out':>9} {'final error':>12} "
+          f"{'whole curve: median |error|':>28}")
+    for name, root in (("WSD-S 0.5-2xC", wsds), ("cosine to 2xC", cosine)):
+        laws = profiled_laws(trained(root / "tiny"))
+        for choice, law in laws.items():
+            for schedule, run in held.items():
+                value = np.exp(law.log_draws(run)[0])
+                print(f"  {name:>14} {choice + ('' if 'profiled' not in choice else ' (' + law.column[6:] + ')'):>28} "
+                      f"{schedule:>9} {value[-1] / run['loss'][-1] - 1:>+12.2%} "
+                      f"{np.median(np.abs(value / run['loss'] - 1)):>28.2%}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--seeds", type=int, default=10, help="simulated ladders (0: none)")
+    parser.add_argument("--runs", type=Path, help="a runs_dir where ladder demo ran")
+    parser.add_argument("--cosine-runs", type=Path, help="a runs_dir where `ladder demo 'recipe.schedule={name: "
+                        "cosine, final_lr_frac: 0.1}' 'ladder.budgets=[2xC]'` ran")
     args = parser.parse_args()
+    if args.runs and args.cosine_runs:
+        tiny(args.runs, args.cosine_runs)
+    if args.seeds == 0:
+        return
     ladders = {"WSD-S 0.5-4x": (WSDS, (0.5, 1, 2, 4)), "cosine to 2x": (COSINE, (2,))}
     choices = [f"{h:g}" for h in HALF_LIVES_STEPS] + ["profiled", "profiled within runs"]
     errors = {(name, choice, t): [] for name in ladders for choice in choices for t in ("WSD-S", "cosine")}
@@ -100,11 +158,7 @@ def main() -> None:
     for seed in range(args.seeds):
         targets = {"WSD-S": target(WSDS, seed), "cosine": target(COSINE, seed)}
         for name, (schedule, multiples) in ladders.items():
-            table = ladder(schedule, multiples, seed)
-            laws = {f"{h:g}": LaggedCurve(h).fit(table) for h in HALF_LIVES_STEPS}
-            sse = {h: squared_errors(law, table) for h, law in laws.items()}
-            laws["profiled"] = laws[min(sse, key=lambda h: sse[h][0])]
-            laws["profiled within runs"] = laws[min(sse, key=lambda h: sse[h][1])]
+            laws = profiled_laws(ladder(schedule, multiples, seed))
             for how in ("profiled", "profiled within runs"):
                 chosen[(name, how)][laws[how].column[len("lr_lag"):]] += 1
             for choice, law in laws.items():
