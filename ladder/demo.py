@@ -13,13 +13,14 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ladder.errors import require
 from ladder.fit.checks import format_checks
 from ladder.fit.collect import include_changed
 from ladder.fit.forecast import write_outputs
 from ladder.fit.ladder import TaskFit, curve_fit, fit_ladder, ladder_evaluations
+from ladder.fit.laws import make_law
 from ladder.fit.watch import observe, watch
 from ladder.io import atomic_write_json
 from ladder.plan import Plan, format_plan, make_plan
@@ -40,6 +41,18 @@ def heldout_config(cfg: DictConfig, plan: Plan) -> DictConfig:
                              target.get("params") is None else {"params": target.params}}
         held.ladder.budgets = [target.tokens]
     return held
+
+
+def check_fittable(cfg: DictConfig, plan: Plan) -> None:
+    """The demo fits `law` to the rungs' final points before the held-out rung trains: a ladder with no more of them
+    than the law has coefficients (one budget per size) is refused before anything trains, not after."""
+    law = make_law(OmegaConf.to_container(cfg.law, resolve=True))
+    form = getattr(law, "form", None)  # the power laws' coefficients; other laws check their data when they fit
+    points = sum(len(rung.budgets) for rung in plan.rungs)
+    require(form is None or points > form.n_params,
+            f"ladder.budgets: {len(plan.rungs)} rungs x their budgets give {points} final points, and law={law.name} "
+            f"has {form.n_params if form else 0} coefficients to fit before the held-out rung trains; give more "
+            f"budgets (e.g. ladder.budgets=[0.5xC,1xC,2xC]) or more sizes")
 
 
 def train_all(cfg: DictConfig, plan: Plan) -> None:
@@ -64,6 +77,7 @@ def run_demo(cfg: DictConfig) -> int:
             "target: the held-out rung must have at least 3x the parameters of the largest fitted rung")
     root = ladder_dir(cfg.runs_dir, plan.ladder)
     report = report_dir(cfg.runs_dir, plan.ladder)
+    check_fittable(cfg, plan)
     print(format_plan(plan), "\n", flush=True)
 
     train_all(cfg, plan)

@@ -147,6 +147,15 @@ def test_a_billion_laughs_ladder_is_refused_at_once(ladder_dir):
     one_line(result.returncode, result.stderr, "laughs.yaml: expands to more than 100,000 values")
 
 
+def test_a_demo_ladder_too_small_to_fit_is_refused_before_anything_trains(tmp_path, run_cli):
+    # one budget per size: 4 final points for chinchilla's 5 coefficients, found once every rung had trained (measured:
+    # 27 minutes of training, then the error)
+    runs = tmp_path / "runs"
+    one_line(*run_cli("demo", "ladder.budgets=[2xC]", f"runs_dir={runs}", "logger.wandb=disabled")[::2],
+             "ladder.budgets: 4 rungs x their budgets give 4 final points", "law=chinchilla has 5 coefficients")
+    assert not runs.exists()
+    one_line(*run_cli("demo", "ladder.budgets=[2xC]", "law=curve", f"runs_dir={runs}")[::2], "law=curve has 7")
+
 # -- token files and tokenizers ----------------------------------------------------------------------------------
 
 def test_token_npy_files_with_bad_headers_are_one_line(tmp_path):
