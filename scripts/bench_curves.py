@@ -35,6 +35,12 @@ from ladder.fit.laws import make_law
 from ladder.fit.table import Table
 from ladder.fit.watch import Observed, watch
 
+COSINE_RUNS_HELP = ("a runs_dir holding the tiny ladder trained under cosine to 2xC and its held-out rung, with the "
+                    "demo's evaluations: `ladder sweep 'recipe.schedule={name: cosine, final_lr_frac: 0.1}' "
+                    "'ladder.budgets=[2xC]' train.eval_points=4 train.eval_tokens=131072 runs_dir=DIR`, then `ladder "
+                    "train rung=tiny-665k-1xC ladder.name=tiny-heldout '~ladder.sizes' '+ladder.sizes={tiny-665k: "
+                    "{preset: tiny-665k}}' 'ladder.budgets=[1xC]'` with the same overrides (the demo itself refuses "
+                    "one budget per size: too few final points for its fit)")
 FRACTIONS = (0.1, 0.25, 0.5)
 OLMO_LOSS = "eval/c4_en-validation/CrossEntropyLoss"
 
@@ -364,8 +370,7 @@ def tiny_transfer(wsds: Path, cosine: Path | None, n_boot: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=Path, help="a runs_dir where ladder demo ran (tiny/ and tiny-heldout/)")
-    parser.add_argument("--cosine-runs", type=Path, help="a runs_dir where `ladder demo 'recipe.schedule={name: "
-                        "cosine, final_lr_frac: 0.1}' 'ladder.budgets=[2xC]'` ran: the schedule transfer")
+    parser.add_argument("--cosine-runs", type=Path, help=COSINE_RUNS_HELP + ": the schedule transfer")
     parser.add_argument("--olmo", type=Path, default=Path("../shared/refdata/olmo-ladder"))
     parser.add_argument("--bootstrap", type=int, default=200)
     parser.add_argument("--parts", default="curves,cheaper,simulated,transfer",

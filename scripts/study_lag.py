@@ -21,7 +21,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from bench_curves import COSINE, SIM_SIZES, SIM_TARGET, WSDS, simulated_target
+from bench_curves import COSINE, COSINE_RUNS_HELP, SIM_SIZES, SIM_TARGET, WSDS, simulated_target
 
 from ladder.fit.collect import collect_runs
 from ladder.fit.curves import SCHEDULE_COLUMNS, on_path, run_schedule
@@ -144,8 +144,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=10, help="simulated ladders (0: none)")
     parser.add_argument("--runs", type=Path, help="a runs_dir where ladder demo ran")
-    parser.add_argument("--cosine-runs", type=Path, help="a runs_dir where `ladder demo 'recipe.schedule={name: "
-                        "cosine, final_lr_frac: 0.1}' 'ladder.budgets=[2xC]'` ran")
+    parser.add_argument("--cosine-runs", type=Path, help=COSINE_RUNS_HELP)
     args = parser.parse_args()
     if args.runs and args.cosine_runs:
         tiny(args.runs, args.cosine_runs)
