@@ -111,9 +111,10 @@ def trained(root: Path) -> Table:
     for rung in dict.fromkeys(table["rung"]):
         rows = table.take(np.flatnonzero(table["rung"] == rung))
         recipe, budgets = run_schedule(root / str(rung))
-        parts.append(with_lags(Table({"params": rows["non_embedding_params"], "run": rows["rung"],
-                                      **{k: rows[k] for k in ("tokens", "loss", "final", "budget", *SCHEDULE_COLUMNS)}}),
-                               recipe, budgets, [b if f == 1 else None for b, f in zip(rows["budget"], rows["final"])]))
+        columns = {k: rows[k] for k in ("tokens", "loss", "final", "budget", *SCHEDULE_COLUMNS)}
+        branches = [b if f == 1 else None for b, f in zip(rows["budget"], rows["final"])]
+        parts.append(with_lags(Table({"params": rows["non_embedding_params"], "run": rows["rung"], **columns}),
+                               recipe, budgets, branches))
     return Table.concat(parts)
 
 
@@ -135,7 +136,8 @@ def tiny(wsds: Path, cosine: Path) -> None:
         for choice, law in laws.items():
             for schedule, run in held.items():
                 value = np.exp(law.log_draws(run)[0])
-                print(f"  {name:>14} {choice + ('' if 'profiled' not in choice else ' (' + law.column[6:] + ')'):>28} "
+                label = choice if "profiled" not in choice else f"{choice} ({law.column[len('lr_lag'):]})"
+                print(f"  {name:>14} {label:>28} "
                       f"{schedule:>9} {value[-1] / run['loss'][-1] - 1:>+12.2%} "
                       f"{np.median(np.abs(value / run['loss'] - 1)):>28.2%}")
 
