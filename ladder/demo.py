@@ -47,12 +47,14 @@ def check_fittable(cfg: DictConfig, plan: Plan) -> None:
     """The demo fits `law` to the rungs' final points before the held-out rung trains: a ladder with no more of them
     than the law has coefficients (one budget per size) is refused before anything trains, not after."""
     law = make_law(OmegaConf.to_container(cfg.law, resolve=True))
-    form = getattr(law, "form", None)  # the power laws' coefficients; other laws check their data when they fit
+    form = getattr(law, "form", None)
+    if form is None:  # not a power law: it checks its data when it fits
+        return
     points = sum(len(rung.budgets) for rung in plan.rungs)
-    require(form is None or points > form.n_params,
+    require(points > form.n_params,
             f"ladder.budgets: {len(plan.rungs)} rungs x their budgets give {points} final points, and law={law.name} "
-            f"has {form.n_params if form else 0} coefficients to fit before the held-out rung trains; give more "
-            f"budgets (e.g. ladder.budgets=[0.5xC,1xC,2xC]) or more sizes")
+            f"has {form.n_params} coefficients to fit before the held-out rung trains; give more budgets (e.g. "
+            f"ladder.budgets=[0.5xC,1xC,2xC]) or more sizes")
 
 
 def train_all(cfg: DictConfig, plan: Plan) -> None:
