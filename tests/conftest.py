@@ -56,12 +56,15 @@ def reference(cache, tmp_path_factory):
     return runs
 
 
-# the longest files first (measured: `pytest --durations=0`), so that with one file per worker no worker is left alone
-# with a long file at the end (test_demo.py, one 200 s test, ran last and alone before it was listed here)
-LONGEST_FIRST = ["test_tune.py", "test_slurm.py", "test_train.py", "test_faults.py", "test_calibration.py",
-                 "test_demo.py", "test_fit_reproduce.py", "test_evals_loop.py", "test_sweep.py", "test_bench_gpu.py",
-                 "test_report.py", "test_harness.py", "test_design.py", "test_fit_pipeline.py", "test_data.py",
-                 "test_api.py", "test_run_files.py"]
+# the longest files first (wall time under `-n auto`, measured with a per-test timeline), so that with one file per
+# worker no worker is left alone with a long file at the end. test_slurm.py mostly waits on its cluster: it starts
+# first and its waiting overlaps the others' work. test_bench_gpu.py compiles for ~70 s when Inductor's cache is cold
+# (a fresh machine). pyproject's `--no-loadscope-reorder` keeps this order: xdist's default sorts files by their
+# number of tests, and test_slurm.py then started at 7.5 min and ended the suite alone.
+LONGEST_FIRST = ["test_slurm.py", "test_calibration.py", "test_train.py", "test_faults.py", "test_design.py",
+                 "test_demo.py", "test_bench_gpu.py", "test_data.py", "test_report.py", "test_fit_pipeline.py",
+                 "test_tune.py", "test_sweep.py", "test_watching.py", "test_fit_reproduce.py", "test_curves.py",
+                 "test_plan.py", "test_api.py", "test_run_files.py", "test_export.py", "test_evals_loop.py"]
 
 
 def pytest_xdist_auto_num_workers(config):

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from ladder.io import read_metrics
-from test_train import RUNG, ROOT, curve, ladder_cmd, overrides, run_train, summary, wait_for_records
+from test_train import RUNG, ROOT, curve, ladder_cmd, overrides, run_train, summary, train_here, wait_for_records
 
 # Kill the process at its Nth atomic write, with the temp file half written: a crash inside a checkpoint, a budget
 # model, a summary or metadata write.
@@ -60,7 +60,7 @@ def test_kills_inside_writes_at_random_points_resume_bitwise(reference, tmp_path
     for n, previous in zip(points, [0, *points]):
         died = train_with(DIE_AT_WRITE, runs, n - previous)
         assert died.returncode == -signal.SIGKILL, (n, died.stderr[-2000:])
-    resumed = run_train(runs)
+    resumed = train_here(runs)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert curve(runs) == curve(reference)
     rung = runs / "tiny" / RUNG
@@ -81,7 +81,7 @@ def test_a_killed_rung_shows_interrupted_and_resumes(reference, tmp_path, run_cl
     assert code == 0, err
     row = next(line for line in out.splitlines() if line.startswith(RUNG))
     assert f"interrupted (stale lease: pid {process.pid}" in row
-    assert run_train(tmp_path).returncode == 0 and curve(tmp_path) == curve(reference)
+    assert train_here(tmp_path).returncode == 0 and curve(tmp_path) == curve(reference)
 
 
 def test_sigterm_inside_a_cooldown_branch_resumes_without_duplicates(reference, tmp_path):
@@ -97,7 +97,7 @@ def test_sigterm_inside_a_cooldown_branch_resumes_without_duplicates(reference, 
     assert process.returncode == 75, out
     latest = (tmp_path / "tiny" / RUNG / "checkpoints" / "latest").read_text()
     assert latest.strip().endswith("_fork.pt"), latest  # stopped inside the branch: no checkpoint mid-branch
-    assert run_train(tmp_path).returncode == 0
+    assert train_here(tmp_path).returncode == 0
     assert curve(tmp_path) == curve(reference)  # every branch record once, in order
 
 
@@ -131,7 +131,7 @@ def test_lost_metrics_are_refused_never_padded(reference, tmp_path):
     (rung / "summary.json").write_text(json.dumps({**summary(reference), "status": "running"}))
     text = (rung / "metrics.jsonl").read_text()
     (rung / "metrics.jsonl").write_text(text[: len(text) // 3])
-    result = run_train(tmp_path)
+    result = train_here(tmp_path)
     assert result.returncode == 2 and "shorter than the" in result.stderr and "records were lost" in result.stderr
     assert "\0" not in (rung / "metrics.jsonl").read_text()
 
@@ -143,7 +143,7 @@ def test_every_checkpoint_corrupt_keeps_the_finished_budgets(reference, tmp_path
     (rung / "summary.json").write_text(json.dumps({**summary(reference), "status": "running"}))
     for checkpoint in (rung / "checkpoints").glob("*.pt"):
         checkpoint.write_bytes(b"corrupt")
-    result = run_train(tmp_path)
+    result = train_here(tmp_path)
     assert result.returncode == 2 and "every checkpoint is corrupt" in result.stderr
     s = summary(tmp_path)
     assert s["status"] == "failed" and {k: v["loss"] for k, v in s["budgets"].items()} == \
@@ -153,7 +153,7 @@ def test_every_checkpoint_corrupt_keeps_the_finished_budgets(reference, tmp_path
 def test_a_changed_config_of_a_finished_rung_is_refused_not_skipped(reference, tmp_path, run_cli):
     import shutil
     shutil.copytree(reference / "tiny", tmp_path / "tiny")
-    result = run_train(tmp_path, "recipe.lr.base=0.003")
+    result = train_here(tmp_path, "recipe.lr.base=0.003")
     assert result.returncode == 2 and "finished with another configuration" in result.stderr
     assert "train.overwrite=true" in result.stderr
     code, out, err = run_cli("status", f"runs_dir={tmp_path}", *overrides(tmp_path, "recipe.lr.base=0.003")[3:])
@@ -161,7 +161,7 @@ def test_a_changed_config_of_a_finished_rung_is_refused_not_skipped(reference, t
     code, out, err = run_cli("sweep", f"runs_dir={tmp_path}", f"rungs=[{RUNG}]",
                              *overrides(tmp_path, "recipe.lr.base=0.003")[3:])
     assert code == 2 and "finished with another configuration" in err
-    retrained = run_train(tmp_path, "recipe.lr.base=0.003", "train.overwrite=true")
+    retrained = train_here(tmp_path, "recipe.lr.base=0.003", "train.overwrite=true")
     assert retrained.returncode == 0, retrained.stderr[-2000:]
     assert summary(tmp_path)["lr"] != summary(reference)["lr"]
 
@@ -326,7 +326,7 @@ def test_overwrite_resumes_an_interrupted_rung_of_the_same_config(reference, tmp
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 75
     before = metrics.read_text().splitlines()[:6]  # written before the interrupt, with their elapsed_s
-    assert run_train(tmp_path, "train.overwrite=true").returncode == 0
+    assert train_here(tmp_path, "train.overwrite=true").returncode == 0
     assert metrics.read_text().splitlines()[:6] == before  # resumed, not retrained from scratch
     assert curve(tmp_path) == curve(reference)
 
@@ -370,7 +370,7 @@ def test_a_torn_latest_pointer_falls_back_to_the_newest_verified_checkpoint(refe
     rung = tmp_path / "tiny" / RUNG
     (rung / "summary.json").write_text(json.dumps({**summary(reference), "status": "running"}))
     (rung / "checkpoints" / "latest").write_bytes(b"\xff\xfe\x00step")
-    result = run_train(tmp_path)
+    result = train_here(tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "names no checkpoint" in result.stderr and summary(tmp_path)["status"] == "done"
     assert curve(tmp_path) == curve(reference)

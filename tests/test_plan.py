@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 
@@ -119,6 +120,18 @@ def test_console_script_exit_code(tmp_path):
                             text=True, cwd=tmp_path)
     assert result.returncode == 2 and result.stderr.startswith("error: ladder=nope")
     assert not any(tmp_path.iterdir())  # composing a config writes nothing (no outputs/ dir)
+
+
+def test_plan_reads_the_corpus_without_importing_torch(tmp_path):
+    """`ladder plan` runs on a login node and reads the corpus through `datasets`, which, torch being installed,
+    would import it (1.2 s of a 3 s command) for DataLoader workers that planning never starts."""
+    import subprocess
+    import sys
+    script = ("import sys; from ladder.cli import main; code = main(['plan', 'data.max_documents=50']); "
+              "print(code, 'torch' in sys.modules, 'datasets' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "LADDER_CACHE": str(tmp_path)})
+    assert result.stdout.splitlines()[-1] == "0 False True", result.stderr[-2000:]
 
 
 def test_a_target_without_a_preset_of_its_size_is_named_by_it(run_cli):

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import functools
+import contextlib
 import glob
 import hashlib
 import os
@@ -140,9 +141,27 @@ def _open(source: Source, piece: tuple[int, int] = (0, 1)):
     """The source as a streamed `datasets` IterableDataset; piece=(index, count): that piece of it, a contiguous
     run of its files (its records dealt round-robin when it has fewer files than pieces)."""
     import datasets
-    from datasets.distributed import split_dataset_by_node
 
     datasets.disable_progress_bars()
+    with _torch_left_out(datasets.config):
+        return _stream(datasets, source, piece)
+
+
+@contextlib.contextmanager
+def _torch_left_out(config):
+    """Where torch is installed, datasets makes each stream a torch IterableDataset, importing torch (1.2 s of every
+    `ladder plan` and `prepare`) for DataLoader workers the data stage never has; a process without torch stays so."""
+    was = config.TORCH_AVAILABLE
+    config.TORCH_AVAILABLE = was and "torch" in sys.modules
+    try:
+        yield
+    finally:
+        config.TORCH_AVAILABLE = was
+
+
+def _stream(datasets, source: Source, piece: tuple[int, int]):
+    from datasets.distributed import split_dataset_by_node
+
     if source.kind == "hub":
         check_reachable(source)
         revision = {} if os.path.exists(source.hub_path) else {"revision": source.revision}  # a local copy: offline
