@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_demo_end_to_end_then_reuses_everything(tmp_path):
     args = [sys.executable, "-m", "ladder.cli", "demo", f"runs_dir={tmp_path / 'runs'}", "logger.wandb=disabled",
             "ladder.budgets=[2e4,4e4,8e4]", "target.tokens=4e4", "data.max_documents=300",
-            "data.val_fraction=0.05", "demo.eval_tokens=4096", "bootstrap.n=100",
+            "data.val_fraction=0.05", "demo.eval_tokens=4096", "bootstrap.n=50",
             "eval.next_line.limit=16"]  # 16 of next_line's 64 items: evaluating was half of each rung's time
     env = {"LADDER_CACHE": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin",  # a bare environment, the threads aside:
            **{k: v for k, v in os.environ.items() if k.endswith("_NUM_THREADS")}}  # the suite's workers share cores
