@@ -49,9 +49,11 @@ def cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def reference(cache, tmp_path_factory):
+    """The rung trained once, uninterrupted, in this process: the curve that killed and resumed runs, each started as
+    a process of its own, must reproduce bitwise."""
     runs = tmp_path_factory.mktemp("reference")
-    from test_train import run_train
-    result = run_train(runs)
+    from test_train import train_here
+    result = train_here(runs)
     assert result.returncode == 0, result.stderr
     return runs
 
