@@ -11,8 +11,8 @@
 
 from __future__ import annotations
 
-import functools
 import contextlib
+import functools
 import glob
 import hashlib
 import os
@@ -144,7 +144,7 @@ def _open(source: Source, piece: tuple[int, int] = (0, 1)):
 
     datasets.disable_progress_bars()
     with _torch_left_out(datasets.config):
-        return _stream(datasets, source, piece)
+        return _stream(source, piece)
 
 
 @contextlib.contextmanager
@@ -159,7 +159,8 @@ def _torch_left_out(config):
         config.TORCH_AVAILABLE = was
 
 
-def _stream(datasets, source: Source, piece: tuple[int, int]):
+def _stream(source: Source, piece: tuple[int, int]):
+    import datasets
     from datasets.distributed import split_dataset_by_node
 
     if source.kind == "hub":
