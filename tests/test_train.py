@@ -40,9 +40,9 @@ def run_train(runs: Path, *extra: str, timeout=120) -> subprocess.CompletedProce
 
 def train_here(runs: Path, *extra: str) -> subprocess.CompletedProcess:
     """`ladder train` in this process, its prints and warnings captured as a process's stdout and stderr: for the
-    runs a test neither kills nor watches (a resumption, a refusal), which in a process of their own spend ~5 s of
-    their ~6 importing torch and transformers. The killed runs stay processes: their records and the records of
-    runs here must agree bitwise."""
+    runs a test neither kills nor watches (the reference, a resumption, a refusal), which in a process of their own
+    spend ~5 s of their ~6 importing torch and transformers. The killed runs stay processes: their records and the
+    records of runs here must agree bitwise."""
     import contextlib
     import io
     import logging
